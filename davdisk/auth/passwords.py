@@ -1,0 +1,77 @@
+"""Password hashing and a cache of verified credentials.
+
+Stored passwords are bcrypt hashes. Every WebDAV request carries Basic credentials, and bcrypt at
+cost 12 takes ~0.25 s, so a verified (user, password) pair is remembered for a short while — keyed
+by an HMAC of both under a per-process random secret, so the cache never holds a password or
+anything that would let one be tested offline after the process ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict
+
+import bcrypt
+
+MIN_PASSWORD_LENGTH = 8
+# bcrypt ignores bytes past 72; longer passwords are pre-hashed so every byte counts.
+_BCRYPT_MAX = 72
+
+
+def _prepare(password: str) -> bytes:
+    raw = password.encode("utf-8")
+    if len(raw) > _BCRYPT_MAX:
+        raw = hashlib.sha256(raw).hexdigest().encode()
+    return raw
+
+
+def hash_password(password: str, cost: int = 12) -> str:
+    return bcrypt.hashpw(_prepare(password), bcrypt.gensalt(cost)).decode("ascii")
+
+
+def check_password(password: str, password_hash: str) -> bool:
+    try:
+        return bcrypt.checkpw(_prepare(password), password_hash.encode("ascii"))
+    except ValueError:  # a malformed stored hash never matches
+        return False
+
+
+class CredentialCache:
+    """Remembers verified (user, password) pairs for ``ttl`` seconds, at most ``size`` of them."""
+
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._secret = secrets.token_bytes(32)
+        self._entries: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _key(self, user: str, password: str) -> bytes:
+        msg = user.encode("utf-8") + b"\0" + password.encode("utf-8")
+        return hmac.new(self._secret, msg, hashlib.sha256).digest()
+
+    def hit(self, user: str, password: str, password_hash: str) -> bool:
+        """True if this pair was verified against this very hash within the ttl."""
+        key = self._key(user, password)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return False
+            expires, for_hash = found
+            if expires < time.monotonic() or not hmac.compare_digest(for_hash, password_hash):
+                del self._entries[key]
+                return False
+            self._entries.move_to_end(key)
+            return True
+
+    def add(self, user: str, password: str, password_hash: str) -> None:
+        key = self._key(user, password)
+        with self._lock:
+            self._entries[key] = (time.monotonic() + self._ttl, password_hash)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)

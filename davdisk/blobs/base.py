@@ -1,0 +1,78 @@
+"""BlobStore: where encrypted blobs live.
+
+A blob store keeps opaque ciphertext under random ids and knows nothing of users, paths or keys.
+Writes go to a temporary object that becomes visible under its id only by :meth:`BlobUpload.commit`,
+after its bytes are durable; an upload that is aborted or cut by a crash leaves at most a temporary
+object, which :meth:`BlobStore.remove_stale_uploads` (``davdisk gc``) removes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import BinaryIO
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    id: str
+    size: int
+    mtime: float
+
+
+class BlobUpload(ABC):
+    """A blob being written. Use as a context manager: leaving it without commit() aborts."""
+
+    file: BinaryIO
+
+    @abstractmethod
+    def commit(self) -> int:
+        """Make the bytes durable, then visible under the blob id; return the stored size."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Discard the upload (idempotent; a no-op after commit)."""
+
+    def __enter__(self) -> BlobUpload:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.abort()
+
+
+class BlobStore(ABC):
+    """Opaque, immutable blobs under hex ids."""
+
+    @abstractmethod
+    def upload(self, blob_id: str) -> BlobUpload:
+        """Start writing blob ``blob_id``; it must not exist yet."""
+
+    @abstractmethod
+    def open(self, blob_id: str) -> BinaryIO:
+        """Open a stored blob for reading; seekable. Raises FileNotFoundError if absent."""
+
+    @abstractmethod
+    def delete(self, blob_id: str) -> bool:
+        """Remove a blob; return False if it was not there."""
+
+    @abstractmethod
+    def exists(self, blob_id: str) -> bool: ...
+
+    @abstractmethod
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every committed blob (order unspecified)."""
+
+    @abstractmethod
+    def remove_stale_uploads(self, min_age: float) -> tuple[int, int]:
+        """Remove temporary objects older than ``min_age`` seconds; return (count, bytes)."""
+
+    @abstractmethod
+    def free_bytes(self) -> int | None:
+        """Free space for new blobs, or None if unknown."""

@@ -1,0 +1,114 @@
+"""A BlobStore on the local filesystem.
+
+Layout under the blob folder: ``<id[0:2]>/<id>`` for committed blobs (256 fan-out folders keep
+directories small) and ``tmp/<random>.part`` for uploads in progress. A commit is: fsync the file,
+rename it into place, fsync the folder — so a blob that is visible is complete on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from davdisk.blobs.base import BlobInfo, BlobStore, BlobUpload
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _LocalUpload(BlobUpload):
+    def __init__(self, store: LocalBlobStore, blob_id: str) -> None:
+        self._store = store
+        self._final = store.path_of(blob_id)
+        self._tmp = store.tmp_dir / f"{secrets.token_hex(8)}.part"
+        self.file = open(self._tmp, "xb")  # noqa: SIM115 - closed by commit/abort
+        self._done = False
+
+    def commit(self) -> int:
+        f = self.file
+        f.flush()
+        os.fsync(f.fileno())
+        size = f.tell()
+        f.close()
+        self._final.parent.mkdir(exist_ok=True)
+        # link() instead of rename(): refuses to replace an existing blob, ids are never reused.
+        os.link(self._tmp, self._final)
+        os.unlink(self._tmp)
+        _fsync_dir(self._final.parent)
+        self._done = True
+        return size
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class LocalBlobStore(BlobStore):
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp_dir = self.root / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({str(self.root)!r})"
+
+    def path_of(self, blob_id: str) -> Path:
+        if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
+            raise ValueError("blob ids are 32 lowercase hex digits")
+        return self.root / blob_id[:2] / blob_id
+
+    def upload(self, blob_id: str) -> BlobUpload:
+        return _LocalUpload(self, blob_id)
+
+    def open(self, blob_id: str) -> BinaryIO:
+        return open(self.path_of(blob_id), "rb")
+
+    def delete(self, blob_id: str) -> bool:
+        try:
+            self.path_of(blob_id).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def exists(self, blob_id: str) -> bool:
+        return self.path_of(blob_id).is_file()
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        for sub in self.root.iterdir():
+            if len(sub.name) != 2 or not sub.is_dir():
+                continue
+            for entry in os.scandir(sub):
+                if entry.is_file() and len(entry.name) == 32:
+                    st = entry.stat()
+                    yield BlobInfo(entry.name, st.st_size, st.st_mtime)
+
+    def remove_stale_uploads(self, min_age: float) -> tuple[int, int]:
+        count = size = 0
+        limit = time.time() - min_age
+        for entry in os.scandir(self.tmp_dir):
+            st = entry.stat()
+            if st.st_mtime <= limit:
+                with_size = st.st_size
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+                count += 1
+                size += with_size
+        return count, size
+
+    def free_bytes(self) -> int | None:
+        return shutil.disk_usage(self.root).free

@@ -1,0 +1,164 @@
+"""Settings: one schema, with defaults, validators and errors that name their source.
+
+Settings come from (later wins): built-in defaults, a TOML file (``--config``), environment
+variables for the few that deployments set that way (``DAVDISK_DATA_DIR``), and command-line flags.
+``config/davdisk.example.toml`` documents every key; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from davdisk.errors import ConfigError
+
+
+def _port(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 65535:
+        raise ValueError("must be an integer between 0 and 65535")
+    return v
+
+
+def _positive_int(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        raise ValueError("must be a positive integer")
+    return v
+
+
+def _bcrypt_cost(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 4 <= v <= 31:
+        raise ValueError("must be an integer between 4 and 31")
+    return v
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("must be a string")
+    return v
+
+
+def _log_level(v: Any) -> str:
+    levels = ("debug", "info", "warning", "error")
+    if not isinstance(v, str) or v.lower() not in levels:
+        raise ValueError(f"must be one of {', '.join(levels)}")
+    return v.lower()
+
+
+# (section, key) -> (default, validator, help). The example config is generated from this table's
+# order and help texts, so the documentation cannot drift from the code.
+SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
+    ("server", "host"): ("127.0.0.1", _str, "Address to listen on; 0.0.0.0 for every interface."),
+    ("server", "port"): (8080, _port, "TCP port; 0 picks a free one (the log says which)."),
+    ("server", "threads"): (
+        32,
+        _positive_int,
+        "Worker threads: the number of requests served at once (Explorer opens many).",
+    ),
+    ("storage", "database_url"): (
+        "",
+        _str,
+        'SQLAlchemy URL of the metadata DB; "" = SQLite file <data-dir>/davdisk.db.',
+    ),
+    ("storage", "blob_dir"): ("", _str, 'Folder of encrypted blobs; "" = <data-dir>/blobs.'),
+    ("storage", "master_key_file"): (
+        "",
+        _str,
+        'Master key file (32 bytes, mode 0600); "" = <data-dir>/master.key, '
+        "or $DAVDISK_MASTER_KEY_FILE.",
+    ),
+    ("auth", "bcrypt_cost"): (12, _bcrypt_cost, "bcrypt work factor for stored passwords."),
+    ("auth", "cache_seconds"): (
+        300,
+        _positive_int,
+        "How long a verified login is remembered in memory (keyed by an HMAC, never the password).",
+    ),
+    ("auth", "realm"): ("davdisk", _str, "Realm shown in the browser's login prompt."),
+    ("dav", "block_size"): (
+        1 << 20,
+        _positive_int,
+        "Bytes read from a request body or sent in a response per step.",
+    ),
+    ("logging", "level"): ("info", _log_level, "debug, info, warning or error."),
+}
+
+
+@dataclass
+class Config:
+    """Every setting, resolved. Paths are absolute."""
+
+    data_dir: Path
+    values: dict[tuple[str, str], Any] = field(default_factory=dict)
+    source: str = "defaults"
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values[(section, key)]
+
+    def set(self, section: str, key: str, value: Any, source: str) -> None:
+        _default, validate, _help = SCHEMA[(section, key)]
+        try:
+            self.values[(section, key)] = validate(value)
+        except ValueError as e:
+            raise ConfigError(f"[{section}] {key} {e} (got {value!r})", source=source) from None
+
+    @property
+    def database_url(self) -> str:
+        url = self.get("storage", "database_url")
+        return url or f"sqlite:///{self.data_dir / 'davdisk.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return Path(self.get("storage", "blob_dir") or self.data_dir / "blobs").absolute()
+
+    @property
+    def master_key_file(self) -> Path:
+        configured = self.get("storage", "master_key_file") or os.environ.get(
+            "DAVDISK_MASTER_KEY_FILE", ""
+        )
+        return Path(configured or self.data_dir / "master.key").absolute()
+
+
+def load(config_file: str | Path | None = None, data_dir: str | Path | None = None) -> Config:
+    """Build the configuration from defaults, an optional TOML file and the data dir."""
+    data = Path(data_dir or os.environ.get("DAVDISK_DATA_DIR") or "./data").absolute()
+    cfg = Config(data_dir=data)
+    for (section, key), (default, _v, _h) in SCHEMA.items():
+        cfg.values[(section, key)] = default
+    if config_file is None:
+        return cfg
+    source = str(config_file)
+    try:
+        with open(config_file, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(e.strerror or str(e), source=source) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(e), source=source) from None
+    for section, entries in raw.items():
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{section!r} must be a [section]", source=source)
+        for key, value in entries.items():
+            if (section, key) not in SCHEMA:
+                raise ConfigError(f"unknown setting [{section}] {key}", source=source)
+            cfg.set(section, key, value, source)
+    cfg.source = source
+    return cfg
+
+
+def example_toml() -> str:
+    """The documented example configuration, every setting at its default."""
+    lines = [
+        "# davdisk configuration. Every setting is shown with its default; delete what you",
+        "# do not change. Use it with: davdisk --config davdisk.toml serve",
+    ]
+    section = None
+    for (sec, key), (default, _v, help_text) in SCHEMA.items():
+        if sec != section:
+            lines += ["", f"[{sec}]"]
+            section = sec
+        value = f'"{default}"' if isinstance(default, str) else str(default)
+        lines += [f"# {help_text}", f"{key} = {value}"]
+    return "\n".join(lines) + "\n"

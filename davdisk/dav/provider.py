@@ -1,0 +1,105 @@
+"""The WebDAV provider: maps a request path to a resource in the authenticated user's home.
+
+One provider instance serves every thread, so per-request state (the actor, resolved resources,
+listings, dead properties) lives in ``environ``, never on ``self``. Request handling that WsgiDAV
+leaves to providers is adjusted here: ``Depth: infinity`` PROPFIND is refused (RFC 4918 allows it,
+and it would let one request walk a whole tree), and natively handled COPY/MOVE answer 201 when
+they created the destination (WsgiDAV reports 204 for every natively handled one).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import unquote
+
+from wsgidav.dav_error import (
+    HTTP_FORBIDDEN,
+    DAVError,
+    PRECONDITION_CODE_PropfindFiniteDepth,
+)
+from wsgidav.dav_provider import DAVProvider, _DAVResource
+
+from davdisk.auth.domain import ACTOR_KEY
+from davdisk.dav.errors import dav_errors
+from davdisk.dav.resources import File, Folder
+from davdisk.files.api import Actor, Files
+from davdisk.meta.store import Entry
+
+logger = logging.getLogger(__name__)
+
+
+_REF_URL = re.compile(r"^/u/\d+(/.*)?$")
+
+
+class DavdiskProvider(DAVProvider):
+    def __init__(self, files: Files) -> None:
+        super().__init__()
+        self.files = files
+
+    def __repr__(self) -> str:
+        return "DavdiskProvider()"
+
+    def is_readonly(self) -> bool:
+        return False
+
+    def _actor(self, environ: dict[str, Any]) -> Actor | None:
+        actor = environ.get(ACTOR_KEY)
+        if actor is None:
+            name = environ.get("wsgidav.auth.user_name")
+            if not name:
+                return None
+            actor = self.files.actor(name)
+            environ[ACTOR_KEY] = actor
+        return actor
+
+    def make_resource(
+        self, path: str, environ: dict[str, Any], entry: Entry, actor: Actor
+    ) -> _DAVResource:
+        if entry.is_dir:
+            return Folder(path, environ, entry, actor)
+        return File(path, environ, entry, actor)
+
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
+        actor = self._actor(environ)
+        if actor is None:
+            return None
+        cache = environ.setdefault("davdisk.resources", {})
+        key = path.rstrip("/") or "/"
+        if key in cache:
+            return cache[key]
+        with dav_errors():
+            entry = self.files.resolve(actor, path)
+        res = None if entry is None else self.make_resource(path, environ, entry, actor)
+        cache[key] = res
+        return res
+
+    def forget(self, environ: dict[str, Any]) -> None:
+        """Drop what this request cached: it has just changed the tree."""
+        for key in ("davdisk.resources", "davdisk.children", "davdisk.props"):
+            environ.pop(key, None)
+
+    def ref_url_to_path(self, ref_url: str) -> str:
+        m = _REF_URL.match(ref_url)
+        return unquote(m.group(1) or "/") if m else "/"
+
+    def custom_request_handler(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        default_handler: Callable[..., Iterable[bytes]],
+    ) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity") == "infinity":
+            raise DAVError(HTTP_FORBIDDEN, err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
+        if method in ("COPY", "MOVE"):
+
+            def created_aware(status: str, headers: list[Any], exc_info: Any = None) -> Any:
+                if status.startswith("204") and environ.get("davdisk.created"):
+                    status = "201 Created"
+                return start_response(status, headers, exc_info)
+
+            return default_handler(environ, created_aware)
+        return default_handler(environ, start_response)

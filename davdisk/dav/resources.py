@@ -1,0 +1,373 @@
+"""WebDAV resources: a :class:`Folder` or :class:`File` over one node of the ``files`` API.
+
+Thin by design: each method translates a WsgiDAV call into one ``Files`` call and maps errors.
+Lock and dead-property keys ("reference URLs") are ``/u/<user id>/<path>``, so two users' equal
+paths never share a lock. COPY, MOVE and DELETE are handled natively (one database transaction
+each) instead of WsgiDAV's member-by-member fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
+
+from lxml import etree
+from wsgidav import util
+from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
+    HTTP_CONFLICT,
+    HTTP_FORBIDDEN,
+    HTTP_NOT_FOUND,
+    DAVError,
+)
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
+
+from davdisk.dav.errors import dav_errors
+from davdisk.files.api import Actor, Files, Upload
+from davdisk.meta.store import Entry
+
+if TYPE_CHECKING:
+    from davdisk.dav.provider import DavdiskProvider
+
+logger = logging.getLogger(__name__)
+
+_LOCK_PROPS = ("{DAV:}lockdiscovery", "{DAV:}supportedlock")
+
+
+class _NodeMixin:
+    """What files and folders share: identity, times, dead properties, locks, delete/copy/move."""
+
+    provider: DavdiskProvider
+    environ: dict[str, Any]
+    path: str
+    is_collection: bool
+    entry: Entry
+    actor: Actor
+    files: Files
+
+    def _init_node(self, entry: Entry, actor: Actor, files: Files) -> None:
+        self.entry = entry
+        self.actor = actor
+        self.files = files
+
+    # --- identity ----------------------------------------------------------------------------
+
+    def get_ref_url(self) -> str:
+        return f"/u/{self.actor.id}" + quote(self.get_preferred_path())  # type: ignore[attr-defined]
+
+    def get_display_name(self) -> str:
+        return self.entry.name
+
+    def get_creation_date(self) -> float:
+        return self.entry.ctime
+
+    def get_last_modified(self) -> float:
+        return self.entry.mtime
+
+    # --- dead properties ---------------------------------------------------------------------
+
+    def _dead_props(self) -> dict[str, bytes]:
+        cache = self.environ.setdefault("davdisk.props", {})
+        found = cache.get(self.entry.id)
+        if found is None:
+            with dav_errors():
+                found = self.files.properties(self.actor, self.entry)
+            cache[self.entry.id] = found
+        return found
+
+    def get_property_names(self, *, is_allprop: bool) -> list[str]:
+        names = _DAVResource.get_property_names(self, is_allprop=is_allprop)
+        return names + list(self._dead_props())
+
+    def get_property_value(self, name: str) -> Any:
+        if name.startswith("{DAV:}") or name in _LOCK_PROPS:
+            return _DAVResource.get_property_value(self, name)
+        value = self._dead_props().get(name)
+        if value is None:
+            raise DAVError(HTTP_NOT_FOUND)
+        return etree.fromstring(value)
+
+    def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> Any:
+        if name.startswith("{DAV:}"):
+            # Live properties are computed by the server (RFC 4918 "protected").
+            raise DAVError(HTTP_FORBIDDEN)
+        if dry_run:
+            return None
+        raw = None if value is None else etree.tostring(value)
+        with dav_errors():
+            self.files.set_properties(self.actor, self.entry, {name: raw})
+        self.environ.get("davdisk.props", {}).pop(self.entry.id, None)
+        return None
+
+    def remove_all_properties(self, *, recursive: bool) -> None:
+        pass  # properties live on the node and go with it
+
+    # --- locks -------------------------------------------------------------------------------
+
+    def _drop_locks(self, ref_url: str) -> None:
+        lm = self.provider.lock_manager
+        if lm is not None:
+            lm.remove_all_locks_from_url(ref_url, recursive=True)
+
+    def _check_tree_unlocked(self) -> None:
+        """Refuse if this node or anything below it is locked by a lock the request lacks."""
+        lm = self.provider.lock_manager
+        if lm is None:
+            return
+        if "wsgidav.conditions.if" not in self.environ:
+            util.parse_if_header_dict(self.environ)
+        lm.check_write_permission(
+            url=self.get_ref_url(),
+            depth="infinity",
+            token_list=self.environ["wsgidav.ifLockTokenList"],
+            principal=self.environ["wsgidav.user_name"],
+        )
+
+    # --- delete / copy / move ----------------------------------------------------------------
+
+    def support_recursive_delete(self) -> bool:
+        return True
+
+    def handle_delete(self) -> bool:
+        self._check_tree_unlocked()
+        self.delete()
+        return True
+
+    def delete(self) -> None:
+        ref = self.get_ref_url()
+        with dav_errors():
+            self.files.delete(self.actor, self.entry)
+        self._drop_locks(ref)
+        self.provider.forget(self.environ)
+
+    def _destination(self, dest_path: str) -> tuple[Folder, str, _DAVResource | None]:
+        parent = self.provider.get_resource_inst(util.get_uri_parent(dest_path), self.environ)
+        if not isinstance(parent, Folder):
+            raise DAVError(HTTP_CONFLICT, "destination parent must be a folder")
+        name = util.get_uri_name(dest_path)
+        if not name:
+            raise DAVError(HTTP_BAD_REQUEST, "destination needs a name")
+        existing = self.provider.get_resource_inst(dest_path, self.environ)
+        return parent, name, existing
+
+    def handle_move(self, dest_path: str) -> bool:
+        parent, name, existing = self._destination(dest_path)
+        src_ref = self.get_ref_url()
+        dest_ref = existing.get_ref_url() if existing is not None else None
+        with dav_errors():
+            _, created = self.files.move(
+                self.actor,
+                self.entry,
+                parent.entry,
+                name,
+                overwrite=self.environ.get("HTTP_OVERWRITE", "T") == "T",
+            )
+        self._drop_locks(src_ref)
+        if dest_ref:
+            self._drop_locks(dest_ref)
+        self.environ["davdisk.created"] = created
+        self.provider.forget(self.environ)
+        return True
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        parent, name, existing = self._destination(dest_path)
+        dest_ref = existing.get_ref_url() if existing is not None else None
+        with dav_errors():
+            _, created = self.files.copy(
+                self.actor,
+                self.entry,
+                parent.entry,
+                name,
+                overwrite=self.environ.get("HTTP_OVERWRITE", "T") == "T",
+                recursive=depth_infinity,
+            )
+        if dest_ref:
+            self._drop_locks(dest_ref)
+        self.environ["davdisk.created"] = created
+        self.provider.forget(self.environ)
+        return True
+
+    def support_recursive_move(self, dest_path: str) -> bool:
+        return True
+
+
+class Folder(_NodeMixin, DAVCollection):
+    def __init__(self, path: str, environ: dict[str, Any], entry: Entry, actor: Actor) -> None:
+        DAVCollection.__init__(self, path, environ)
+        self._init_node(entry, actor, self.provider.files)
+
+    def get_etag(self) -> None:
+        return None
+
+    def _children(self) -> list[Entry]:
+        cache = self.environ.setdefault("davdisk.children", {})
+        found = cache.get(self.entry.id)
+        if found is None:
+            with dav_errors():
+                found = self.files.children(self.actor, self.entry)
+            cache[self.entry.id] = found
+        return found
+
+    def get_member_names(self) -> list[str]:
+        return [c.name for c in self._children()]
+
+    def get_member_list(self) -> list[_DAVResource]:
+        base = self.path.rstrip("/")
+        return [
+            self.provider.make_resource(f"{base}/{c.name}", self.environ, c, self.actor)
+            for c in self._children()
+        ]
+
+    def get_member(self, name: str) -> _DAVResource | None:
+        for c in self._children():
+            if c.name == name:
+                return self.provider.make_resource(
+                    f"{self.path.rstrip('/')}/{name}", self.environ, c, self.actor
+                )
+        return None
+
+    def create_empty_resource(self, name: str) -> _DAVResource:
+        path = f"{self.path.rstrip('/')}/{name}"
+        if self.environ.get("REQUEST_METHOD") == "PUT":
+            # A PUT makes the file exist only when its body has been stored (atomic writes).
+            return PendingFile(path, self.environ, self, name)
+        with dav_errors():
+            entry = self.files.create_empty(self.actor, self.entry, name)
+        self.provider.forget(self.environ)
+        return File(path, self.environ, entry, self.actor)
+
+    def create_collection(self, name: str) -> None:
+        with dav_errors():
+            self.files.mkdir(self.actor, self.entry, name)
+        self.provider.forget(self.environ)
+
+
+class _UploadStream:
+    """What WsgiDAV writes a PUT body into; closing it commits the upload."""
+
+    def __init__(self, owner: File | PendingFile, upload: Upload) -> None:
+        self._owner = owner
+        self._upload = upload
+
+    def write(self, data: bytes) -> int:
+        return self._upload.write(data)
+
+    def writelines(self, chunks: Any) -> None:
+        self._upload.writelines(chunks)
+
+    def close(self) -> None:
+        with dav_errors():
+            entry = self._upload.commit()
+        self._owner._committed(entry)
+
+    def abort(self) -> None:
+        self._upload.abort()
+
+
+def _expected_length(environ: dict[str, Any]) -> int | None:
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return None
+    raw = environ.get("CONTENT_LENGTH")
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise DAVError(HTTP_BAD_REQUEST, "bad Content-Length") from None
+
+
+class _WritableMixin:
+    environ: dict[str, Any]
+    provider: DavdiskProvider
+    _stream: _UploadStream | None
+
+    def _start_upload(self, parent: Entry, name: str, actor: Actor, content_type: str | None):
+        files: Files = self.provider.files
+        with dav_errors():
+            upload = files.upload(
+                actor,
+                parent,
+                name,
+                content_type=content_type,
+                expected_size=_expected_length(self.environ),
+            )
+        self._stream = _UploadStream(self, upload)  # type: ignore[arg-type]
+        return self._stream
+
+    def end_write(self, *, with_errors: bool) -> None:
+        if with_errors and self._stream is not None:
+            self._stream.abort()
+        self._stream = None
+        self.provider.forget(self.environ)
+
+
+class File(_WritableMixin, _NodeMixin, DAVNonCollection):
+    def __init__(self, path: str, environ: dict[str, Any], entry: Entry, actor: Actor) -> None:
+        DAVNonCollection.__init__(self, path, environ)
+        self._init_node(entry, actor, self.provider.files)
+        self._stream = None
+
+    def get_content_length(self) -> int:
+        return self.entry.size
+
+    def get_content_type(self) -> str:
+        return self.entry.content_type or "application/octet-stream"
+
+    def get_etag(self) -> str:
+        return self.entry.etag
+
+    def support_etag(self) -> bool:
+        return True
+
+    def support_ranges(self) -> bool:
+        return True
+
+    def get_content(self) -> BinaryIO:
+        with dav_errors():
+            return self.files.open_read(self.actor, self.entry)
+
+    def begin_write(self, *, content_type: str | None = None) -> _UploadStream:
+        parent = self.provider.files.parent_of(self.actor, self.entry)
+        return self._start_upload(parent, self.entry.name, self.actor, content_type)
+
+    def _committed(self, entry: Entry) -> None:
+        self.entry = entry
+
+
+class PendingFile(_WritableMixin, DAVNonCollection):
+    """The target of a PUT to a new name: exists only once the body is stored."""
+
+    def __init__(self, path: str, environ: dict[str, Any], parent: Folder, name: str) -> None:
+        DAVNonCollection.__init__(self, path, environ)
+        self._parent = parent
+        self._name = name
+        self._entry: Entry | None = None
+        self._stream = None
+
+    def get_ref_url(self) -> str:
+        return f"/u/{self._parent.actor.id}" + quote(self.get_preferred_path())
+
+    def get_content_length(self) -> int:
+        return self._entry.size if self._entry else 0
+
+    def get_content_type(self) -> str:
+        return "application/octet-stream"
+
+    def get_etag(self) -> str | None:
+        return self._entry.etag if self._entry else None
+
+    def support_etag(self) -> bool:
+        return True
+
+    def get_last_modified(self) -> float | None:
+        return self._entry.mtime if self._entry else None
+
+    def get_content(self) -> BinaryIO:
+        raise DAVError(HTTP_NOT_FOUND)
+
+    def begin_write(self, *, content_type: str | None = None) -> _UploadStream:
+        return self._start_upload(self._parent.entry, self._name, self._parent.actor, content_type)
+
+    def _committed(self, entry: Entry) -> None:
+        self._entry = entry

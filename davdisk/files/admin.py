@@ -1,0 +1,123 @@
+"""Administration: users and garbage collection, used by the CLI.
+
+User names are checked here (one rule for every face); passwords are hashed by ``auth``.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from davdisk.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
+from davdisk.errors import AlreadyExists, InvalidName, NotFound, UsageError
+from davdisk.files.api import Files
+from davdisk.meta import store
+
+logger = logging.getLogger(__name__)
+
+MAX_USER_NAME = 64
+
+
+def check_user_name(name: str) -> str:
+    if not name:
+        raise InvalidName(name=name, why="a user name cannot be empty")
+    if len(name) > MAX_USER_NAME:
+        raise InvalidName(name=name, why=f"longer than {MAX_USER_NAME} characters")
+    if "/" in name or ":" in name:
+        raise InvalidName(name=name, why="a user name cannot contain '/' or ':'")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        raise InvalidName(name=name, why="a user name cannot contain control characters")
+    if name != name.strip():
+        raise InvalidName(name=name, why="a user name cannot start or end with white space")
+    return name
+
+
+def check_password_policy(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UsageError(f"password too short: at least {MIN_PASSWORD_LENGTH} characters")
+    return password
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    name: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class GcReport:
+    blobs: int
+    bytes: int
+
+
+class Admin:
+    def __init__(self, files: Files, bcrypt_cost: int = 12) -> None:
+        self.files = files
+        self.db = files.db
+        self.bcrypt_cost = bcrypt_cost
+
+    def add_user(self, name: str, password: str) -> None:
+        check_user_name(name)
+        check_password_policy(password)
+        hashed = hash_password(password, self.bcrypt_cost)
+        try:
+            with self.db.write() as conn:
+                if store.get_user(conn, name) is not None:
+                    raise AlreadyExists(f"user {name!r}")
+                user = store.create_user(conn, name, hashed)
+                self.files.keyring.create_user_key(conn, user.id)
+        except SAIntegrityError:
+            raise AlreadyExists(f"user {name!r}") from None
+
+    def set_password(self, name: str, password: str) -> None:
+        check_password_policy(password)
+        hashed = hash_password(password, self.bcrypt_cost)
+        with self.db.write() as conn:
+            user = store.get_user(conn, name)
+            if user is None:
+                raise NotFound(f"user {name!r}")
+            store.set_password_hash(conn, user.id, hashed)
+
+    def delete_user(self, name: str) -> int:
+        """Remove a user, their tree, blobs and keys; return how many blobs were removed."""
+        with self.db.write() as conn:
+            user = store.get_user(conn, name)
+            if user is None:
+                raise NotFound(f"user {name!r}")
+            blob_ids = store.delete_user(conn, user.id)
+        self.files.keyring.forget(user.id)
+        removed = sum(1 for b in blob_ids if self.files.blobs.delete(b))
+        return removed
+
+    def list_users(self) -> list[UserSummary]:
+        with self.db.read() as conn:
+            rows = store.list_users(conn)
+        return [UserSummary(u.name, files, u.used_bytes) for u, files in rows]
+
+    def gc(self, min_age: float) -> GcReport:
+        """Remove blobs no node points to and uploads abandoned for ``min_age`` seconds.
+
+        A blob file is only removed if it has no row, or a row no node points to; files younger
+        than ``min_age`` are left alone, since a running server may be about to commit them.
+        """
+        import time
+
+        count, size = self.files.blobs.remove_stale_uploads(min_age)
+        with self.db.write() as conn:
+            dead_rows = store.unreferenced_blob_ids(conn)
+            store.drop_unreferenced_blobs(conn, dead_rows)
+            known = store.all_blob_rows(conn)
+        limit = time.time() - min_age
+        for info in self.files.blobs.iter_blobs():
+            if info.id in known:
+                continue
+            if info.id not in dead_rows and info.mtime > limit:
+                continue
+            if self.files.blobs.delete(info.id):
+                count += 1
+                size += info.size
+        return GcReport(count, size)

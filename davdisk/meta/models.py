@@ -1,0 +1,143 @@
+"""The metadata schema: users, their keys, the node tree, blobs, dead properties and locks.
+
+One schema serves SQLite and PostgreSQL. The tree is kept by parent id, so moving or renaming a
+subtree is one UPDATE and listing a folder is one SELECT. Names are stored exactly as sent (no
+Unicode normalisation); lookups are exact. Alembic migrations in ``migrations/`` create it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[float] = mapped_column(Float)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    quota_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The user's home folder; set right after the user row exists.
+    root_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class UserKey(Base):
+    """A user's root key (URK) of one version, wrapped by the master key."""
+
+    __tablename__ = "user_keys"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Blob(Base):
+    """One stored, immutable, encrypted content version. Several nodes of one owner may share it
+    (COPY); a blob no node points to is garbage for ``davdisk gc``."""
+
+    __tablename__ = "blobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # 16 random bytes, hex
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # node it was written for
+    key_version: Mapped[int] = mapped_column(Integer)
+    size_plain: Mapped[int] = mapped_column(BigInteger)
+    size_cipher: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Node(Base):
+    """A file or folder. A user's home is a folder with no parent."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), nullable=True
+    )
+    name: Mapped[str] = mapped_column(Text)
+    is_dir: Mapped[bool] = mapped_column(Boolean)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    mtime: Mapped[float] = mapped_column(Float)
+    ctime: Mapped[float] = mapped_column(Float)
+    etag: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    md5: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sha1: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    current_blob_id: Mapped[str | None] = mapped_column(
+        ForeignKey("blobs.id"), nullable=True, index=True
+    )
+    deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (
+        Index("ix_nodes_parent_id", "parent_id"),
+        # Names are unique among a folder's live members (trash keeps deleted rows later).
+        Index(
+            "ux_nodes_parent_name",
+            "parent_id",
+            "name",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+
+class Property(Base):
+    """A dead property, keyed by node id so it follows MOVE."""
+
+    __tablename__ = "properties"
+
+    node_id: Mapped[int] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(Text, primary_key=True)  # Clark notation
+    value: Mapped[bytes] = mapped_column(LargeBinary)  # serialised XML element
+
+
+class Lock(Base):
+    """A WebDAV lock. ``root`` is the per-user reference URL (``/u/<id>/path``)."""
+
+    __tablename__ = "locks"
+
+    token: Mapped[str] = mapped_column(String(100), primary_key=True)
+    root: Mapped[str] = mapped_column(Text, index=True)
+    scope: Mapped[str] = mapped_column(String(10))
+    depth: Mapped[str] = mapped_column(String(10))
+    owner: Mapped[bytes] = mapped_column(LargeBinary)
+    principal: Mapped[str] = mapped_column(String(64))
+    timeout: Mapped[float] = mapped_column(Float)
+    expire: Mapped[float] = mapped_column(Float)
+
+
+class Mutex(Base):
+    """Rows that writers lock to serialise a critical section across processes (e.g. lock
+    acquisition); SQLite serialises writers anyway, PostgreSQL uses SELECT ... FOR UPDATE."""
+
+    __tablename__ = "mutexes"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -1,0 +1,419 @@
+"""Queries on the metadata schema: users, keys, nodes, blobs, dead properties.
+
+Every function takes an open :class:`~sqlalchemy.Connection` (from ``Database.read()`` or
+``Database.write()``), so callers decide what one transaction covers. Nodes come back as
+:class:`Entry` — a plain, immutable snapshot of a row. This module knows nothing of storage,
+crypto or HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+
+from davdisk.meta.models import Blob, Node, Property, User, UserKey
+
+nodes = cast(Table, Node.__table__)
+users = cast(Table, User.__table__)
+blobs = cast(Table, Blob.__table__)
+props = cast(Table, Property.__table__)
+user_keys = cast(Table, UserKey.__table__)
+
+_NODE_COLS = (
+    nodes.c.id,
+    nodes.c.owner_id,
+    nodes.c.parent_id,
+    nodes.c.name,
+    nodes.c.is_dir,
+    nodes.c.size,
+    nodes.c.mtime,
+    nodes.c.ctime,
+    nodes.c.etag,
+    nodes.c.content_type,
+    nodes.c.md5,
+    nodes.c.sha1,
+    nodes.c.current_blob_id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A live node as read from the database."""
+
+    id: int
+    owner_id: int
+    parent_id: int | None
+    name: str
+    is_dir: bool
+    size: int
+    mtime: float
+    ctime: float
+    etag: str
+    content_type: str | None
+    md5: str | None
+    sha1: str | None
+    blob_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: int
+    name: str
+    password_hash: str
+    root_id: int
+    disabled: bool
+    quota_bytes: int
+    used_bytes: int
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(*row)
+
+
+_live = nodes.c.deleted_at.is_(None)
+
+# --- users -----------------------------------------------------------------------------------
+
+
+def _user(row: Any) -> UserRow:
+    return UserRow(
+        row.id,
+        row.name,
+        row.password_hash,
+        row.root_id,
+        row.disabled,
+        row.quota_bytes,
+        row.used_bytes,
+    )
+
+
+def get_user(conn: Connection, name: str) -> UserRow | None:
+    row = conn.execute(select(users).where(users.c.name == name)).first()
+    return _user(row) if row else None
+
+
+def get_user_by_id(conn: Connection, user_id: int) -> UserRow | None:
+    row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    return _user(row) if row else None
+
+
+def list_users(conn: Connection) -> list[tuple[UserRow, int]]:
+    """Every user with the number of files they own."""
+    counts = (
+        select(nodes.c.owner_id, func.count().label("files"))
+        .where(_live, nodes.c.is_dir.is_(False))
+        .group_by(nodes.c.owner_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(users, func.coalesce(counts.c.files, 0).label("files"))
+        .outerjoin(counts, counts.c.owner_id == users.c.id)
+        .order_by(users.c.name)
+    ).all()
+    return [(_user(r), r.files) for r in rows]
+
+
+def create_user(conn: Connection, name: str, password_hash: str) -> UserRow:
+    now = time.time()
+    user_id = conn.execute(
+        insert(users).values(
+            name=name,
+            password_hash=password_hash,
+            created_at=now,
+            disabled=False,
+            quota_bytes=0,
+            used_bytes=0,
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    root_id = conn.execute(
+        insert(nodes).values(
+            owner_id=user_id,
+            parent_id=None,
+            name="",
+            is_dir=True,
+            size=0,
+            mtime=now,
+            ctime=now,
+            etag="",
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    conn.execute(update(users).where(users.c.id == user_id).values(root_id=root_id))
+    user = get_user_by_id(conn, user_id)
+    assert user is not None
+    return user
+
+
+def set_password_hash(conn: Connection, user_id: int, password_hash: str) -> None:
+    conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+
+
+def delete_user(conn: Connection, user_id: int) -> list[str]:
+    """Remove a user with their nodes, properties and keys; return their blob ids."""
+    blob_ids = list(conn.scalars(select(blobs.c.id).where(blobs.c.owner_id == user_id)))
+    conn.execute(delete(nodes).where(nodes.c.owner_id == user_id))
+    conn.execute(delete(blobs).where(blobs.c.owner_id == user_id))
+    conn.execute(delete(user_keys).where(user_keys.c.user_id == user_id))
+    conn.execute(delete(users).where(users.c.id == user_id))
+    return blob_ids
+
+
+def add_used_bytes(conn: Connection, user_id: int, delta: int) -> None:
+    if delta:
+        conn.execute(
+            update(users).where(users.c.id == user_id).values(used_bytes=users.c.used_bytes + delta)
+        )
+
+
+# --- user keys -------------------------------------------------------------------------------
+
+
+def get_user_keys(conn: Connection, user_id: int) -> list[tuple[int, bytes]]:
+    """All (version, wrapped key) of a user, newest first."""
+    rows = conn.execute(
+        select(user_keys.c.version, user_keys.c.wrapped_key)
+        .where(user_keys.c.user_id == user_id)
+        .order_by(user_keys.c.version.desc())
+    ).all()
+    return [(r.version, r.wrapped_key) for r in rows]
+
+
+def add_user_key(
+    conn: Connection, user_id: int, version: int, wrapped: bytes, master_key_id: str
+) -> None:
+    conn.execute(
+        insert(user_keys).values(
+            user_id=user_id,
+            version=version,
+            wrapped_key=wrapped,
+            master_key_id=master_key_id,
+            created_at=time.time(),
+        )
+    )
+
+
+# --- nodes -----------------------------------------------------------------------------------
+
+
+def get_node(conn: Connection, node_id: int) -> Entry | None:
+    row = conn.execute(select(*_NODE_COLS).where(nodes.c.id == node_id, _live)).first()
+    return _entry(row) if row else None
+
+
+def get_child(conn: Connection, parent_id: int, name: str) -> Entry | None:
+    row = conn.execute(
+        select(*_NODE_COLS).where(nodes.c.parent_id == parent_id, nodes.c.name == name, _live)
+    ).first()
+    return _entry(row) if row else None
+
+
+def resolve(conn: Connection, root_id: int, names: Sequence[str]) -> Entry | None:
+    """Walk ``names`` down from ``root_id``; None if any step is missing or not a folder."""
+    if not names:
+        return get_node(conn, root_id)
+    node_id = root_id
+    entry: Entry | None = None
+    for i, name in enumerate(names):
+        entry = get_child(conn, node_id, name)
+        if entry is None or (not entry.is_dir and i < len(names) - 1):
+            return None
+        node_id = entry.id
+    return entry
+
+
+def list_children(conn: Connection, parent_id: int) -> list[Entry]:
+    rows = conn.execute(
+        select(*_NODE_COLS).where(nodes.c.parent_id == parent_id, _live).order_by(nodes.c.name)
+    ).all()
+    return [_entry(r) for r in rows]
+
+
+def subtree_ids(conn: Connection, node_id: int) -> list[int]:
+    """The node and every descendant (one recursive query)."""
+    tree = select(nodes.c.id).where(nodes.c.id == node_id).cte("tree", recursive=True)
+    tree = tree.union_all(select(nodes.c.id).where(nodes.c.parent_id == tree.c.id))
+    return list(conn.scalars(select(tree.c.id)))
+
+
+def is_ancestor(conn: Connection, ancestor_id: int, node_id: int) -> bool:
+    """True if ``ancestor_id`` is ``node_id`` or one of its ancestors."""
+    chain = (
+        select(nodes.c.id, nodes.c.parent_id)
+        .where(nodes.c.id == node_id)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(nodes.c.id, nodes.c.parent_id).where(nodes.c.id == chain.c.parent_id)
+    )
+    return (conn.scalar(select(func.count()).where(chain.c.id == ancestor_id)) or 0) > 0
+
+
+def subtree_totals(conn: Connection, node_id: int) -> tuple[int, list[str]]:
+    """Bytes of files in a subtree, and the blob ids they point to."""
+    ids = subtree_ids(conn, node_id)
+    total = 0
+    blob_ids: list[str] = []
+    for chunk in _chunks(ids):
+        for size, blob_id in conn.execute(
+            select(nodes.c.size, nodes.c.current_blob_id).where(
+                nodes.c.id.in_(chunk), nodes.c.is_dir.is_(False)
+            )
+        ):
+            total += size
+            if blob_id:
+                blob_ids.append(blob_id)
+    return total, blob_ids
+
+
+def _chunks(ids: list[int], n: int = 500) -> Iterable[list[int]]:
+    for i in range(0, len(ids), n):
+        yield ids[i : i + n]
+
+
+def insert_node(conn: Connection, **values: Any) -> Entry:
+    node_id = conn.execute(insert(nodes).values(**values)).inserted_primary_key[0]  # type: ignore[index]
+    entry = get_node(conn, node_id)
+    assert entry is not None
+    return entry
+
+
+def update_node(conn: Connection, node_id: int, **values: Any) -> None:
+    conn.execute(update(nodes).where(nodes.c.id == node_id).values(**values))
+
+
+def delete_subtree(conn: Connection, node_id: int) -> None:
+    """Delete a node; descendants and properties go with it (ON DELETE CASCADE)."""
+    conn.execute(delete(nodes).where(nodes.c.id == node_id))
+
+
+def copy_subtree(
+    conn: Connection, src: Entry, dest_parent_id: int, dest_name: str, *, recursive: bool
+) -> Entry:
+    """Copy a node (and, if ``recursive``, its descendants) with dead properties; blobs are
+    shared, not duplicated (they are immutable). Returns the new top node."""
+    now = time.time()
+    top = _copy_row(conn, src, dest_parent_id, dest_name, now)
+    if recursive and src.is_dir:
+        stack = [(src.id, top.id)]
+        while stack:
+            old_parent, new_parent = stack.pop()
+            for child in list_children(conn, old_parent):
+                new = _copy_row(conn, child, new_parent, child.name, now)
+                if child.is_dir:
+                    stack.append((child.id, new.id))
+    return top
+
+
+def _copy_row(conn: Connection, src: Entry, parent_id: int, name: str, now: float) -> Entry:
+    new = insert_node(
+        conn,
+        owner_id=src.owner_id,
+        parent_id=parent_id,
+        name=name,
+        is_dir=src.is_dir,
+        size=src.size,
+        mtime=src.mtime,
+        ctime=now,
+        etag=src.etag,
+        content_type=src.content_type,
+        md5=src.md5,
+        sha1=src.sha1,
+        current_blob_id=src.blob_id,
+    )
+    conn.execute(
+        insert(props).from_select(
+            ["node_id", "name", "value"],
+            select(literal(new.id), props.c.name, props.c.value).where(props.c.node_id == src.id),
+        )
+    )
+    return new
+
+
+# --- blobs -----------------------------------------------------------------------------------
+
+
+def insert_blob(
+    conn: Connection,
+    blob_id: str,
+    *,
+    owner_id: int,
+    node_id: int | None,
+    key_version: int,
+    size_plain: int,
+    size_cipher: int,
+) -> None:
+    conn.execute(
+        insert(blobs).values(
+            id=blob_id,
+            owner_id=owner_id,
+            node_id=node_id,
+            key_version=key_version,
+            size_plain=size_plain,
+            size_cipher=size_cipher,
+            created_at=time.time(),
+        )
+    )
+
+
+def get_blob_key_version(conn: Connection, blob_id: str) -> int | None:
+    return conn.scalar(select(blobs.c.key_version).where(blobs.c.id == blob_id))
+
+
+def drop_unreferenced_blobs(conn: Connection, blob_ids: Iterable[str]) -> list[str]:
+    """Delete the rows of those blobs no node points to; return the ids deleted."""
+    ids = list(set(blob_ids))
+    if not ids:
+        return []
+    referenced = set(
+        conn.scalars(
+            select(nodes.c.current_blob_id).where(nodes.c.current_blob_id.in_(ids)).distinct()
+        )
+    )
+    dead = [i for i in ids if i not in referenced]
+    if dead:
+        conn.execute(delete(blobs).where(blobs.c.id.in_(dead)))
+    return dead
+
+
+def all_blob_rows(conn: Connection) -> dict[str, int]:
+    """Every blob row: id -> ciphertext size."""
+    return dict(conn.execute(select(blobs.c.id, blobs.c.size_cipher)).tuples().all())
+
+
+def unreferenced_blob_ids(conn: Connection) -> list[str]:
+    ref = select(nodes.c.id).where(nodes.c.current_blob_id == blobs.c.id).exists()
+    return list(conn.scalars(select(blobs.c.id).where(~ref)))
+
+
+# --- dead properties -------------------------------------------------------------------------
+
+
+def get_properties(conn: Connection, node_id: int) -> dict[str, bytes]:
+    rows = conn.execute(select(props.c.name, props.c.value).where(props.c.node_id == node_id))
+    return {name: value for name, value in rows}
+
+
+def set_properties(conn: Connection, node_id: int, changes: dict[str, bytes | None]) -> None:
+    for name, value in changes.items():
+        conn.execute(delete(props).where(and_(props.c.node_id == node_id, props.c.name == name)))
+        if value is not None:
+            conn.execute(insert(props).values(node_id=node_id, name=name, value=value))
+
+
+def move_properties(conn: Connection, from_id: int, to_id: int) -> None:
+    """Replace ``to_id``'s dead properties with ``from_id``'s."""
+    conn.execute(delete(props).where(props.c.node_id == to_id))
+    conn.execute(update(props).where(props.c.node_id == from_id).values(node_id=to_id))

@@ -1,0 +1,57 @@
+"""Settings: defaults, the documented example, and errors that name their source."""
+
+from pathlib import Path
+
+import pytest
+
+from davdisk import config
+from davdisk.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_documents_every_setting_with_its_default() -> None:
+    example = ROOT / "config" / "davdisk.example.toml"
+    assert example.read_text() == config.example_toml()
+    loaded = config.load(example, data_dir="/tmp/x")
+    for key, (default, _v, _h) in config.SCHEMA.items():
+        assert loaded.values[key] == default
+
+
+def test_defaults_and_derived_paths(tmp_path: Path) -> None:
+    cfg = config.load(None, data_dir=tmp_path)
+    assert cfg.get("server", "port") == 8080
+    assert cfg.database_url == f"sqlite:///{tmp_path / 'davdisk.db'}"
+    assert cfg.blob_dir == tmp_path / "blobs"
+    assert cfg.master_key_file == tmp_path / "master.key"
+
+
+def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAVDISK_DATA_DIR", str(tmp_path / "env"))
+    assert config.load().data_dir == tmp_path / "env"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[server]\nport = 70000\n", "port"),
+        ("[server]\nport = 'x'\n", "port"),
+        ("[server]\nbogus = 1\n", "unknown setting [server] bogus"),
+        ("[auth]\nbcrypt_cost = 3\n", "bcrypt_cost"),
+        ("[logging]\nlevel = 'loud'\n", "level"),
+        ("server = 1\n", "must be a [section]"),
+        ("[server\n", "davdisk.toml"),
+    ],
+)
+def test_bad_settings_name_the_file_and_key(tmp_path: Path, text: str, needle: str) -> None:
+    f = tmp_path / "davdisk.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        config.load(f, data_dir=tmp_path)
+    assert str(f) in e.value.message
+    assert needle in e.value.message
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml"):
+        config.load(tmp_path / "nope.toml", data_dir=tmp_path)
