@@ -390,7 +390,7 @@ def drop_unreferenced_blobs(conn: Connection, blob_ids: Iterable[str]) -> list[s
 
 def all_blob_rows(conn: Connection) -> dict[str, int]:
     """Every blob row: id -> ciphertext size."""
-    return dict(conn.execute(select(blobs.c.id, blobs.c.size_cipher)).tuples().all())
+    return {r.id: r.size_cipher for r in conn.execute(select(blobs.c.id, blobs.c.size_cipher))}
 
 
 def unreferenced_blob_ids(conn: Connection) -> list[str]:

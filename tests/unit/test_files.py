@@ -1,0 +1,177 @@
+"""The files API over a real SQLite database and blob folder: content, sharing of blobs between
+copies, garbage collection and user removal."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from davdisk import config as config_mod
+from davdisk.app import Services
+from davdisk.errors import (
+    AlreadyExists,
+    Forbidden,
+    IncompleteBody,
+    InvalidName,
+    NotFound,
+    PreconditionFailed,
+    UsageError,
+)
+from davdisk.files.api import Actor
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[Services]:
+    cfg = config_mod.load(None, data_dir=tmp_path / "data")
+    cfg.set("auth", "bcrypt_cost", 4, "test")
+    s = Services.open(cfg, create=True)
+    s.admin.add_user("alice", "alice-password-1")
+    s.admin.add_user("bob", "bob-password-22")
+    yield s
+    s.close()
+
+
+def _actor(svc: Services, name: str) -> Actor:
+    actor = svc.files.actor(name)
+    assert actor is not None
+    return actor
+
+
+def _blob_files(svc: Services) -> set[str]:
+    return {b.id for b in svc.files.blobs.iter_blobs()}
+
+
+def test_write_read_and_hashes(svc: Services) -> None:
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    entry = svc.files.write(alice, home, "a.txt", b"hello")
+    assert entry.size == 5
+    assert entry.md5 == "5d41402abc4b2a76b9719d911017c592"
+    assert entry.sha1 == "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"
+    assert entry.content_type == "text/plain"
+    with svc.files.open_read(alice, entry) as f:
+        assert f.read() == b"hello"
+        f.seek(1)
+        assert f.read(3) == b"ell"
+
+
+def test_copies_share_a_blob_until_the_last_is_gone(svc: Services) -> None:
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    original = svc.files.write(alice, home, "o.bin", os.urandom(100_000))
+    copy, created = svc.files.copy(alice, original, home, "c.bin", overwrite=False)
+    assert created and copy.blob_id == original.blob_id
+    assert _blob_files(svc) == {original.blob_id}
+    svc.files.delete(alice, original)
+    assert _blob_files(svc) == {original.blob_id}  # still used by the copy
+    with svc.files.open_read(alice, copy) as f:
+        assert len(f.read()) == 100_000
+    svc.files.delete(alice, copy)
+    assert _blob_files(svc) == set()
+
+
+def test_overwrite_removes_the_old_blob(svc: Services) -> None:
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    first = svc.files.write(alice, home, "f", b"one")
+    second = svc.files.write(alice, home, "f", b"two")
+    assert second.id == first.id and second.blob_id != first.blob_id
+    assert _blob_files(svc) == {second.blob_id}
+
+
+def test_incomplete_upload_leaves_nothing(svc: Services) -> None:
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    up = svc.files.upload(alice, home, "partial", expected_size=10)
+    up.write(b"12345")
+    with pytest.raises(IncompleteBody):
+        up.commit()
+    assert svc.files.resolve(alice, "/partial") is None
+    assert _blob_files(svc) == set()
+    assert list((svc.config.blob_dir / "tmp").iterdir()) == []
+
+
+def test_names_and_conflicts(svc: Services) -> None:
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    for bad in ("", ".", "..", "a/b", "nul\0", "x" * 256):
+        with pytest.raises(InvalidName):
+            svc.files.mkdir(alice, home, bad)
+    folder = svc.files.mkdir(alice, home, "d")
+    with pytest.raises(AlreadyExists):
+        svc.files.mkdir(alice, home, "d")
+    sub = svc.files.mkdir(alice, folder, "sub")
+    with pytest.raises(Forbidden):
+        svc.files.move(alice, folder, sub, "inside", overwrite=True)
+    f = svc.files.write(alice, home, "f", b"f")
+    with pytest.raises(PreconditionFailed):
+        svc.files.move(alice, f, home, "d", overwrite=False)
+    assert svc.files.resolve(alice, "/d/../f") is None
+
+
+def test_other_users_nodes_are_forbidden(svc: Services) -> None:
+    alice, bob = _actor(svc, "alice"), _actor(svc, "bob")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    secret = svc.files.write(alice, home, "secret", b"s")
+    assert svc.files.resolve(bob, "/secret") is None
+    for attempt in (
+        lambda: svc.files.open_read(bob, secret),
+        lambda: svc.files.delete(bob, secret),
+        lambda: svc.files.properties(bob, secret),
+        lambda: svc.files.write(bob, home, "planted", b"x"),
+    ):
+        with pytest.raises(Forbidden):
+            attempt()
+
+
+def test_gc_removes_orphans_and_stale_uploads_only(svc: Services) -> None:
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    kept = svc.files.write(alice, home, "kept", b"keep me")
+    orphan = svc.config.blob_dir / "ab" / ("ab" * 16)
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"x" * 1000)
+    stale = svc.config.blob_dir / "tmp" / "dead.part"
+    stale.write_bytes(b"y" * 10)
+    report = svc.admin.gc(min_age=3600)
+    assert (report.blobs, report.bytes) == (0, 0)  # too young: a server may be committing them
+    old = time.time() - 7200
+    os.utime(orphan, (old, old))
+    os.utime(stale, (old, old))
+    report = svc.admin.gc(min_age=3600)
+    assert (report.blobs, report.bytes) == (2, 1010)
+    assert _blob_files(svc) == {kept.blob_id}
+
+
+def test_user_rules_and_removal(svc: Services) -> None:
+    with pytest.raises(AlreadyExists):
+        svc.admin.add_user("alice", "another-password")
+    with pytest.raises(UsageError):
+        svc.admin.add_user("carol", "short")
+    for bad in ("", "a" * 65, "a/b", "a:b", "tab\there"):
+        with pytest.raises(InvalidName):
+            svc.admin.add_user(bad, "long-enough-password")
+    with pytest.raises(NotFound):
+        svc.admin.delete_user("nobody")
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    svc.files.write(alice, home, "a", b"aaa")
+    assert [(u.name, u.files, u.bytes) for u in svc.admin.list_users()] == [
+        ("alice", 1, 3),
+        ("bob", 0, 0),
+    ]
+    assert svc.admin.delete_user("alice") == 1
+    assert _blob_files(svc) == set()
+    assert svc.files.actor("alice") is None
