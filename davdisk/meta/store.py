@@ -406,6 +406,19 @@ def get_properties(conn: Connection, node_id: int) -> dict[str, bytes]:
     return {name: value for name, value in rows}
 
 
+def get_children_properties(conn: Connection, parent_id: int) -> dict[int, dict[str, bytes]]:
+    """Dead properties of every live child of a folder, by node id (one query)."""
+    rows = conn.execute(
+        select(props.c.node_id, props.c.name, props.c.value)
+        .join(nodes, nodes.c.id == props.c.node_id)
+        .where(nodes.c.parent_id == parent_id, _live)
+    )
+    found: dict[int, dict[str, bytes]] = {}
+    for node_id, name, value in rows:
+        found.setdefault(node_id, {})[name] = value
+    return found
+
+
 def set_properties(conn: Connection, node_id: int, changes: dict[str, bytes | None]) -> None:
     for name, value in changes.items():
         conn.execute(delete(props).where(and_(props.c.node_id == node_id, props.c.name == name)))

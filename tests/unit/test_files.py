@@ -16,6 +16,7 @@ from davdisk.errors import (
     AlreadyExists,
     Forbidden,
     IncompleteBody,
+    IntegrityError,
     InvalidName,
     NotFound,
     PreconditionFailed,
@@ -175,3 +176,23 @@ def test_user_rules_and_removal(svc: Services) -> None:
     assert svc.admin.delete_user("alice") == 1
     assert _blob_files(svc) == set()
     assert svc.files.actor("alice") is None
+
+
+def test_tampered_blob_is_refused_and_logged(
+    svc: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    entry = svc.files.write(alice, home, "t.bin", b"A" * 200_000)
+    assert entry.blob_id is not None
+    path = svc.config.blob_dir / entry.blob_id[:2] / entry.blob_id
+    raw = bytearray(path.read_bytes())
+    raw[96 + 65536 + 16 + 10] ^= 1  # a byte inside the second segment
+    os.chmod(path, 0o600)
+    path.write_bytes(bytes(raw))
+    with svc.files.open_read(alice, entry) as f:
+        assert f.read(1000) == b"A" * 1000  # the first segment is intact and verified
+        with pytest.raises(IntegrityError):
+            f.read()
+    assert "segment 1 failed authentication" in caplog.text
