@@ -1,34 +1,23 @@
-"""Builds the WSGI application: services for a data dir, and WsgiDAV mounted at ``/dav``.
-
-:class:`Services` opens everything a data dir holds (database, blob store, master key) and is
-shared by the server and the CLI. :func:`build_app` puts the WebDAV face in front of it.
-"""
+"""Builds the WSGI application: WsgiDAV mounted at ``/dav`` over a data dir's services, plus the
+few answers outside ``/dav`` (landing page, anonymous OPTIONS probes)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from wsgidav.error_printer import ErrorPrinter
 from wsgidav.http_authenticator import HTTPAuthenticator
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from davdisk import __version__
 from davdisk.auth.domain import Authenticator, DavdiskDomainController
-from davdisk.blobs.local import LocalBlobStore
-from davdisk.config import Config
-from davdisk.crypto.keys import load_master_key
+from davdisk.dav.errors import ErrorPages
 from davdisk.dav.locks import SQLLockManager, SQLLockStorage
 from davdisk.dav.provider import DavdiskProvider
-from davdisk.errors import UsageError
-from davdisk.files.admin import Admin
-from davdisk.files.api import Files
-from davdisk.files.keyring import Keyring
-from davdisk.meta.db import Database
+from davdisk.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -39,32 +28,6 @@ ROOT_ALLOW = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, MKCOL, PUT, DELETE, COPY,
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-@dataclass
-class Services:
-    config: Config
-    db: Database
-    files: Files
-    admin: Admin
-
-    @classmethod
-    def open(cls, config: Config, *, create: bool) -> Services:
-        """Open the data dir; with ``create``, make whatever is missing (first start)."""
-        data = config.data_dir
-        if not data.is_dir():
-            if not create:
-                raise UsageError(f"no data dir at {data} (start the server or add a user first)")
-            data.mkdir(parents=True, mode=0o700)
-        master = load_master_key(config.master_key_file, create=create)
-        db = Database(config.database_url, pool_size=config.get("server", "threads") + 4)
-        db.migrate()
-        blobs = LocalBlobStore(config.blob_dir)
-        files = Files(db, blobs, Keyring(db, master))
-        return cls(config, db, files, Admin(files, config.get("auth", "bcrypt_cost")))
-
-    def close(self) -> None:
-        self.db.dispose()
-
-
 def _simple(start_response: Callable[..., Any], status: str, body: bytes, extra=()) -> list[bytes]:
     headers = [
         ("Content-Type", "text/plain; charset=utf-8"),
@@ -73,6 +36,16 @@ def _simple(start_response: Callable[..., Any], status: str, body: bytes, extra=
     ]
     start_response(status, headers)
     return [body]
+
+
+def _without_body(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    try:
+        for _ in chunks:
+            pass
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    yield b""
 
 
 def build_app(services: Services) -> WSGIApp:
@@ -97,7 +70,7 @@ def build_app(services: Services) -> WSGIApp:
             "davdisk": {"authenticator": authenticator},
             "lock_storage": lock_storage,
             "property_manager": None,
-            "middleware_stack": [ErrorPrinter, HTTPAuthenticator, RequestResolver],
+            "middleware_stack": [ErrorPages, HTTPAuthenticator, RequestResolver],
             "block_size": config.get("dav", "block_size"),
             "add_header_MS_Author_Via": True,
             "suppress_version_info": True,
@@ -118,8 +91,18 @@ def build_app(services: Services) -> WSGIApp:
     ).encode()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] == "HEAD":
+            # Whatever answers (401 pages included), a HEAD response carries no body.
+            return _without_body(route(environ, start_response))
+        return route(environ, start_response)
+
+    def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ["REQUEST_METHOD"]
+        raw_path = environ.get("REQUEST_URI", "").split("?", 1)[0]
+        if "%2f" in raw_path.lower():
+            # An encoded slash would be a '/' inside a name; names cannot hold one.
+            return _simple(start_response, "400 Bad Request", b"encoded '/' in path\n")
         if method == "OPTIONS" and path in ("/", "*", DAV_PREFIX, DAV_PREFIX + "/"):
             # Windows' mini-redirector probes these before it sends credentials.
             return _simple(start_response, "200 OK", b"", [*DAV_HEADERS, ("Allow", ROOT_ALLOW)])

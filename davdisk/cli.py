@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from davdisk.app import Services
+    from davdisk.services import Services
 
     cfg = config_mod.load(args.config, args.data_dir)
     if args.command == "serve":

@@ -9,7 +9,8 @@ from typing import Any
 
 from cheroot import wsgi
 
-from davdisk.app import DAV_PREFIX, Services, build_app
+from davdisk.app import DAV_PREFIX, build_app
+from davdisk.services import Services
 
 logger = logging.getLogger("davdisk.server")
 

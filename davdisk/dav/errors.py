@@ -1,12 +1,29 @@
-"""The one place where davdisk errors become WebDAV (HTTP) errors."""
+"""The one place where errors become HTTP answers in the WebDAV face.
+
+:func:`dav_errors` turns davdisk's own errors into WsgiDAV ``DAVError``s with their status.
+:class:`ErrorPages` (in place of WsgiDAV's ``ErrorPrinter``) renders every ``DAVError`` as a short
+page — or the RFC 4918 XML error body when there is a precondition — and turns anything unexpected
+into a plain 500 whose details go to the log only: a client never sees a traceback, an exception
+text or an internal path.
+"""
 
 from __future__ import annotations
 
+import html
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from wsgidav.dav_error import DAVError
+from wsgidav import util
+from wsgidav.dav_error import (
+    HTTP_INTERNAL_ERROR,
+    HTTP_NO_CONTENT,
+    HTTP_NOT_MODIFIED,
+    DAVError,
+    get_http_status_string,
+)
+from wsgidav.mw.base_mw import BaseMiddleware
 
 from davdisk.errors import DavdiskError, IntegrityError
 
@@ -15,9 +32,8 @@ logger = logging.getLogger(__name__)
 
 def to_dav_error(e: DavdiskError) -> DAVError:
     if isinstance(e, IntegrityError):
-        # Logged with detail here; the client only learns that the server failed.
-        logger.error("%s", e.message)
-        return DAVError(e.http_status, "stored data failed verification")
+        # The files layer logged the detail; the client only learns that the server failed.
+        return DAVError(e.http_status)
     return DAVError(e.http_status, e.message)
 
 
@@ -28,3 +44,69 @@ def dav_errors() -> Iterator[None]:
         yield
     except DavdiskError as e:
         raise to_dav_error(e) from None
+
+
+def _page(e: DAVError) -> tuple[str, bytes]:
+    if e.err_condition is not None:
+        return "application/xml; charset=utf-8", e.err_condition.as_string().encode()
+    status = get_http_status_string(e)
+    detail = "" if e.value == HTTP_INTERNAL_ERROR else (e.context_info or "")
+    body = f"<html><head><title>{status}</title></head><body><h1>{status}</h1>"
+    if detail:
+        body += f"<p>{html.escape(detail)}</p>"
+    return "text/html; charset=utf-8", (body + "</body></html>\n").encode()
+
+
+class ErrorPages(BaseMiddleware):
+    """Catches errors from the rest of the WsgiDAV stack and answers them safely."""
+
+    def __init__(self, wsgidav_app: Any, next_app: Any, config: dict[str, Any]) -> None:
+        super().__init__(wsgidav_app, next_app, config)
+
+    def is_disabled(self) -> bool:
+        return False
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        sub = util.SubAppStartResponse()
+        started = False
+        try:
+            try:
+                app_iter = self.next_app(environ, sub)
+                try:
+                    for chunk in app_iter:
+                        if not started:
+                            start_response(sub.status, sub.response_headers, sub.exc_info)
+                            started = True
+                        yield chunk
+                finally:
+                    if hasattr(app_iter, "close"):
+                        app_iter.close()
+                if not started:
+                    start_response(sub.status, sub.response_headers, sub.exc_info)
+                return
+            except DAVError:
+                raise
+            except DavdiskError as e:
+                raise to_dav_error(e) from None
+            except Exception as e:
+                logger.exception(
+                    "internal error in %s %s", environ["REQUEST_METHOD"], environ["PATH_INFO"]
+                )
+                raise DAVError(HTTP_INTERNAL_ERROR) from e
+        except DAVError as e:
+            if started:
+                # Headers (and part of the body) are out: all we can do is cut the response.
+                raise
+            status = get_http_status_string(e)
+            if e.value in (HTTP_NOT_MODIFIED, HTTP_NO_CONTENT):
+                start_response(status, [("Content-Length", "0")])
+                return
+            content_type, body = _page(e)
+            start_response(
+                status,
+                [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+                + (e.add_headers or []),
+            )
+            yield body

@@ -31,6 +31,7 @@ from davdisk.meta.store import Entry
 logger = logging.getLogger(__name__)
 
 
+FOLDER_PAGE = b"This is a WebDAV folder: open it with a WebDAV client to see what is in it.\n"
 _REF_URL = re.compile(r"^/u/\d+(/.*)?$")
 
 
@@ -92,6 +93,20 @@ class DavdiskProvider(DAVProvider):
         default_handler: Callable[..., Iterable[bytes]],
     ) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
+        if method in ("GET", "HEAD"):
+            res = self.get_resource_inst(environ["PATH_INFO"], environ)
+            if isinstance(res, Folder):
+                # Folders have no content; clients probe them with HEAD before writing into
+                # them (webdavclient3), and a browser gets a hint instead of an error.
+                body = FOLDER_PAGE if method == "GET" else b""
+                start_response(
+                    "200 OK",
+                    [
+                        ("Content-Type", "text/plain; charset=utf-8"),
+                        ("Content-Length", str(len(FOLDER_PAGE))),
+                    ],
+                )
+                return [body]
         if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity") == "infinity":
             raise DAVError(HTTP_FORBIDDEN, err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
         if method in ("COPY", "MOVE"):

@@ -81,6 +81,12 @@ class _NodeMixin:
         return names + list(self._dead_props())
 
     def get_property_value(self, name: str) -> Any:
+        if name == "{DAV:}getetag":
+            # RFC 4918 writes entity tags in PROPFIND as in the ETag header: quoted.
+            etag = self.get_etag()  # type: ignore[attr-defined]
+            if etag is None:
+                raise DAVError(HTTP_NOT_FOUND)
+            return f'"{etag}"'
         if name.startswith("{DAV:}") or name in _LOCK_PROPS:
             return _DAVResource.get_property_value(self, name)
         value = self._dead_props().get(name)

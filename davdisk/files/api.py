@@ -143,7 +143,7 @@ class Upload:
         cipher_size = self._blob.commit()
         self._closed = True
         try:
-            return self._files._commit_content(
+            entry, dead = self._files._commit_content(
                 self._actor,
                 self._parent,
                 self._name,
@@ -160,6 +160,8 @@ class Upload:
             # The node was not pointed at the new blob: it is garbage right away.
             self._files.blobs.delete(self.blob_id)
             raise
+        self._files._remove_blobs(dead)
+        return entry
 
     def abort(self) -> None:
         if not self._closed:
@@ -249,6 +251,10 @@ class Files:
                 blob_id=bytes.fromhex(entry.blob_id),
                 expected_plain_size=entry.size,
             )
+        except IntegrityError as e:
+            src.close()
+            logger.error("%s", e.message)
+            raise
         except BaseException:
             src.close()
             raise
@@ -315,7 +321,8 @@ class Files:
         sha1: str,
         content_type: str,
         mtime: float | None,
-    ) -> Entry:
+    ) -> tuple[Entry, list[str]]:
+        """Point ``parent/name`` at a stored blob; return the entry and blobs now unused."""
         now = time.time()
         with self.db.write() as conn:
             if store.get_node(conn, parent.id) is None:
@@ -344,7 +351,7 @@ class Files:
             if existing is not None:
                 store.update_node(conn, existing.id, **content)
                 store.add_used_bytes(conn, parent.owner_id, size - existing.size)
-                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id or ""])
+                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id])
                 node_id = existing.id
             else:
                 node_id = store.insert_node(
@@ -359,9 +366,8 @@ class Files:
                 store.add_used_bytes(conn, parent.owner_id, size)
                 dead = []
             entry = store.get_node(conn, node_id)
-        self._remove_blobs(dead)
         assert entry is not None
-        return entry
+        return entry, dead
 
     def create_empty(self, actor: Actor, parent: Entry, name: str) -> Entry:
         """Create an empty file (a LOCK on an unmapped URL creates one)."""
@@ -477,7 +483,7 @@ class Files:
                 store.move_properties(conn, src.id, existing.id)
                 store.delete_subtree(conn, src.id)
                 store.add_used_bytes(conn, existing.owner_id, -existing.size)
-                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id or ""])
+                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id])
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
@@ -535,7 +541,7 @@ class Files:
                     },
                 )
                 store.add_used_bytes(conn, existing.owner_id, src.size - existing.size)
-                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id or ""])
+                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id])
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
@@ -561,8 +567,9 @@ class Files:
         for blob_id in blob_ids:
             try:
                 self.blobs.delete(blob_id)
-            except OSError:
-                logger.warning("could not remove blob %s; davdisk gc will", blob_id)
+            except Exception:
+                # The rows are gone, so the request succeeded; the file is gc's to remove.
+                logger.exception("could not remove blob %s; davdisk gc will", blob_id)
 
     def walk_entries(self, actor: Actor, folder: Entry) -> Iterable[tuple[str, Entry]]:
         """(relative path, entry) for every node below ``folder``, parents first."""

@@ -372,9 +372,9 @@ def get_blob_key_version(conn: Connection, blob_id: str) -> int | None:
     return conn.scalar(select(blobs.c.key_version).where(blobs.c.id == blob_id))
 
 
-def drop_unreferenced_blobs(conn: Connection, blob_ids: Iterable[str]) -> list[str]:
+def drop_unreferenced_blobs(conn: Connection, blob_ids: Iterable[str | None]) -> list[str]:
     """Delete the rows of those blobs no node points to; return the ids deleted."""
-    ids = list(set(blob_ids))
+    ids = list({i for i in blob_ids if i})
     if not ids:
         return []
     referenced = set(

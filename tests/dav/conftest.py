@@ -13,7 +13,8 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from davdisk import config as config_mod
-from davdisk.app import Services, build_app
+from davdisk.app import build_app
+from davdisk.services import Services
 
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from davdisk.app import Services
+from davdisk.services import Services
 from tests.dav.conftest import Client
 
 PROPPATCH_BODY = b"""<?xml version="1.0" encoding="utf-8"?>

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from davdisk import config as config_mod
-from davdisk.app import Services
 from davdisk.errors import (
     AlreadyExists,
     Forbidden,
@@ -23,6 +22,7 @@ from davdisk.errors import (
     UsageError,
 )
 from davdisk.files.api import Actor
+from davdisk.services import Services
 
 
 @pytest.fixture
