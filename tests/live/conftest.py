@@ -1,0 +1,577 @@
+"""Live-test harness: real ``davdisk serve`` subprocesses on port 0 with temp data dirs.
+
+Everything here talks to the server from the outside (CLI, HTTP, /proc): no imports of
+``davdisk``. Fixtures:
+
+- ``server_factory`` - start servers (function scope); each is stopped (SIGTERM, exit 0
+  asserted) when the test ends.
+- ``module_server`` - one server shared by a test module, for tests that work in their own
+  sub-folder (see ``workdir``).
+- ``workdir`` - a fresh, uniquely named collection in alice's home on ``module_server``.
+
+Helpers (import them from ``tests.live.conftest``): ``cli``, ``add_user``, ``propfind``,
+``members``, ``lock``, ``put``, ``get_bytes``, ``raw_request`` (unnormalised paths),
+``RawConnection`` (broken requests), ``blob_files``/``temp_files``, ``wait_until``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import itertools
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+ALICE = "alice"
+BOB = "bob"
+USERS: dict[str, str] = {ALICE: "alice-password-1", BOB: "bob-password-22"}
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+CLI_TIMEOUT = 120.0
+
+DAV_NS = "DAV:"
+D = "{DAV:}"
+SERVING_RE = re.compile(r"serving (https?://[^\s/]+)/dav/")
+
+
+# --------------------------------------------------------------------------- polling
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05
+) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _env() -> dict[str, str]:
+    env = os.environ.copy()
+    old = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + old if old else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def davdisk_argv(data_dir: Path | None, *args: str) -> list[str]:
+    argv = [sys.executable, "-m", "davdisk"]
+    if data_dir is not None:
+        argv += ["--data-dir", str(data_dir)]
+    return argv + list(args)
+
+
+def cli(
+    data_dir: Path | None, *args: str, input: str | None = None, timeout: float = CLI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m davdisk [--data-dir DIR] ARGS`` and return the finished process."""
+    return subprocess.run(
+        davdisk_argv(data_dir, *args),
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+    )
+
+
+def describe(proc: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"argv={proc.args!r}\nexit={proc.returncode}\n"
+        f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+    )
+
+
+def add_user(data_dir: Path, name: str, password: str) -> None:
+    proc = cli(data_dir, "user", "add", name, "--password-stdin", input=password + "\n")
+    assert proc.returncode == 0, f"user add {name} failed\n{describe(proc)}"
+
+
+# --------------------------------------------------------------------------- server
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    data_dir: Path
+    log_path: Path
+    url: str  # http://127.0.0.1:PORT
+    _log_file: object = field(repr=False, default=None)
+    _killed: bool = field(default=False, repr=False)
+    _sessions: list[requests.Session] = field(default_factory=list, repr=False)
+
+    @property
+    def dav(self) -> str:
+        return self.url + "/dav/"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.url).port
+        assert port is not None
+        return port
+
+    @property
+    def netloc(self) -> str:
+        return urlsplit(self.url).netloc
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "<no log file>"
+
+    def peak_rss_kib(self) -> int:
+        """VmHWM of the server process, in KiB."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        m = re.search(r"^VmHWM:\s+(\d+)\s+kB", status, re.M)
+        assert m, status
+        return int(m.group(1))
+
+    def open_fds(self) -> list[str]:
+        """Targets of the server's open file descriptors (readlink of /proc/PID/fd/*)."""
+        out = []
+        fd_dir = Path(f"/proc/{self.pid}/fd")
+        for entry in fd_dir.iterdir():
+            try:
+                out.append(os.readlink(entry))
+            except OSError:
+                continue
+        return out
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def session(self, user: str | None = ALICE, password: str | None = None) -> requests.Session:
+        s = requests.Session()
+        if user is not None:
+            s.auth = (user, password if password is not None else USERS[user])
+        self._sessions.append(s)
+        return s
+
+    def auth_header(self, user: str = ALICE, password: str | None = None) -> str:
+        pw = password if password is not None else USERS[user]
+        return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+
+    def stop(self) -> None:
+        """SIGTERM, wait, and assert a clean exit (status 0). No-op after ``kill()``."""
+        for s in self._sessions:
+            s.close()
+        if self._killed:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self._close_log()
+                pytest.fail(
+                    f"server pid {self.pid} ignored SIGTERM for {STOP_TIMEOUT:.0f}s"
+                    f"\n--- log ---\n{self.log()}"
+                )
+        self._close_log()
+        assert self.proc.returncode == 0, (
+            f"server exited with {self.proc.returncode} after SIGTERM\n--- log ---\n{self.log()}"
+        )
+
+    def kill(self) -> None:
+        """SIGKILL (a crash); the fixture's final stop() then checks nothing."""
+        self._killed = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+
+_counter = itertools.count()
+
+
+def start_server(data_dir: Path, log_dir: Path, extra_args: tuple[str, ...] = ()) -> Server:
+    n = next(_counter)
+    log_path = log_dir / f"server-{n}.log"
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed by Server.stop/kill
+    proc = subprocess.Popen(
+        davdisk_argv(data_dir, "serve", "--host", "127.0.0.1", "--port", "0", *extra_args),
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=_env(),
+        cwd=REPO_ROOT,
+    )
+    deadline = time.monotonic() + START_TIMEOUT
+    url = None
+    while True:
+        m = SERVING_RE.search(log_path.read_text(errors="replace"))
+        if m:
+            url = m.group(1)
+            break
+        if proc.poll() is not None:
+            log_file.close()
+            pytest.fail(
+                f"davdisk serve exited with {proc.returncode} before serving\n"
+                f"--- log ---\n{log_path.read_text(errors='replace')}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            log_file.close()
+            log = log_path.read_text(errors="replace")
+            pytest.fail(
+                f"davdisk serve printed no 'serving http://...' line within "
+                f"{START_TIMEOUT:.0f}s\n--- log ---\n{log}"
+            )
+        time.sleep(0.05)
+    return Server(proc=proc, data_dir=data_dir, log_path=log_path, url=url, _log_file=log_file)
+
+
+class ServerFactory:
+    """Creates data dirs + users via the CLI and starts servers; stops them all at the end."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.servers: list[Server] = []
+        self._n = itertools.count()
+
+    def new_data_dir(self, users: dict[str, str] | None = None) -> Path:
+        data_dir = self.base / f"data{next(self._n)}"
+        for name, pw in (USERS if users is None else users).items():
+            add_user(data_dir, name, pw)
+        return data_dir
+
+    def __call__(
+        self,
+        data_dir: Path | None = None,
+        users: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> Server:
+        """Start a server. Without ``data_dir``: a new one with ``users`` (default alice+bob).
+        With ``data_dir``: only the given ``users`` (default none) are added first."""
+        if data_dir is None:
+            data_dir = self.new_data_dir(users)
+        else:
+            for name, pw in (users or {}).items():
+                add_user(data_dir, name, pw)
+        srv = start_server(data_dir, self.base, extra_args)
+        self.servers.append(srv)
+        return srv
+
+    def finish(self) -> None:
+        errors = []
+        for srv in self.servers:
+            try:
+                srv.stop()
+            except BaseException as exc:
+                errors.append(str(exc))
+        if errors:
+            pytest.fail("\n\n".join(errors))
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+    factory = ServerFactory(tmp_path)
+    yield factory
+    factory.finish()
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory) -> Server:
+    """A fresh server with alice and bob."""
+    return server_factory()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    factory = ServerFactory(tmp_path_factory.mktemp("live"))
+    srv = factory()
+    yield srv
+    factory.finish()
+
+
+@pytest.fixture
+def workdir(module_server: Server, request: pytest.FixtureRequest) -> str:
+    """URL of a fresh collection in alice's home on the module server (ends with '/')."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name)[:40] + "-" + uuid.uuid4().hex[:6]
+    url = module_server.dav + name + "/"
+    r = module_server.session(ALICE).request("MKCOL", url)
+    assert r.status_code == 201, (r.status_code, r.text)
+    return url
+
+
+# --------------------------------------------------------------------------- DAV helpers
+
+
+@dataclass
+class Entry:
+    href: str  # unquoted path, e.g. /dav/a b/
+    status: dict[str, int]  # prop clark name -> propstat status code
+    props: dict[str, ET.Element]
+
+    def text(self, name: str) -> str | None:
+        el = self.props.get(name)
+        return None if el is None else (el.text or "")
+
+    @property
+    def is_collection(self) -> bool:
+        rt = self.props.get(D + "resourcetype")
+        return rt is not None and rt.find(D + "collection") is not None
+
+    @property
+    def size(self) -> int | None:
+        t = self.text(D + "getcontentlength")
+        return None if t is None or t == "" else int(t)
+
+    @property
+    def name(self) -> str:
+        return self.href.rstrip("/").rsplit("/", 1)[-1]
+
+
+def parse_multistatus(body: bytes) -> dict[str, Entry]:
+    root = ET.fromstring(body)
+    assert root.tag == D + "multistatus", body[:500]
+    out: dict[str, Entry] = {}
+    for resp in root.findall(D + "response"):
+        href_el = resp.find(D + "href")
+        assert href_el is not None and href_el.text, ET.tostring(resp)
+        href = unquote(urlsplit(href_el.text.strip()).path)
+        status: dict[str, int] = {}
+        props: dict[str, ET.Element] = {}
+        for ps in resp.findall(D + "propstat"):
+            st_el = ps.find(D + "status")
+            code = int(st_el.text.split()[1]) if st_el is not None and st_el.text else 0
+            prop = ps.find(D + "prop")
+            for p in list(prop) if prop is not None else []:
+                status[p.tag] = code
+                if code == 200:
+                    props[p.tag] = p
+        out[href] = Entry(href=href, status=status, props=props)
+    return out
+
+
+PROPFIND_ALLPROP = (
+    b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>'
+)
+
+
+def propfind(
+    session: requests.Session, url: str, depth: str = "1", body: bytes | None = PROPFIND_ALLPROP
+) -> dict[str, Entry]:
+    """PROPFIND and parse; asserts 207."""
+    r = session.request(
+        "PROPFIND",
+        url,
+        headers={"Depth": depth, "Content-Type": "application/xml; charset=utf-8"},
+        data=body,
+    )
+    assert r.status_code == 207, f"PROPFIND {url} Depth {depth}: {r.status_code} {r.text[:500]}"
+    return parse_multistatus(r.content)
+
+
+def url_path(url: str) -> str:
+    return unquote(urlsplit(url).path)
+
+
+def members(session: requests.Session, url: str) -> dict[str, Entry]:
+    """Depth-1 PROPFIND children of ``url`` keyed by name (the collection itself excluded)."""
+    entries = propfind(session, url, "1")
+    self_path = url_path(url).rstrip("/")
+    return {e.name: e for href, e in entries.items() if href.rstrip("/") != self_path}
+
+
+LOCK_BODY = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:{scope}/></D:lockscope>'
+    "<D:locktype><D:write/></D:locktype>"
+    "<D:owner><D:href>{owner}</D:href></D:owner></D:lockinfo>"
+)
+
+
+def lock(
+    session: requests.Session,
+    url: str,
+    depth: str = "0",
+    scope: str = "exclusive",
+    owner: str = "davdisk-live-tests",
+    timeout: str = "Second-600",
+    expect: tuple[int, ...] = (200, 201),
+) -> tuple[requests.Response, str | None]:
+    """LOCK ``url``; returns (response, token without angle brackets or None)."""
+    r = session.request(
+        "LOCK",
+        url,
+        headers={"Depth": depth, "Timeout": timeout, "Content-Type": "application/xml"},
+        data=LOCK_BODY.format(scope=scope, owner=owner).encode(),
+    )
+    assert r.status_code in expect, f"LOCK {url}: {r.status_code} {r.text[:500]}"
+    token = r.headers.get("Lock-Token")
+    if token:
+        token = token.strip().strip("<>")
+    return r, token
+
+
+def put(
+    session: requests.Session,
+    url: str,
+    data: bytes | object,
+    expect: tuple[int, ...] = (200, 201, 204),
+    **kw: object,
+) -> requests.Response:
+    r = session.put(url, data=data, **kw)  # type: ignore[arg-type]
+    assert r.status_code in expect, f"PUT {url}: {r.status_code} {r.text[:500]}"
+    return r
+
+
+def get_bytes(session: requests.Session, url: str) -> bytes:
+    r = session.get(url)
+    assert r.status_code == 200, f"GET {url}: {r.status_code} {r.text[:300]}"
+    return r.content
+
+
+# --------------------------------------------------------------------------- raw HTTP
+
+
+def raw_request(
+    srv: Server,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    user: str | None = ALICE,
+) -> tuple[int, dict[str, str], bytes]:
+    """Send ``path`` byte-for-byte (no client-side normalisation of '..' or escapes)."""
+    conn = http.client.HTTPConnection(srv.host, srv.port, timeout=60)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        hdrs = {"Host": srv.netloc}
+        if user is not None:
+            hdrs["Authorization"] = srv.auth_header(user)
+        hdrs.update(headers or {})
+        if body is not None:
+            hdrs.setdefault("Content-Length", str(len(body)))
+        elif method in ("PUT", "PROPFIND", "PROPPATCH", "LOCK", "MKCOL"):
+            hdrs.setdefault("Content-Length", "0")
+        for k, v in hdrs.items():
+            conn.putheader(k, v)
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+class RawConnection:
+    """A plain socket for sending deliberately broken requests."""
+
+    def __init__(self, srv: Server) -> None:
+        self.srv = srv
+        self.sock = socket.create_connection((srv.host, srv.port), timeout=30)
+
+    def send_head(self, method: str, path: str, headers: dict[str, str]) -> None:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.srv.netloc}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def abort(self) -> None:
+        """Close the connection without finishing the request."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------- data dir
+
+
+def blob_files(data_dir: Path) -> list[Path]:
+    """Stored blob files (everything under blobs/ except blobs/tmp/)."""
+    root = data_dir / "blobs"
+    if not root.exists():
+        return []
+    tmp = root / "tmp"
+    return sorted(p for p in root.rglob("*") if p.is_file() and tmp not in p.parents)
+
+
+def temp_files(data_dir: Path) -> list[Path]:
+    tmp = data_dir / "blobs" / "tmp"
+    return sorted(p for p in tmp.rglob("*") if p.is_file()) if tmp.exists() else []
+
+
+def all_files(data_dir: Path) -> list[Path]:
+    return sorted(p for p in data_dir.rglob("*") if p.is_file())
+
+
+def q(name: str) -> str:
+    """Percent-encode one path segment."""
+    return quote(name, safe="")
+
+
+def make_random_file(path: Path, size: int, block: int = 1 << 20) -> str:
+    """Write ``size`` pseudo-random bytes (distinct per MiB) to ``path``; return sha256 hex."""
+    import hashlib
+
+    base = os.urandom(block)
+    h = hashlib.sha256()
+    written = 0
+    with open(path, "wb") as f:
+        for i in itertools.count():
+            if written >= size:
+                break
+            chunk = i.to_bytes(8, "big") + base[8:]
+            chunk = chunk[: size - written]
+            f.write(chunk)
+            h.update(chunk)
+            written += len(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,71 @@
+"""Two ``davdisk serve`` processes on one data dir agree on files and on locks."""
+
+from __future__ import annotations
+
+from tests.live.conftest import ALICE, ServerFactory, get_bytes, lock, members, put
+
+
+def test_two_servers_share_files_and_locks(server_factory: ServerFactory) -> None:
+    a_srv = server_factory()
+    b_srv = server_factory(data_dir=a_srv.data_dir)
+    assert a_srv.url != b_srv.url
+    a = a_srv.session(ALICE)
+    b = b_srv.session(ALICE)
+
+    # a file written through A reads back through B (and the other way round)
+    put(a, a_srv.dav + "shared.txt", b"written by A", expect=(201,))
+    assert get_bytes(b, b_srv.dav + "shared.txt") == b"written by A"
+    assert b.request("MKCOL", b_srv.dav + "from-b/").status_code == 201
+    put(b, b_srv.dav + "from-b/x.txt", b"written by B", expect=(201,))
+    assert get_bytes(a, a_srv.dav + "from-b/x.txt") == b"written by B"
+    assert set(members(a, a_srv.dav)) == set(members(b, b_srv.dav)) == {"shared.txt", "from-b"}
+
+    # an exclusive lock taken through A binds B
+    _, token = lock(a, a_srv.dav + "shared.txt")
+    assert token
+    put(b, b_srv.dav + "shared.txt", b"B without token", expect=(423,))
+    r = b.delete(b_srv.dav + "shared.txt")
+    assert r.status_code == 423, (r.status_code, r.text)
+    lock(b, b_srv.dav + "shared.txt", expect=(423,))
+    assert get_bytes(b, b_srv.dav + "shared.txt") == b"written by A"
+    put(
+        b,
+        b_srv.dav + "shared.txt",
+        b"B with token",
+        expect=(200, 204),
+        headers={"If": f"(<{token}>)"},
+    )
+    assert get_bytes(a, a_srv.dav + "shared.txt") == b"B with token"
+
+    # UNLOCK through B with the token A handed out; then anyone may write again
+    r = b.request("UNLOCK", b_srv.dav + "shared.txt", headers={"Lock-Token": f"<{token}>"})
+    assert r.status_code == 204, (r.status_code, r.text)
+    put(a, a_srv.dav + "shared.txt", b"A after unlock", expect=(200, 204))
+    assert get_bytes(b, b_srv.dav + "shared.txt") == b"A after unlock"
+
+    # a depth-infinity lock on a folder through B binds its members through A
+    _, dir_token = lock(b, b_srv.dav + "from-b/", depth="infinity")
+    assert dir_token
+    put(a, a_srv.dav + "from-b/x.txt", b"A without token", expect=(423,))
+    put(a, a_srv.dav + "from-b/new.txt", b"A without token", expect=(423,))
+    put(
+        a,
+        a_srv.dav + "from-b/new.txt",
+        b"A with token",
+        expect=(201,),
+        headers={"If": f"(<{dir_token}>)"},
+    )
+    r = a.request("UNLOCK", a_srv.dav + "from-b/", headers={"Lock-Token": f"<{dir_token}>"})
+    assert r.status_code == 204, (r.status_code, r.text)
+    put(b, b_srv.dav + "from-b/x.txt", b"B after unlock", expect=(200, 204))
+
+    # a lock-null resource created through A is visible and locked through B
+    _, null_token = lock(a, a_srv.dav + "locknull.txt")
+    assert null_token
+    assert "locknull.txt" in members(b, b_srv.dav)
+    put(b, b_srv.dav + "locknull.txt", b"no token", expect=(423,))
+    r = b.request("UNLOCK", b_srv.dav + "locknull.txt", headers={"Lock-Token": f"<{null_token}>"})
+    assert r.status_code == 204, (r.status_code, r.text)
+
+    a_srv.stop()
+    assert get_bytes(b, b_srv.dav + "from-b/new.txt") == b"A with token"
