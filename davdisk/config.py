@@ -54,9 +54,9 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
     ("server", "host"): ("127.0.0.1", _str, "Address to listen on; 0.0.0.0 for every interface."),
     ("server", "port"): (8080, _port, "TCP port; 0 picks a free one (the log says which)."),
     ("server", "threads"): (
-        32,
+        64,
         _positive_int,
-        "Worker threads: the number of requests served at once (Explorer opens many).",
+        "Worker threads: requests served at once (Explorer opens dozens of connections).",
     ),
     ("storage", "database_url"): (
         "",

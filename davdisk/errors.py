@@ -95,6 +95,12 @@ class IncompleteBody(DavdiskError):
     http_status = 400
 
 
+class ChecksumMismatch(DavdiskError):
+    """{algo} checksum mismatch: the client sent {expected}, the body hashes to {actual}"""
+
+    http_status = 400
+
+
 class InsufficientStorage(DavdiskError):
     """insufficient storage: {msg}"""
 

@@ -91,11 +91,17 @@ class ErrorPages(BaseMiddleware):
             except DavdiskError as e:
                 raise to_dav_error(e) from None
             except Exception as e:
-                logger.exception(
-                    "internal error in %s %s", environ["REQUEST_METHOD"], environ["PATH_INFO"]
-                )
-                raise DAVError(HTTP_INTERNAL_ERROR) from e
+                raise DAVError(HTTP_INTERNAL_ERROR, src_exception=e) from e
         except DAVError as e:
+            if e.value == HTTP_INTERNAL_ERROR:
+                cause = e.src_exception or e.__cause__ or e
+                if not isinstance(cause, DAVError):
+                    logger.error(
+                        "internal error in %s %s",
+                        environ["REQUEST_METHOD"],
+                        environ["PATH_INFO"],
+                        exc_info=cause,
+                    )
             if started:
                 # Headers (and part of the body) are out: all we can do is cut the response.
                 raise

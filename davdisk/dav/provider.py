@@ -109,12 +109,14 @@ class DavdiskProvider(DAVProvider):
                 return [body]
         if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity") == "infinity":
             raise DAVError(HTTP_FORBIDDEN, err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
-        if method in ("COPY", "MOVE"):
+        if method in ("PUT", "COPY", "MOVE"):
 
-            def created_aware(status: str, headers: list[Any], exc_info: Any = None) -> Any:
+            def finish(status: str, headers: list[Any], exc_info: Any = None) -> Any:
                 if status.startswith("204") and environ.get("davdisk.created"):
                     status = "201 Created"
+                if status.startswith("2") and environ.get("davdisk.oc_mtime_accepted"):
+                    headers = [*headers, ("X-OC-Mtime", "accepted")]
                 return start_response(status, headers, exc_info)
 
-            return default_handler(environ, created_aware)
+            return default_handler(environ, finish)
         return default_handler(environ, start_response)

@@ -23,6 +23,7 @@ from wsgidav.dav_error import (
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
 
+from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
 from davdisk.files.api import Actor, Files, Upload
 from davdisk.meta.store import Entry
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _LOCK_PROPS = ("{DAV:}lockdiscovery", "{DAV:}supportedlock")
+_QUOTA_PROPS = ("{DAV:}quota-used-bytes", "{DAV:}quota-available-bytes")
 
 
 class _NodeMixin:
@@ -76,6 +78,12 @@ class _NodeMixin:
             cache[self.entry.id] = found
         return found
 
+    def get_properties(self, mode: str, *, name_list: list[str] | None = None) -> list[Any]:
+        props = _DAVResource.get_properties(self, mode, name_list=name_list)
+        # Found properties first, so the 200 propstat leads each response: rclone reads only the
+        # first propstat's status, and a later 404 propstat must not shadow good values.
+        return sorted(props, key=lambda p: isinstance(p[1], DAVError))
+
     def get_property_names(self, *, is_allprop: bool) -> list[str]:
         names = _DAVResource.get_property_names(self, is_allprop=is_allprop)
         return names + list(self._dead_props())
@@ -87,6 +95,10 @@ class _NodeMixin:
             if etag is None:
                 raise DAVError(HTTP_NOT_FOUND)
             return f'"{etag}"'
+        if name.startswith(liveprops.OC):
+            return self._oc_property(name)
+        if name in _QUOTA_PROPS and not self.is_collection:
+            raise DAVError(HTTP_NOT_FOUND)  # RFC 4331 quotas are properties of collections
         if name.startswith("{DAV:}") or name in _LOCK_PROPS:
             return _DAVResource.get_property_value(self, name)
         value = self._dead_props().get(name)
@@ -94,7 +106,33 @@ class _NodeMixin:
             raise DAVError(HTTP_NOT_FOUND)
         return etree.fromstring(value)
 
+    def _oc_property(self, name: str) -> Any:
+        entry = self.entry
+        if name == liveprops.OC_FILEID:
+            return str(entry.id)
+        if name == liveprops.OC_PERMISSIONS:
+            return liveprops.PERMISSIONS_FOLDER if entry.is_dir else liveprops.PERMISSIONS_FILE
+        if name == liveprops.OC_SIZE:
+            if not entry.is_dir:
+                return str(entry.size)
+            with dav_errors():
+                return str(self.files.tree_size(self.actor, entry))
+        if name == liveprops.OC_CHECKSUMS and not entry.is_dir and entry.sha1 and entry.md5:
+            el = etree.Element(name)
+            etree.SubElement(
+                el, liveprops.OC + "checksum"
+            ).text = f"SHA1:{entry.sha1} MD5:{entry.md5}"
+            return el
+        raise DAVError(HTTP_NOT_FOUND)
+
     def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> Any:
+        if name in liveprops.TIME_PROPS:
+            which, stamp = liveprops.parse_time_prop(name, None if value is None else value.text)
+            if not dry_run:
+                with dav_errors():
+                    self.files.set_times(self.actor, self.entry, **{which: stamp})
+                self.provider.forget(self.environ)
+            return None
         if name.startswith("{DAV:}"):
             # Live properties are computed by the server (RFC 4918 "protected").
             raise DAVError(HTTP_FORBIDDEN)
@@ -168,6 +206,7 @@ class _NodeMixin:
                 parent.entry,
                 name,
                 overwrite=self.environ.get("HTTP_OVERWRITE", "T") == "T",
+                mtime=self._requested_mtime(),
             )
         self._drop_locks(src_ref)
         if dest_ref:
@@ -187,6 +226,7 @@ class _NodeMixin:
                 name,
                 overwrite=self.environ.get("HTTP_OVERWRITE", "T") == "T",
                 recursive=depth_infinity,
+                mtime=self._requested_mtime(),
             )
         if dest_ref:
             self._drop_locks(dest_ref)
@@ -197,6 +237,17 @@ class _NodeMixin:
     def support_recursive_move(self, dest_path: str) -> bool:
         return True
 
+    def _requested_mtime(self) -> float | None:
+        return _requested_mtime(self.environ)
+
+
+def _requested_mtime(environ: dict[str, Any]) -> float | None:
+    """``X-OC-Mtime`` of this request; noted so the answer can say it was accepted."""
+    mtime = liveprops.oc_mtime(environ)
+    if mtime is not None:
+        environ["davdisk.oc_mtime_accepted"] = True
+    return mtime
+
 
 class Folder(_NodeMixin, DAVCollection):
     def __init__(self, path: str, environ: dict[str, Any], entry: Entry, actor: Actor) -> None:
@@ -205,6 +256,21 @@ class Folder(_NodeMixin, DAVCollection):
 
     def get_etag(self) -> None:
         return None
+
+    def _usage(self) -> tuple[int, int | None]:
+        found = self.environ.get("davdisk.usage")
+        if found is None:
+            with dav_errors():
+                found = self.files.usage(self.actor)
+            self.environ["davdisk.usage"] = found
+        return found
+
+    def get_used_bytes(self) -> int:
+        """RFC 4331 quota-used-bytes: what the user's files take (Finder shows free space)."""
+        return self._usage()[0]
+
+    def get_available_bytes(self) -> int | None:
+        return self._usage()[1]
 
     def _children(self) -> list[Entry]:
         cache = self.environ.setdefault("davdisk.children", {})
@@ -302,6 +368,8 @@ class _WritableMixin:
                 name,
                 content_type=content_type,
                 expected_size=_expected_length(self.environ),
+                mtime=_requested_mtime(self.environ),
+                checksums=liveprops.oc_checksums(self.environ),
             )
         self._stream = _UploadStream(self, upload)  # type: ignore[arg-type]
         return self._stream

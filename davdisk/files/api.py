@@ -26,6 +26,7 @@ from davdisk.blobs.base import BlobStore
 from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter
 from davdisk.errors import (
     AlreadyExists,
+    ChecksumMismatch,
     Conflict,
     Forbidden,
     IncompleteBody,
@@ -98,8 +99,10 @@ class Upload:
         content_type: str | None,
         expected_size: int | None,
         mtime: float | None,
+        checksums: dict[str, str] | None = None,
     ) -> None:
         self._files = files
+        self._checksums = checksums or {}
         self._actor = actor
         self._parent = parent
         self._name = name
@@ -139,6 +142,12 @@ class Upload:
         if self._expected is not None and self.size != self._expected:
             self.abort()
             raise IncompleteBody(got=self.size, expected=self._expected)
+        md5, sha1 = self._md5.hexdigest(), self._sha1.hexdigest()
+        for algo, actual in (("md5", md5), ("sha1", sha1)):
+            expected = self._checksums.get(algo)
+            if expected is not None and expected != actual:
+                self.abort()
+                raise ChecksumMismatch(algo=algo.upper(), expected=expected, actual=actual)
         self._enc.close()
         cipher_size = self._blob.commit()
         self._closed = True
@@ -151,8 +160,8 @@ class Upload:
                 key_version=self._key_version,
                 size=self.size,
                 cipher_size=cipher_size,
-                md5=self._md5.hexdigest(),
-                sha1=self._sha1.hexdigest(),
+                md5=md5,
+                sha1=sha1,
                 content_type=self._content_type,
                 mtime=self._mtime,
             )
@@ -260,6 +269,19 @@ class Files:
             raise
         return VerifiedReader(reader, entry.blob_id)
 
+    def usage(self, actor: Actor) -> tuple[int, int | None]:
+        """(bytes the actor's files take, bytes still free for new content or None)."""
+        with self.db.read() as conn:
+            user = store.get_user_by_id(conn, actor.id)
+        used = user.used_bytes if user else 0
+        return used, self.blobs.free_bytes()
+
+    def tree_size(self, actor: Actor, folder: Entry) -> int:
+        """Bytes of all files below ``folder``."""
+        self._allow(actor, folder, "read")
+        with self.db.read() as conn:
+            return store.subtree_size(conn, folder.id)
+
     def parent_of(self, actor: Actor, entry: Entry) -> Entry:
         """The folder holding ``entry``."""
         if entry.parent_id is None:
@@ -287,8 +309,13 @@ class Files:
         content_type: str | None = None,
         expected_size: int | None = None,
         mtime: float | None = None,
+        checksums: dict[str, str] | None = None,
     ) -> Upload:
-        """Start new content for ``parent/name`` (created or replaced on commit)."""
+        """Start new content for ``parent/name`` (created or replaced on commit).
+
+        ``checksums`` ({"md5"|"sha1": hex}) are verified against the body before anything is
+        committed; ``mtime`` (unix seconds) is the modification time to record, default now.
+        """
         self._allow(actor, parent, "write")
         check_name(name)
         return Upload(
@@ -299,6 +326,7 @@ class Files:
             content_type=content_type,
             expected_size=expected_size,
             mtime=mtime,
+            checksums=checksums,
         )
 
     def write(self, actor: Actor, parent: Entry, name: str, data: bytes) -> Entry:
@@ -443,7 +471,14 @@ class Files:
         return store.drop_unreferenced_blobs(conn, blob_ids)
 
     def move(
-        self, actor: Actor, entry: Entry, parent: Entry, name: str, *, overwrite: bool
+        self,
+        actor: Actor,
+        entry: Entry,
+        parent: Entry,
+        name: str,
+        *,
+        overwrite: bool,
+        mtime: float | None = None,
     ) -> tuple[Entry, bool]:
         """Move/rename ``entry`` to ``parent/name``; returns (new entry, destination was new).
 
@@ -490,6 +525,7 @@ class Files:
                     dead = self._delete_in(conn, existing)
                 store.update_node(conn, src.id, parent_id=parent.id, name=name)
                 result = store.get_node(conn, src.id)
+            result = self._stamp(conn, result, mtime)
         self._remove_blobs(dead)
         assert result is not None
         return result, existing is None
@@ -503,6 +539,7 @@ class Files:
         *,
         overwrite: bool,
         recursive: bool = True,
+        mtime: float | None = None,
     ) -> tuple[Entry, bool]:
         """Copy ``entry`` to ``parent/name`` (a folder's members only if ``recursive``)."""
         self._allow(actor, entry, "read")
@@ -549,11 +586,19 @@ class Files:
                 result = store.copy_subtree(conn, src, parent.id, name, recursive=recursive)
                 total, _ = store.subtree_totals(conn, result.id)
                 store.add_used_bytes(conn, src.owner_id, total)
+            result = self._stamp(conn, result, mtime)
         self._remove_blobs(dead)
         assert result is not None
         return result, existing is None
 
     # --- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _stamp(conn: Connection, entry: Entry | None, mtime: float | None) -> Entry | None:
+        if entry is None or mtime is None:
+            return entry
+        store.update_node(conn, entry.id, mtime=mtime)
+        return store.get_node(conn, entry.id)
 
     @staticmethod
     def _fresh(conn: Connection, entry: Entry) -> Entry:

@@ -261,6 +261,17 @@ def is_ancestor(conn: Connection, ancestor_id: int, node_id: int) -> bool:
     return (conn.scalar(select(func.count()).where(chain.c.id == ancestor_id)) or 0) > 0
 
 
+def subtree_size(conn: Connection, node_id: int) -> int:
+    """Bytes of the files in a subtree (one recursive query)."""
+    tree = select(nodes.c.id, nodes.c.size, nodes.c.is_dir).where(nodes.c.id == node_id)
+    cte = tree.cte("tree", recursive=True)
+    cte = cte.union_all(
+        select(nodes.c.id, nodes.c.size, nodes.c.is_dir).where(nodes.c.parent_id == cte.c.id, _live)
+    )
+    total = conn.scalar(select(func.sum(cte.c.size)).where(cte.c.is_dir.is_(False)))
+    return int(total or 0)
+
+
 def subtree_totals(conn: Connection, node_id: int) -> tuple[int, list[str]]:
     """Bytes of files in a subtree, and the blob ids they point to."""
     ids = subtree_ids(conn, node_id)
