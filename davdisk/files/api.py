@@ -148,15 +148,22 @@ class Upload:
             if expected is not None and expected != actual:
                 self.abort()
                 raise ChecksumMismatch(algo=algo.upper(), expected=expected, actual=actual)
-        self._enc.close()
-        cipher_size = self._blob.commit()
+        blob_id: str | None = self.blob_id
+        if self.size == 0:
+            # Empty content needs no blob (Windows and Finder create every file as an empty
+            # placeholder first, then write it; that placeholder should cost nothing).
+            self.abort()
+            blob_id, cipher_size = None, 0
+        else:
+            self._enc.close()
+            cipher_size = self._blob.commit()
         self._closed = True
         try:
             entry, dead = self._files._commit_content(
                 self._actor,
                 self._parent,
                 self._name,
-                blob_id=self.blob_id,
+                blob_id=blob_id,
                 key_version=self._key_version,
                 size=self.size,
                 cipher_size=cipher_size,
@@ -167,7 +174,8 @@ class Upload:
             )
         except BaseException:
             # The node was not pointed at the new blob: it is garbage right away.
-            self._files.blobs.delete(self.blob_id)
+            if blob_id is not None:
+                self._files.blobs.delete(blob_id)
             raise
         self._files._remove_blobs(dead)
         return entry
@@ -341,7 +349,7 @@ class Files:
         parent: Entry,
         name: str,
         *,
-        blob_id: str,
+        blob_id: str | None,
         key_version: int,
         size: int,
         cipher_size: int,
@@ -358,19 +366,20 @@ class Files:
             existing = store.get_child(conn, parent.id, name)
             if existing is not None and existing.is_dir:
                 raise AlreadyExists(f"{name!r} is a folder")
-            store.insert_blob(
-                conn,
-                blob_id,
-                owner_id=parent.owner_id,
-                node_id=existing.id if existing else None,
-                key_version=key_version,
-                size_plain=size,
-                size_cipher=cipher_size,
-            )
+            if blob_id is not None:
+                store.insert_blob(
+                    conn,
+                    blob_id,
+                    owner_id=parent.owner_id,
+                    node_id=existing.id if existing else None,
+                    key_version=key_version,
+                    size_plain=size,
+                    size_cipher=cipher_size,
+                )
             content = dict(
                 size=size,
                 mtime=now if mtime is None else mtime,
-                etag=blob_id,
+                etag=blob_id or secrets.token_hex(16),
                 content_type=content_type,
                 md5=md5,
                 sha1=sha1,

@@ -196,3 +196,19 @@ def test_tampered_blob_is_refused_and_logged(
         with pytest.raises(IntegrityError):
             f.read()
     assert "segment 1 failed authentication" in caplog.text
+
+
+def test_empty_placeholder_costs_no_blob_and_keeps_its_node(svc: Services) -> None:
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    placeholder = svc.files.write(alice, home, "new.docx", b"")
+    assert placeholder.blob_id is None and _blob_files(svc) == set()
+    with svc.files.open_read(alice, placeholder) as f:
+        assert f.read() == b""
+    written = svc.files.write(alice, home, "new.docx", b"real content")
+    assert written.id == placeholder.id and written.ctime == placeholder.ctime
+    assert written.etag != placeholder.etag
+    assert _blob_files(svc) == {written.blob_id}
+    emptied = svc.files.write(alice, home, "new.docx", b"")
+    assert emptied.blob_id is None and _blob_files(svc) == set()
