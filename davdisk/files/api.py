@@ -502,32 +502,14 @@ class Files:
             raise Forbidden("the home folder cannot be moved")
         dead: list[str] = []
         with self.db.write() as conn:
-            src = self._fresh(conn, entry)
-            if store.get_node(conn, parent.id) is None:
-                raise Conflict("the destination folder is gone")
-            if src.is_dir and store.is_ancestor(conn, src.id, parent.id):
-                raise Forbidden("cannot move a folder into itself")
-            existing = store.get_child(conn, parent.id, name)
+            src, existing = self._target(conn, entry, parent, name, overwrite=overwrite)
             if existing is not None and existing.id == src.id:
                 return src, False
-            if existing is not None and not overwrite:
-                raise PreconditionFailed("destination exists")
             if existing is not None and not existing.is_dir and not src.is_dir:
-                store.update_node(
-                    conn,
-                    existing.id,
-                    size=src.size,
-                    mtime=src.mtime,
-                    etag=src.etag,
-                    content_type=src.content_type,
-                    md5=src.md5,
-                    sha1=src.sha1,
-                    current_blob_id=src.blob_id,
-                )
+                dead = self._take_content(conn, existing, src)
                 store.move_properties(conn, src.id, existing.id)
                 store.delete_subtree(conn, src.id)
-                store.add_used_bytes(conn, existing.owner_id, -existing.size)
-                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id])
+                store.add_used_bytes(conn, src.owner_id, -src.size)
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
@@ -550,44 +532,24 @@ class Files:
         recursive: bool = True,
         mtime: float | None = None,
     ) -> tuple[Entry, bool]:
-        """Copy ``entry`` to ``parent/name`` (a folder's members only if ``recursive``)."""
+        """Copy ``entry`` to ``parent/name`` (a folder's members only if ``recursive``).
+
+        A file copied over a file keeps the destination's node id, as for :meth:`move`.
+        """
         self._allow(actor, entry, "read")
         self._allow(actor, parent, "write")
         check_name(name)
         dead: list[str] = []
         with self.db.write() as conn:
-            src = self._fresh(conn, entry)
-            if store.get_node(conn, parent.id) is None:
-                raise Conflict("the destination folder is gone")
-            if src.is_dir and store.is_ancestor(conn, src.id, parent.id):
-                raise Forbidden("cannot copy a folder into itself")
-            existing = store.get_child(conn, parent.id, name)
+            src, existing = self._target(conn, entry, parent, name, overwrite=overwrite)
             if existing is not None and existing.id == src.id:
                 raise Forbidden("cannot copy onto itself")
-            if existing is not None and not overwrite:
-                raise PreconditionFailed("destination exists")
             if existing is not None and not existing.is_dir and not src.is_dir:
-                store.update_node(
-                    conn,
-                    existing.id,
-                    size=src.size,
-                    mtime=src.mtime,
-                    etag=src.etag,
-                    content_type=src.content_type,
-                    md5=src.md5,
-                    sha1=src.sha1,
-                    current_blob_id=src.blob_id,
-                )
+                dead = self._take_content(conn, existing, src)
+                replaced = dict.fromkeys(store.get_properties(conn, existing.id))
                 store.set_properties(
-                    conn,
-                    existing.id,
-                    {
-                        **{n: None for n in store.get_properties(conn, existing.id)},
-                        **store.get_properties(conn, src.id),
-                    },
+                    conn, existing.id, {**replaced, **store.get_properties(conn, src.id)}
                 )
-                store.add_used_bytes(conn, existing.owner_id, src.size - existing.size)
-                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id])
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
@@ -599,6 +561,38 @@ class Files:
         self._remove_blobs(dead)
         assert result is not None
         return result, existing is None
+
+    def _target(
+        self, conn: Connection, entry: Entry, parent: Entry, name: str, *, overwrite: bool
+    ) -> tuple[Entry, Entry | None]:
+        """Re-read the source and check the destination of a move or copy, in its transaction;
+        return (source, what already stands at the destination)."""
+        src = self._fresh(conn, entry)
+        if store.get_node(conn, parent.id) is None:
+            raise Conflict("the destination folder is gone")
+        if src.is_dir and store.is_ancestor(conn, src.id, parent.id):
+            raise Forbidden("cannot move or copy a folder into itself")
+        existing = store.get_child(conn, parent.id, name)
+        if existing is not None and existing.id != src.id and not overwrite:
+            raise PreconditionFailed("destination exists")
+        return src, existing
+
+    @staticmethod
+    def _take_content(conn: Connection, dest: Entry, src: Entry) -> list[str]:
+        """Give file ``dest`` the content, times and hashes of ``src``; return unused blobs."""
+        store.update_node(
+            conn,
+            dest.id,
+            size=src.size,
+            mtime=src.mtime,
+            etag=src.etag,
+            content_type=src.content_type,
+            md5=src.md5,
+            sha1=src.sha1,
+            current_blob_id=src.blob_id,
+        )
+        store.add_used_bytes(conn, dest.owner_id, src.size - dest.size)
+        return store.drop_unreferenced_blobs(conn, [dest.blob_id])
 
     # --- helpers -----------------------------------------------------------------------------
 
