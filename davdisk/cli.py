@@ -15,8 +15,11 @@ import argparse
 import getpass
 import logging
 import os
+import socket
 import sys
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from davdisk import __version__
 from davdisk import config as config_mod
@@ -95,6 +98,49 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="list users", description="List users with their file count and bytes."
     )
 
+    quota = usub.add_parser(
+        "quota",
+        help="set a user's quota",
+        description="Limit the bytes a user's files may take (shares they own included).",
+    )
+    quota.add_argument("name")
+    quota.add_argument("size", help="e.g. 10G, 500M, 64K, 1234; 0 = unlimited")
+
+    share = sub.add_parser("share", help="share files with users or by public link")
+    ssub = share.add_subparsers(dest="share_command", metavar="ACTION", required=True)
+    sadd = ssub.add_parser(
+        "add",
+        help="share a file or folder with another user",
+        description="Share PATH (in OWNER's files) with another user; prints the share id. "
+        "It appears in their top folder under its name (with ' (OWNER)' on a clash).",
+    )
+    sadd.add_argument("owner", help="who shares (the owner, or a grantee allowed to re-share)")
+    sadd.add_argument("path", help="e.g. /Projects or /notes.txt")
+    sadd.add_argument("--with", dest="grantee", required=True, metavar="USER")
+    sadd.add_argument("--write", action="store_true", help="allow changes (default read-only)")
+    sadd.add_argument("--reshare", action="store_true", help="allow the grantee to share it on")
+    slink = ssub.add_parser(
+        "link",
+        help="make a public link",
+        description="Make a public link to PATH and print its URL (shown only now).",
+    )
+    slink.add_argument("owner")
+    slink.add_argument("path")
+    slink.add_argument("--expires", metavar="WHEN", help="7d, 12h, 30m or a date 2026-12-31")
+    slink.add_argument(
+        "--password-stdin", action="store_true", help="protect the link with a password"
+    )
+    slink.add_argument("--upload", action="store_true", help="allow uploads into the folder")
+    slink.add_argument(
+        "--base-url", metavar="URL", help="how clients reach the server (default from config)"
+    )
+    slist = ssub.add_parser("list", help="list shares", description="List shares.")
+    slist.add_argument("--user", metavar="NAME", help="only shares NAME owns or receives")
+    srm = ssub.add_parser(
+        "rm", help="revoke a share", description="Revoke a share or link by its id."
+    )
+    srm.add_argument("id", type=int)
+
     gc = sub.add_parser(
         "gc",
         help="remove blobs no file points to",
@@ -113,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from davdisk.files.admin import parse_size
     from davdisk.services import Services
 
     cfg = config_mod.load(args.config, args.data_dir)
@@ -128,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         return serve(services, cfg.get("server", "host"), cfg.get("server", "port"))
 
     create = args.command == "user" and args.user_command == "add"
+    if args.command == "share":
+        return _share_command(args, cfg, Services.open(cfg, create=False))
     services = Services.open(cfg, create=create)
     try:
         admin = services.admin
@@ -145,15 +194,71 @@ def run(args: argparse.Namespace) -> int:
         elif args.user_command == "del":
             removed = admin.delete_user(args.name)
             print(f"removed user {args.name!r} and {removed} blobs")
+        elif args.user_command == "quota":
+            size = parse_size(args.size)
+            admin.set_quota(args.name, size)
+            shown = "unlimited" if size == 0 else f"{_size(size)} ({size} bytes)"
+            print(f"quota of {args.name!r}: {shown}")
         elif args.user_command == "list":
             users = admin.list_users()
             width = max([4, *(len(u.name) for u in users)])
-            print(f"{'NAME':<{width}}  {'FILES':>7}  {'BYTES':>14}")
+            print(f"{'NAME':<{width}}  {'FILES':>7}  {'BYTES':>14}  {'QUOTA':>14}")
             for u in users:
-                print(f"{u.name:<{width}}  {u.files:>7}  {u.bytes:>14}")
+                quota = str(u.quota) if u.quota else "unlimited"
+                print(f"{u.name:<{width}}  {u.files:>7}  {u.bytes:>14}  {quota:>14}")
     finally:
         services.close()
     return 0
+
+
+def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: Any) -> int:
+    from davdisk.files.admin import check_password_policy
+    from davdisk.files.shares import Shares, parse_expiry
+
+    try:
+        shares = Shares(services.files, cfg.get("auth", "bcrypt_cost"))
+        if args.share_command == "add":
+            print(
+                shares.add(
+                    args.owner, args.path, args.grantee, write=args.write, reshare=args.reshare
+                )
+            )
+        elif args.share_command == "link":
+            expires = parse_expiry(args.expires) if args.expires else None
+            password = _read_password(True) if args.password_stdin else None
+            if password is not None:
+                check_password_policy(password)
+            _id, token = shares.add_link(
+                args.owner, args.path, expires_at=expires, password=password, upload=args.upload
+            )
+            base = args.base_url or _default_base_url(cfg)
+            print(f"{base.rstrip('/')}/s/{token}")
+        elif args.share_command == "list":
+            rows = shares.list(args.user)
+            print(f"{'ID':>4}  {'OWNER':<12} {'WITH':<12} {'PERMISSIONS':<20} {'EXPIRES':<20} PATH")
+            for r in rows:
+                until = (
+                    time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(r.expires_at))
+                    if r.expires_at
+                    else "-"
+                )
+                grantee = r.grantee or "link"
+                perms = ",".join(r.permissions) + (" (hidden)" if r.hidden else "")
+                print(f"{r.id:>4}  {r.owner:<12} {grantee:<12} {perms:<20} {until:<20} {r.path}")
+        elif args.share_command == "rm":
+            shares.remove(args.id)
+            print(f"removed share {args.id}")
+    finally:
+        services.close()
+    return 0
+
+
+def _default_base_url(cfg: config_mod.Config) -> str:
+    host = cfg.get("server", "host")
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    port = cfg.get("server", "port")
+    return f"http://{host}:{port}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

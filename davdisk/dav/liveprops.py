@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_CONFLICT, DAVError
 
+from davdisk.files.access import Action
+
 OC = "{http://owncloud.org/ns}"
 WIN32 = "{urn:schemas-microsoft-com:}"
 
@@ -24,11 +26,19 @@ OC_FILEID = OC + "fileid"
 OC_PERMISSIONS = OC + "permissions"
 OC_SIZE = OC + "size"
 
-# What the owner may do, in Nextcloud's letters: G read, D delete, N rename, V move,
-# W write (files), C create files, K create folders (folders). R (re-share) and S (shared)
-# belong to the sharing issue.
-PERMISSIONS_FILE = "GDNVW"
-PERMISSIONS_FOLDER = "GDNVCK"
+
+def permissions(*, is_dir: bool, shared: bool, allowed: Callable[[Action], bool]) -> str:
+    """``oc:permissions`` in Nextcloud's letters: S shared with me, R may re-share, G read,
+    D delete, N rename, V move, W write (files), C create files and K create folders (folders)."""
+    letters = "S" if shared else ""
+    if allowed("share"):
+        letters += "R"
+    letters += "G"
+    if allowed("delete"):
+        letters += "DNV"
+    if allowed("write"):
+        letters += "CK" if is_dir else "W"
+    return letters
 
 
 def parse_unix_time(text: str) -> float:

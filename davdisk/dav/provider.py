@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
@@ -39,6 +40,7 @@ class DavdiskProvider(DAVProvider):
     def __init__(self, files: Files) -> None:
         super().__init__()
         self.files = files
+        self._request = threading.local()  # this thread's request, for ref_url_to_path
 
     def __repr__(self) -> str:
         return "DavdiskProvider()"
@@ -82,8 +84,22 @@ class DavdiskProvider(DAVProvider):
         for key in ("davdisk.resources", "davdisk.children", "davdisk.props"):
             environ.pop(key, None)
 
+    def remember_ref(self, environ: dict[str, Any], ref_url: str, path: str) -> None:
+        """Note which request path a reference URL stood for, so lock roots found under an
+        owner's reference URL can be shown at the path the requester knows them by."""
+        environ.setdefault("davdisk.refs", {})[ref_url.rstrip("/")] = path.rstrip("/") or "/"
+
     def ref_url_to_path(self, ref_url: str) -> str:
-        m = _REF_URL.match(ref_url)
+        ref = ref_url.rstrip("/")
+        environ = getattr(self._request, "environ", None)
+        refs: dict[str, str] = environ.get("davdisk.refs", {}) if environ else {}
+        if ref in refs:
+            return refs[ref]
+        for known, path in refs.items():  # an ancestor of a resource this request touched
+            if known.startswith(ref + "/"):
+                depth = known[len(ref) :].count("/")
+                return path.rsplit("/", depth)[0] or "/"
+        m = _REF_URL.match(ref)
         return unquote(m.group(1) or "/") if m else "/"
 
     def custom_request_handler(
@@ -92,6 +108,7 @@ class DavdiskProvider(DAVProvider):
         start_response: Callable[..., Any],
         default_handler: Callable[..., Iterable[bytes]],
     ) -> Iterable[bytes]:
+        self._request.environ = environ
         method = environ["REQUEST_METHOD"]
         if method in ("GET", "HEAD"):
             res = self.get_resource_inst(environ["PATH_INFO"], environ)

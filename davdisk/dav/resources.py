@@ -25,7 +25,7 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
 
 from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
-from davdisk.files.api import Actor, Files, Upload
+from davdisk.files.api import Actor, Files, Upload, lock_root
 from davdisk.meta.store import Entry
 
 if TYPE_CHECKING:
@@ -56,10 +56,25 @@ class _NodeMixin:
     # --- identity ----------------------------------------------------------------------------
 
     def get_ref_url(self) -> str:
-        return f"/u/{self.actor.id}" + quote(self.get_preferred_path())  # type: ignore[attr-defined]
+        ref = self._ref_url()
+        self.provider.remember_ref(self.environ, ref, self.path)
+        return ref
+
+    def _ref_url(self) -> str:
+        if self.entry.owner_id == self.actor.id and not self.actor.is_link:
+            return f"/u/{self.actor.id}" + quote(self.get_preferred_path())  # type: ignore[attr-defined]
+        # Reached through a share or link: key locks by the owner's path, so the owner and every
+        # grantee contend for the same locks.
+        cache = self.environ.setdefault("davdisk.owner_names", {})
+        names = cache.get(self.entry.id)
+        if names is None:
+            with dav_errors():
+                names = cache[self.entry.id] = self.files.owner_names(self.entry)
+        ref = lock_root(self.entry.owner_id, names)
+        return ref + "/" if self.is_collection and not ref.endswith("/") else ref
 
     def get_display_name(self) -> str:
-        return self.entry.name
+        return util.get_uri_name(self.path) or self.entry.name
 
     def get_creation_date(self) -> float:
         return self.entry.ctime
@@ -111,7 +126,12 @@ class _NodeMixin:
         if name == liveprops.OC_FILEID:
             return str(entry.id)
         if name == liveprops.OC_PERMISSIONS:
-            return liveprops.PERMISSIONS_FOLDER if entry.is_dir else liveprops.PERMISSIONS_FILE
+            with dav_errors():
+                return liveprops.permissions(
+                    is_dir=entry.is_dir,
+                    shared=entry.owner_id != self.actor.id or self.actor.is_link,
+                    allowed=lambda action: self.files.may(self.actor, entry, action),
+                )
         if name == liveprops.OC_SIZE:
             if not entry.is_dir:
                 return str(entry.size)
@@ -149,6 +169,14 @@ class _NodeMixin:
 
     # --- locks -------------------------------------------------------------------------------
 
+    def prevent_locking(self) -> bool:
+        """Refuse LOCK (403) to whoever may not change this node; for other methods, locks
+        are always reported."""
+        if self.environ.get("REQUEST_METHOD") != "LOCK":
+            return False
+        with dav_errors():
+            return not self.files.may(self.actor, self.entry, "lock")
+
     def _drop_locks(self, ref_url: str) -> None:
         lm = self.provider.lock_manager
         if lm is not None:
@@ -174,15 +202,19 @@ class _NodeMixin:
         return True
 
     def handle_delete(self) -> bool:
-        self._check_tree_unlocked()
+        if self.files.share_of_mount(self.actor, self.entry) is None:
+            # (Removing a share's mount hides it and deletes nothing: locks inside don't matter.)
+            self._check_tree_unlocked()
         self.delete()
         return True
 
     def delete(self) -> None:
         ref = self.get_ref_url()
+        hides = self.files.share_of_mount(self.actor, self.entry) is not None
         with dav_errors():
             self.files.delete(self.actor, self.entry)
-        self._drop_locks(ref)
+        if not hides:
+            self._drop_locks(ref)
         self.provider.forget(self.environ)
 
     def _destination(self, dest_path: str) -> tuple[Folder, str, _DAVResource | None]:
@@ -261,7 +293,7 @@ class Folder(_NodeMixin, DAVCollection):
         found = self.environ.get("davdisk.usage")
         if found is None:
             with dav_errors():
-                found = self.files.usage(self.actor)
+                found = self.files.usage(self.actor, self.entry)
             self.environ["davdisk.usage"] = found
         return found
 
@@ -328,10 +360,12 @@ class _UploadStream:
         self._upload = upload
 
     def write(self, data: bytes) -> int:
-        return self._upload.write(data)
+        with dav_errors():  # e.g. 507 when a chunked body outgrows the quota
+            return self._upload.write(data)
 
     def writelines(self, chunks: Any) -> None:
-        self._upload.writelines(chunks)
+        with dav_errors():
+            self._upload.writelines(chunks)
 
     def close(self) -> None:
         with dav_errors():
@@ -354,20 +388,39 @@ def _expected_length(environ: dict[str, Any]) -> int | None:
         raise DAVError(HTTP_BAD_REQUEST, "bad Content-Length") from None
 
 
+def _size_hint(environ: dict[str, Any]) -> int | None:
+    """Finder's ``X-Expected-Entity-Length`` for chunked bodies: a hint, used for early quota
+    refusal only (the body itself decides the size)."""
+    raw = environ.get("HTTP_X_EXPECTED_ENTITY_LENGTH")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
 class _WritableMixin:
     environ: dict[str, Any]
     provider: DavdiskProvider
     _stream: _UploadStream | None
 
-    def _start_upload(self, parent: Entry, name: str, actor: Actor, content_type: str | None):
+    def _start_upload(
+        self,
+        parent: Entry,
+        name: str,
+        actor: Actor,
+        content_type: str | None,
+        target: Entry | None = None,
+    ) -> _UploadStream:
         files: Files = self.provider.files
         with dav_errors():
             upload = files.upload(
                 actor,
                 parent,
                 name,
+                target=target,
                 content_type=content_type,
                 expected_size=_expected_length(self.environ),
+                size_hint=_size_hint(self.environ),
                 mtime=_requested_mtime(self.environ),
                 checksums=liveprops.oc_checksums(self.environ),
             )
@@ -407,8 +460,9 @@ class File(_WritableMixin, _NodeMixin, DAVNonCollection):
             return self.files.open_read(self.actor, self.entry)
 
     def begin_write(self, *, content_type: str | None = None) -> _UploadStream:
-        parent = self.provider.files.parent_of(self.actor, self.entry)
-        return self._start_upload(parent, self.entry.name, self.actor, content_type)
+        return self._start_upload(
+            self.entry, self.entry.name, self.actor, content_type, target=self.entry
+        )
 
     def _committed(self, entry: Entry) -> None:
         self.entry = entry
@@ -425,7 +479,7 @@ class PendingFile(_WritableMixin, DAVNonCollection):
         self._stream = None
 
     def get_ref_url(self) -> str:
-        return f"/u/{self._parent.actor.id}" + quote(self.get_preferred_path())
+        return self._parent.get_ref_url() + quote(self._name)
 
     def get_content_length(self) -> int:
         return self._entry.size if self._entry else 0

@@ -6,6 +6,7 @@ User names are checked here (one rule for every face); passwords are hashed by `
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -41,11 +42,24 @@ def check_password_policy(password: str) -> str:
     return password
 
 
+_SIZE = re.compile(r"^(\d+)\s*([KMGT]?)i?B?$", re.IGNORECASE)
+_FACTORS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``10G``, ``500M``, ``64K``, ``1234`` (bytes); binary units; ``0`` means unlimited."""
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise UsageError(f"bad size {text!r}: use e.g. 10G, 500M, 64K, 1234 or 0 (unlimited)")
+    return int(m.group(1)) * _FACTORS[m.group(2).upper()]
+
+
 @dataclass(frozen=True)
 class UserSummary:
     name: str
     files: int
     bytes: int
+    quota: int
 
 
 @dataclass(frozen=True)
@@ -96,7 +110,15 @@ class Admin:
     def list_users(self) -> list[UserSummary]:
         with self.db.read() as conn:
             rows = store.list_users(conn)
-        return [UserSummary(u.name, files, u.used_bytes) for u, files in rows]
+        return [UserSummary(u.name, files, u.used_bytes, u.quota_bytes) for u, files in rows]
+
+    def set_quota(self, name: str, quota_bytes: int) -> None:
+        """Limit what a user's files may take (0 = unlimited); existing files stay."""
+        with self.db.write() as conn:
+            user = store.get_user(conn, name)
+            if user is None:
+                raise NotFound(f"user {name!r}")
+            store.set_quota(conn, user.id, quota_bytes)
 
     def gc(self, min_age: float) -> GcReport:
         """Remove blobs no node points to and uploads abandoned for ``min_age`` seconds.

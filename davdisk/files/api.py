@@ -13,183 +13,43 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import mimetypes
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from dataclasses import replace
+from typing import BinaryIO
+from urllib.parse import quote
 
 from sqlalchemy import Connection
 
 from davdisk.blobs.base import BlobStore
-from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter
+from davdisk.crypto.envelope import EnvelopeReader
 from davdisk.errors import (
     AlreadyExists,
-    ChecksumMismatch,
     Conflict,
     Forbidden,
-    IncompleteBody,
+    InsufficientStorage,
     IntegrityError,
     NotFound,
     PreconditionFailed,
 )
+from davdisk.files.access import Access, Action, Actor
 from davdisk.files.keyring import Keyring
 from davdisk.files.names import check_name, split_path
+from davdisk.files.upload import Upload, VerifiedReader, guess_type
 from davdisk.meta import store
 from davdisk.meta.db import Database
-from davdisk.meta.store import Entry
+from davdisk.meta.store import Entry, ShareRow
 
 logger = logging.getLogger(__name__)
 
-Action = Literal["read", "write", "delete", "lock"]
+__all__ = ["Action", "Actor", "Files", "Upload"]
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who acts: an authenticated user (later also share grantees and public links)."""
-
-    id: int
-    name: str
-    root_id: int
-
-
-def _guess_type(name: str, sent: str | None) -> str:
-    if sent and sent.split(";")[0].strip().lower() not in ("", "application/octet-stream"):
-        return sent
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
-class VerifiedReader(io.BufferedReader):
-    """Buffered plaintext of one blob; a failed verification is logged where it happens, since
-    the face that reads (WsgiDAV streaming a GET) reports it only as a dropped response."""
-
-    def __init__(self, raw: EnvelopeReader, blob_id: str) -> None:
-        super().__init__(raw, buffer_size=1 << 16)
-        self._blob_id = blob_id
-
-    def read(self, size: int | None = -1) -> bytes:
-        try:
-            return super().read(size)
-        except IntegrityError as e:
-            logger.error("%s", e.message)
-            raise
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            return super().readinto(buffer)
-        except IntegrityError as e:
-            logger.error("%s", e.message)
-            raise
-
-
-class Upload:
-    """New content for one file, streamed in; nothing is visible until :meth:`commit`.
-
-    Use as a context manager or call :meth:`abort` on failure: the blob is discarded.
-    """
-
-    def __init__(
-        self,
-        files: Files,
-        actor: Actor,
-        parent: Entry,
-        name: str,
-        *,
-        content_type: str | None,
-        expected_size: int | None,
-        mtime: float | None,
-        checksums: dict[str, str] | None = None,
-    ) -> None:
-        self._files = files
-        self._checksums = checksums or {}
-        self._actor = actor
-        self._parent = parent
-        self._name = name
-        self._content_type = _guess_type(name, content_type)
-        self._expected = expected_size
-        self._mtime = mtime
-        self.blob_id = secrets.token_hex(16)
-        self._key_version, key = files.keyring.current(actor.id)
-        self._blob = files.blobs.upload(self.blob_id)
-        self._enc = EnvelopeWriter(
-            self._blob.file,
-            user_key=key,
-            user_id=actor.id,
-            key_version=self._key_version,
-            blob_id=bytes.fromhex(self.blob_id),
-        )
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._sha1 = hashlib.sha1(usedforsecurity=False)
-        self.size = 0
-        self._closed = False
-
-    def write(self, data: bytes) -> int:
-        self._md5.update(data)
-        self._sha1.update(data)
-        self._enc.write(data)
-        self.size += len(data)
-        return len(data)
-
-    def writelines(self, chunks: Iterable[bytes]) -> None:
-        for chunk in chunks:
-            self.write(chunk)
-
-    def commit(self) -> Entry:
-        """Check the length, make the blob durable, then point the node at it."""
-        if self._closed:
-            raise RuntimeError("upload already finished")
-        if self._expected is not None and self.size != self._expected:
-            self.abort()
-            raise IncompleteBody(got=self.size, expected=self._expected)
-        md5, sha1 = self._md5.hexdigest(), self._sha1.hexdigest()
-        for algo, actual in (("md5", md5), ("sha1", sha1)):
-            expected = self._checksums.get(algo)
-            if expected is not None and expected != actual:
-                self.abort()
-                raise ChecksumMismatch(algo=algo.upper(), expected=expected, actual=actual)
-        blob_id: str | None = self.blob_id
-        if self.size == 0:
-            # Empty content needs no blob (Windows and Finder create every file as an empty
-            # placeholder first, then write it; that placeholder should cost nothing).
-            self.abort()
-            blob_id, cipher_size = None, 0
-        else:
-            self._enc.close()
-            cipher_size = self._blob.commit()
-        self._closed = True
-        try:
-            entry, dead = self._files._commit_content(
-                self._actor,
-                self._parent,
-                self._name,
-                blob_id=blob_id,
-                key_version=self._key_version,
-                size=self.size,
-                cipher_size=cipher_size,
-                md5=md5,
-                sha1=sha1,
-                content_type=self._content_type,
-                mtime=self._mtime,
-            )
-        except BaseException:
-            # The node was not pointed at the new blob: it is garbage right away.
-            if blob_id is not None:
-                self._files.blobs.delete(blob_id)
-            raise
-        self._files._remove_blobs(dead)
-        return entry
-
-    def abort(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._blob.abort()
-
-    def __enter__(self) -> Upload:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.abort()
+def lock_root(owner_id: int, names: list[str]) -> str:
+    """The key WebDAV locks on a node use: its owner and its path in the owner's home, so the
+    owner and everyone it is shared with contend for the same locks."""
+    return f"/u/{owner_id}" + quote("/" + "/".join(names))
 
 
 class Files:
@@ -202,10 +62,30 @@ class Files:
 
     # --- access ------------------------------------------------------------------------------
 
-    def _allow(self, actor: Actor, entry: Entry, action: Action) -> None:
+    def _allow(
+        self, actor: Actor, entry: Entry, action: Action, conn: Connection | None = None
+    ) -> None:
         """The access-control choke point: may ``actor`` do ``action`` on ``entry``?"""
-        if entry.owner_id != actor.id:
+        if actor.link is None and entry.owner_id == actor.id:
+            return  # the common case needs no query
+        if conn is None:
+            with self.db.read() as c:
+                ok = Access.allowed(c, actor, entry, action)
+        else:
+            ok = Access.allowed(conn, actor, entry, action)
+        if not ok:
             raise Forbidden(f"{action} not allowed")
+
+    def may(self, actor: Actor, entry: Entry, action: Action) -> bool:
+        """Whether ``actor`` may do ``action`` on ``entry`` (for faces that show permissions)."""
+        return self._allowed(actor, entry, action)
+
+    def _allowed(self, actor: Actor, entry: Entry, action: Action) -> bool:
+        try:
+            self._allow(actor, entry, action)
+        except Forbidden:
+            return False
+        return True
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -222,31 +102,94 @@ class Files:
         return Actor(user.id, user.name, user.root_id), user.password_hash
 
     def resolve(self, actor: Actor, path: str) -> Entry | None:
-        """The node at ``path`` (relative to the actor's home), or None."""
+        """The node at ``path`` in the actor's namespace, or None.
+
+        A user's namespace is their home plus, in its top folder, the items shared with them
+        (named as :meth:`mounts` says); a link's namespace is the shared item. A mounted item
+        comes back with its mount name in ``name``.
+        """
         names = split_path(path)
         if names is None:
             return None
         with self.db.read() as conn:
             entry = store.resolve(conn, actor.root_id, names)
-        if entry is not None:
-            self._allow(actor, entry, "read")
+            if entry is None and names and actor.link is None:
+                mount = self._mounts_in(conn, actor).get(names[0])
+                if mount is not None:
+                    entry = store.resolve(conn, mount[1].id, names[1:])
+                    if entry is not None and len(names) == 1:
+                        entry = replace(entry, name=names[0])
+            if entry is not None and not self._allowed_in(conn, actor, entry, "read"):
+                return None
         return entry
 
-    def children(self, actor: Actor, folder: Entry) -> list[Entry]:
-        self._allow(actor, folder, "read")
+    def _allowed_in(self, conn: Connection, actor: Actor, entry: Entry, action: Action) -> bool:
+        if actor.link is None and entry.owner_id == actor.id:
+            return True
+        return Access.allowed(conn, actor, entry, action)
+
+    def link_share(self, token_hash: str) -> ShareRow | None:
+        """The link share with this token hash (expired or not; callers check)."""
         with self.db.read() as conn:
-            return store.list_children(conn, folder.id)
+            return store.share_by_token_hash(conn, token_hash)
+
+    def node(self, actor: Actor, node_id: int) -> Entry | None:
+        """A node by id, if it exists and the actor may read it."""
+        with self.db.read() as conn:
+            entry = store.get_node(conn, node_id)
+            if entry is None or not self._allowed_in(conn, actor, entry, "read"):
+                return None
+        return entry
+
+    def mounts(self, actor: Actor) -> dict[str, tuple[ShareRow, Entry]]:
+        """The items shared with a user, by the name they have in the user's top folder."""
+        with self.db.read() as conn:
+            return self._mounts_in(conn, actor)
+
+    def _mounts_in(self, conn: Connection, actor: Actor) -> dict[str, tuple[ShareRow, Entry]]:
+        if actor.link is not None:
+            return {}
+        received = store.shares_received(conn, actor.id)
+        if not received:
+            return {}
+        taken = {c.name for c in store.list_children(conn, actor.root_id)}
+        owners = {u.id: u.name for u, _ in store.list_users(conn)}
+        found: dict[str, tuple[ShareRow, Entry]] = {}
+        for share, entry in received:
+            name = entry.name
+            if name in taken or name in found:
+                name = f"{entry.name} ({owners.get(share.owner_id, share.owner_id)})"
+            if name in taken or name in found:
+                name = f"{entry.name} ({owners.get(share.owner_id, share.owner_id)} {share.id})"
+            found[name] = (share, entry)
+        return found
+
+    def share_of_mount(self, actor: Actor, entry: Entry) -> ShareRow | None:
+        """The share that mounts ``entry`` in the actor's top folder, if it is such a mount."""
+        if actor.link is not None or entry.owner_id == actor.id:
+            return None
+        for share, mounted in self.mounts(actor).values():
+            if mounted.id == entry.id:
+                return share
+        return None
+
+    def children(self, actor: Actor, folder: Entry) -> list[Entry]:
+        return self.children_with_properties(actor, folder)[0]
 
     def children_with_properties(
         self, actor: Actor, folder: Entry
     ) -> tuple[list[Entry], dict[int, dict[str, bytes]]]:
-        """A folder's members and their dead properties, in one snapshot (two queries)."""
+        """A folder's members and their dead properties, in one snapshot; a user's top folder
+        also holds what is shared with them, under its mount name."""
         self._allow(actor, folder, "read")
         with self.db.read() as conn:
-            return (
-                store.list_children(conn, folder.id),
-                store.get_children_properties(conn, folder.id),
-            )
+            members = store.list_children(conn, folder.id)
+            props = store.get_children_properties(conn, folder.id)
+            if folder.id == actor.root_id and actor.link is None:
+                for name, (_share, entry) in self._mounts_in(conn, actor).items():
+                    members.append(replace(entry, name=name))
+                    props[entry.id] = store.get_properties(conn, entry.id)
+        return members, props
 
     def open_read(self, actor: Actor, entry: Entry) -> BinaryIO:
         """A seekable reader of verified plaintext."""
@@ -277,18 +220,48 @@ class Files:
             raise
         return VerifiedReader(reader, entry.blob_id)
 
-    def usage(self, actor: Actor) -> tuple[int, int | None]:
-        """(bytes the actor's files take, bytes still free for new content or None)."""
+    def usage(self, actor: Actor, folder: Entry | None = None) -> tuple[int, int | None]:
+        """(bytes used, bytes still available) of whoever owns ``folder`` (default: the
+        actor): their quota's remainder, or the blob store's free space if that is smaller."""
+        owner_id = folder.owner_id if folder is not None else actor.id
         with self.db.read() as conn:
-            user = store.get_user_by_id(conn, actor.id)
+            user = store.get_user_by_id(conn, owner_id)
         used = user.used_bytes if user else 0
-        return used, self.blobs.free_bytes()
+        free = self.blobs.free_bytes()
+        if user is not None and user.quota_bytes > 0:
+            left = max(0, user.quota_bytes - used)
+            free = left if free is None else min(free, left)
+        return used, free
+
+    def allowance(self, owner_id: int, conn: Connection | None = None) -> int | None:
+        """Bytes the owner's quota still allows; None if unlimited."""
+        if conn is None:
+            with self.db.read() as c:
+                user = store.get_user_by_id(c, owner_id)
+        else:
+            user = store.get_user_by_id(conn, owner_id)
+        if user is None or user.quota_bytes <= 0:
+            return None
+        return max(0, user.quota_bytes - user.used_bytes)
+
+    def _charge(self, conn: Connection, owner_id: int, delta: int) -> None:
+        """Count ``delta`` bytes against the owner; refuse growth beyond the quota."""
+        if delta > 0:
+            left = self.allowance(owner_id, conn)
+            if left is not None and delta > left:
+                raise InsufficientStorage(f"{delta} more bytes exceed the quota")
+        store.add_used_bytes(conn, owner_id, delta)
 
     def tree_size(self, actor: Actor, folder: Entry) -> int:
         """Bytes of all files below ``folder``."""
         self._allow(actor, folder, "read")
         with self.db.read() as conn:
             return store.subtree_size(conn, folder.id)
+
+    def owner_names(self, entry: Entry) -> list[str]:
+        """The names leading to ``entry`` in its owner's home."""
+        with self.db.read() as conn:
+            return store.node_names(conn, entry.id)
 
     def parent_of(self, actor: Actor, entry: Entry) -> Entry:
         """The folder holding ``entry``."""
@@ -314,27 +287,43 @@ class Files:
         parent: Entry,
         name: str,
         *,
+        target: Entry | None = None,
         content_type: str | None = None,
         expected_size: int | None = None,
+        size_hint: int | None = None,
         mtime: float | None = None,
         checksums: dict[str, str] | None = None,
     ) -> Upload:
-        """Start new content for ``parent/name`` (created or replaced on commit).
+        """Start new content for ``parent/name`` (created or replaced on commit), or for the
+        file ``target`` (then ``parent``/``name`` only name it for content-type guessing).
 
         ``checksums`` ({"md5"|"sha1": hex}) are verified against the body before anything is
         committed; ``mtime`` (unix seconds) is the modification time to record, default now.
+        ``expected_size`` (Content-Length) or ``size_hint`` (X-Expected-Entity-Length) let an
+        upload that cannot fit the owner's quota be refused before its body is read.
         """
-        self._allow(actor, parent, "write")
-        check_name(name)
+        if target is not None:
+            self._allow(actor, target, "write")
+            replacing = target.size
+        else:
+            self._allow(actor, parent, "write")
+            check_name(name)
+            with self.db.read() as conn:
+                existing = store.get_child(conn, parent.id, name)
+            replacing = existing.size if existing is not None else 0
+        allowance = self.allowance(parent.owner_id)
         return Upload(
             self,
             actor,
             parent,
             name,
+            target=target,
             content_type=content_type,
             expected_size=expected_size,
+            size_hint=size_hint,
             mtime=mtime,
             checksums=checksums,
+            allowance=None if allowance is None else allowance + replacing,
         )
 
     def write(self, actor: Actor, parent: Entry, name: str, data: bytes) -> Entry:
@@ -345,10 +334,10 @@ class Files:
 
     def _commit_content(
         self,
-        actor: Actor,
         parent: Entry,
         name: str,
         *,
+        target: Entry | None,
         blob_id: str | None,
         key_version: int,
         size: int,
@@ -361,9 +350,14 @@ class Files:
         """Point ``parent/name`` at a stored blob; return the entry and blobs now unused."""
         now = time.time()
         with self.db.write() as conn:
-            if store.get_node(conn, parent.id) is None:
-                raise Conflict("the parent folder is gone")
-            existing = store.get_child(conn, parent.id, name)
+            if target is not None:
+                existing = store.get_node(conn, target.id)
+                if existing is None:
+                    raise Conflict("the file is gone")
+            else:
+                if store.get_node(conn, parent.id) is None:
+                    raise Conflict("the parent folder is gone")
+                existing = store.get_child(conn, parent.id, name)
             if existing is not None and existing.is_dir:
                 raise AlreadyExists(f"{name!r} is a folder")
             if blob_id is not None:
@@ -387,7 +381,7 @@ class Files:
             )
             if existing is not None:
                 store.update_node(conn, existing.id, **content)
-                store.add_used_bytes(conn, parent.owner_id, size - existing.size)
+                self._charge(conn, existing.owner_id, size - existing.size)
                 dead = store.drop_unreferenced_blobs(conn, [existing.blob_id])
                 node_id = existing.id
             else:
@@ -400,7 +394,7 @@ class Files:
                     ctime=now,
                     **content,
                 ).id
-                store.add_used_bytes(conn, parent.owner_id, size)
+                self._charge(conn, parent.owner_id, size)
                 dead = []
             entry = store.get_node(conn, node_id)
         assert entry is not None
@@ -424,7 +418,7 @@ class Files:
                 mtime=now,
                 ctime=now,
                 etag=secrets.token_hex(16),
-                content_type=_guess_type(name, None),
+                content_type=guess_type(name, None),
                 md5=hashlib.md5(b"", usedforsecurity=False).hexdigest(),
                 sha1=hashlib.sha1(b"", usedforsecurity=False).hexdigest(),
             )
@@ -465,7 +459,16 @@ class Files:
             store.set_properties(conn, entry.id, changes)
 
     def delete(self, actor: Actor, entry: Entry) -> None:
-        """Delete a file, or a folder with everything in it."""
+        """Delete a file, or a folder with everything in it.
+
+        Deleting an item shared with the actor where it is mounted (their top folder) hides the
+        share from them; the owner's data stays (``share rm`` or the owner revokes it).
+        """
+        mount = self.share_of_mount(actor, entry)
+        if mount is not None:
+            with self.db.write() as conn:
+                store.set_share_hidden(conn, mount.id, True)
+            return
         self._allow(actor, entry, "delete")
         if entry.parent_id is None:
             raise Forbidden("the home folder cannot be deleted")
@@ -500,6 +503,13 @@ class Files:
         check_name(name)
         if entry.parent_id is None:
             raise Forbidden("the home folder cannot be moved")
+        if self.share_of_mount(actor, entry) is not None:
+            raise Forbidden("a shared item cannot be moved by whom it is shared with")
+        if entry.owner_id != parent.owner_id:
+            # Content is encrypted for its owner: crossing owners means re-encrypting a copy.
+            moved, created = self._copy_across(actor, entry, parent, name, overwrite, mtime)
+            self.delete(actor, entry)
+            return moved, created
         dead: list[str] = []
         with self.db.write() as conn:
             src, existing = self._target(conn, entry, parent, name, overwrite=overwrite)
@@ -539,6 +549,8 @@ class Files:
         self._allow(actor, entry, "read")
         self._allow(actor, parent, "write")
         check_name(name)
+        if entry.owner_id != parent.owner_id:
+            return self._copy_across(actor, entry, parent, name, overwrite, mtime, recursive)
         dead: list[str] = []
         with self.db.write() as conn:
             src, existing = self._target(conn, entry, parent, name, overwrite=overwrite)
@@ -546,6 +558,7 @@ class Files:
                 raise Forbidden("cannot copy onto itself")
             if existing is not None and not existing.is_dir and not src.is_dir:
                 dead = self._take_content(conn, existing, src)
+                self._charge(conn, existing.owner_id, 0)  # growth was counted; check quota
                 replaced = dict.fromkeys(store.get_properties(conn, existing.id))
                 store.set_properties(
                     conn, existing.id, {**replaced, **store.get_properties(conn, src.id)}
@@ -556,7 +569,7 @@ class Files:
                     dead = self._delete_in(conn, existing)
                 result = store.copy_subtree(conn, src, parent.id, name, recursive=recursive)
                 total, _ = store.subtree_totals(conn, result.id)
-                store.add_used_bytes(conn, src.owner_id, total)
+                self._charge(conn, src.owner_id, total)
             result = self._stamp(conn, result, mtime)
         self._remove_blobs(dead)
         assert result is not None
@@ -576,6 +589,54 @@ class Files:
         if existing is not None and existing.id != src.id and not overwrite:
             raise PreconditionFailed("destination exists")
         return src, existing
+
+    def _copy_across(
+        self,
+        actor: Actor,
+        entry: Entry,
+        parent: Entry,
+        name: str,
+        overwrite: bool,
+        mtime: float | None,
+        recursive: bool = True,
+    ) -> tuple[Entry, bool]:
+        """Copy into another owner's tree: every file is decrypted and encrypted anew for the
+        destination's owner (and counted against their quota). Each file lands atomically; a
+        failure part way leaves what was copied so far."""
+        with self.db.read() as conn:
+            existing = store.get_child(conn, parent.id, name)
+        if existing is not None and not overwrite:
+            raise PreconditionFailed("destination exists")
+        if existing is not None and (existing.is_dir or entry.is_dir):
+            self.delete(actor, existing)
+            existing = None
+        if not entry.is_dir:
+            with self.open_read(actor, entry) as src:
+                up = self.upload(
+                    actor,
+                    parent,
+                    name,
+                    target=existing,
+                    content_type=entry.content_type,
+                    expected_size=entry.size,
+                    mtime=entry.mtime if mtime is None else mtime,
+                )
+                with up:
+                    while chunk := src.read(1 << 20):
+                        up.write(chunk)
+                    result = up.commit()
+            with self.db.write() as conn:
+                store.set_properties(conn, result.id, store.get_properties(conn, entry.id))
+            return result, existing is None
+        top = self.mkdir(actor, parent, name)
+        if recursive:
+            for child in self.children(actor, entry):
+                self._copy_across(actor, child, top, child.name, False, None)
+        with self.db.write() as conn:
+            store.set_properties(conn, top.id, store.get_properties(conn, entry.id))
+            stamped = self._stamp(conn, top, entry.mtime if mtime is None else mtime)
+        assert stamped is not None
+        return stamped, True
 
     @staticmethod
     def _take_content(conn: Connection, dest: Entry, src: Entry) -> list[str]:

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration; a unit test checks it against the migrations folder.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 def _sqlite_engine(url: str, begin: str, pool_size: int) -> Engine:

@@ -134,6 +134,27 @@ class Lock(Base):
     expire: Mapped[float] = mapped_column(Float)
 
 
+class Share(Base):
+    """Access to a node for someone other than its owner: a user (``grantee_id``) or anyone
+    holding a link token (``token_hash``; the token itself is shown once and never stored)."""
+
+    __tablename__ = "shares"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    grantee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    can_write: Mapped[bool] = mapped_column(Boolean, default=False)
+    can_reshare: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)  # the grantee removed the mount
+    created_at: Mapped[float] = mapped_column(Float)
+
+
 class Mutex(Base):
     """Rows that writers lock to serialise a critical section across processes (e.g. lock
     acquisition); SQLite serialises writers anyway, PostgreSQL uses SELECT ... FOR UPDATE."""

@@ -9,7 +9,7 @@ crypto or HTTP.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 
-from davdisk.meta.models import Blob, Node, Property, User, UserKey
+from davdisk.meta.models import Blob, Lock, Node, Property, Share, User, UserKey
 
 nodes = cast(Table, Node.__table__)
 users = cast(Table, User.__table__)
@@ -430,7 +430,7 @@ def get_children_properties(conn: Connection, parent_id: int) -> dict[int, dict[
     return found
 
 
-def set_properties(conn: Connection, node_id: int, changes: dict[str, bytes | None]) -> None:
+def set_properties(conn: Connection, node_id: int, changes: Mapping[str, bytes | None]) -> None:
     for name, value in changes.items():
         conn.execute(delete(props).where(and_(props.c.node_id == node_id, props.c.name == name)))
         if value is not None:
@@ -441,3 +441,144 @@ def move_properties(conn: Connection, from_id: int, to_id: int) -> None:
     """Replace ``to_id``'s dead properties with ``from_id``'s."""
     conn.execute(delete(props).where(props.c.node_id == to_id))
     conn.execute(update(props).where(props.c.node_id == from_id).values(node_id=to_id))
+
+
+# --- shares ----------------------------------------------------------------------------------
+
+shares = cast(Table, Share.__table__)
+locks = cast(Table, Lock.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRow:
+    id: int
+    owner_id: int
+    node_id: int
+    grantee_id: int | None
+    token_hash: str | None
+    can_write: bool
+    can_reshare: bool
+    password_hash: str | None
+    expires_at: float | None
+    hidden: bool
+    created_at: float
+
+
+def _share(row: Any) -> ShareRow:
+    return ShareRow(
+        row.id,
+        row.owner_id,
+        row.node_id,
+        row.grantee_id,
+        row.token_hash,
+        row.can_write,
+        row.can_reshare,
+        row.password_hash,
+        row.expires_at,
+        row.hidden,
+        row.created_at,
+    )
+
+
+def create_share(conn: Connection, **values: Any) -> int:
+    values.setdefault("created_at", time.time())
+    values.setdefault("hidden", False)
+    return int(conn.execute(insert(shares).values(**values)).inserted_primary_key[0])  # type: ignore[index]
+
+
+def get_share(conn: Connection, share_id: int) -> ShareRow | None:
+    row = conn.execute(select(shares).where(shares.c.id == share_id)).first()
+    return _share(row) if row else None
+
+
+def share_by_token_hash(conn: Connection, token_hash: str) -> ShareRow | None:
+    row = conn.execute(select(shares).where(shares.c.token_hash == token_hash)).first()
+    return _share(row) if row else None
+
+
+def delete_share(conn: Connection, share_id: int) -> None:
+    conn.execute(delete(shares).where(shares.c.id == share_id))
+
+
+def set_share_hidden(conn: Connection, share_id: int, hidden: bool) -> None:
+    conn.execute(update(shares).where(shares.c.id == share_id).values(hidden=hidden))
+
+
+def list_shares(conn: Connection, user_id: int | None = None) -> list[ShareRow]:
+    """Every share, or those a user owns or receives."""
+    query = select(shares).order_by(shares.c.id)
+    if user_id is not None:
+        query = query.where((shares.c.owner_id == user_id) | (shares.c.grantee_id == user_id))
+    return [_share(r) for r in conn.execute(query)]
+
+
+def shares_received(conn: Connection, grantee_id: int) -> list[tuple[ShareRow, Entry]]:
+    """The visible user shares a user receives, with the shared node (oldest share first)."""
+    rows = conn.execute(
+        select(shares, *[c.label(f"n_{c.name}") for c in _NODE_COLS])
+        .join(nodes, nodes.c.id == shares.c.node_id)
+        .where(shares.c.grantee_id == grantee_id, shares.c.hidden.is_(False), _live)
+        .order_by(shares.c.id)
+    ).all()
+    return [(_share(r), Entry(*r[-len(_NODE_COLS) :])) for r in rows]
+
+
+def ancestors(conn: Connection, node_id: int) -> list[int]:
+    """The node and all its ancestors, nearest first (one recursive query)."""
+    chain = (
+        select(nodes.c.id, nodes.c.parent_id, literal(0).label("depth"))
+        .where(nodes.c.id == node_id)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(nodes.c.id, nodes.c.parent_id, (chain.c.depth + 1).label("depth")).where(
+            nodes.c.id == chain.c.parent_id
+        )
+    )
+    return list(conn.scalars(select(chain.c.id).order_by(chain.c.depth)))
+
+
+def shares_covering(
+    conn: Connection, node_id: int, *, grantee_id: int | None = None, share_id: int | None = None
+) -> list[ShareRow]:
+    """Shares on the node or an ancestor, to one grantee or with one id."""
+    chain = ancestors(conn, node_id)
+    query = select(shares).where(shares.c.node_id.in_(chain))
+    if grantee_id is not None:
+        query = query.where(shares.c.grantee_id == grantee_id)
+    if share_id is not None:
+        query = query.where(shares.c.id == share_id)
+    return [_share(r) for r in conn.execute(query)]
+
+
+def node_names(conn: Connection, node_id: int) -> list[str]:
+    """Names from the owner's home down to the node ([] for a home)."""
+    chain = (
+        select(nodes.c.id, nodes.c.parent_id, nodes.c.name, literal(0).label("depth"))
+        .where(nodes.c.id == node_id)
+        .cte("path", recursive=True)
+    )
+    chain = chain.union_all(
+        select(
+            nodes.c.id, nodes.c.parent_id, nodes.c.name, (chain.c.depth + 1).label("depth")
+        ).where(nodes.c.id == chain.c.parent_id)
+    )
+    rows = conn.execute(
+        select(chain.c.name, chain.c.parent_id).order_by(chain.c.depth.desc())
+    ).all()
+    return [r.name for r in rows if r.parent_id is not None]
+
+
+def set_quota(conn: Connection, user_id: int, quota_bytes: int) -> None:
+    conn.execute(update(users).where(users.c.id == user_id).values(quota_bytes=quota_bytes))
+
+
+def delete_locks_under(conn: Connection, root: str, *, principal: str) -> None:
+    """Drop one principal's WebDAV locks on ``root`` and below."""
+    prefix = root.rstrip("/") + "/"
+    conn.execute(
+        delete(locks).where(
+            locks.c.principal == principal,
+            (locks.c.root == root) | (func.substr(locks.c.root, 1, len(prefix)) == prefix),
+        )
+    )

@@ -1,0 +1,71 @@
+"""Who may do what: the one access-control decision of davdisk.
+
+Every operation of the files API asks :meth:`Access.allowed` (through ``Files._allow``) before it
+touches a node; no other code compares owners. A node is reachable by its owner, by a user it is
+shared with (a share on it or on a folder above it), or through a public link (a share with a
+token, on it or above it). What each may do:
+
+====================  ======  ===========================  ===========  =====================
+action                owner   grantee (read-only / write)  + reshare    link (read / upload)
+====================  ======  ===========================  ===========  =====================
+read                  yes     yes / yes                    yes          yes / yes
+write (create/change) yes     no / yes                     as granted   no / yes
+delete                yes     no / yes                     as granted   no / no
+lock                  yes     no / yes                     as granted   no / no
+share                 yes     no / no                      yes          no / no
+====================  ======  ===========================  ===========  =====================
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Connection
+
+from davdisk.meta import store
+from davdisk.meta.store import Entry, ShareRow
+
+Action = Literal["read", "write", "delete", "lock", "share"]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts: an authenticated user, or the holder of a public link (``link`` set)."""
+
+    id: int
+    name: str
+    root_id: int
+    link: ShareRow | None = None
+
+    @property
+    def is_link(self) -> bool:
+        return self.link is not None
+
+
+def link_usable(share: ShareRow, now: float | None = None) -> bool:
+    """A link share that has not expired."""
+    return share.token_hash is not None and (
+        share.expires_at is None or share.expires_at > (now or time.time())
+    )
+
+
+class Access:
+    @staticmethod
+    def allowed(conn: Connection, actor: Actor, entry: Entry, action: Action) -> bool:
+        if actor.link is not None:
+            link = actor.link
+            if not link_usable(link) or link.node_id not in store.ancestors(conn, entry.id):
+                return False
+            return action == "read" or (action == "write" and link.can_write)
+        if entry.owner_id == actor.id:
+            return True
+        grants = store.shares_covering(conn, entry.id, grantee_id=actor.id)
+        if not grants:
+            return False
+        if action == "read":
+            return True
+        if action == "share":
+            return any(g.can_reshare for g in grants)
+        return any(g.can_write for g in grants)
