@@ -14,10 +14,13 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from davdisk import __version__
 from davdisk.auth.domain import Authenticator, DavdiskDomainController
+from davdisk.auth.links import LinkAuthenticator
 from davdisk.dav.errors import ErrorPages
 from davdisk.dav.locks import SQLLockManager, SQLLockStorage
 from davdisk.dav.provider import DavdiskProvider
+from davdisk.dav.public import PUBLIC_PREFIX, PublicProvider
 from davdisk.services import Services
+from davdisk.web.links import LINK_PREFIX, LinkPages
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +60,23 @@ def build_app(services: Services) -> WSGIApp:
         realm=config.get("auth", "realm"),
     )
     provider = DavdiskProvider(services.files)
+    public = PublicProvider(services.files)
+    links = LinkAuthenticator(services.files, config.get("auth", "cache_seconds"))
     lock_storage = SQLLockStorage(services.db)
     dav = WsgiDAVApp(
         {
-            "provider_mapping": {DAV_PREFIX: provider},
+            "provider_mapping": {DAV_PREFIX: provider, PUBLIC_PREFIX: public},
             "http_authenticator": {
                 "domain_controller": DavdiskDomainController,
                 "accept_basic": True,
                 "accept_digest": False,
                 "default_to_digest": False,
             },
-            "davdisk": {"authenticator": authenticator},
+            "davdisk": {
+                "authenticator": authenticator,
+                "links": links,
+                "public_provider": public,
+            },
             "lock_storage": lock_storage,
             "property_manager": None,
             "middleware_stack": [ErrorPages, HTTPAuthenticator, RequestResolver],
@@ -84,6 +93,8 @@ def build_app(services: Services) -> WSGIApp:
     )
     dav.lock_manager = lock_manager
     provider.set_lock_manager(lock_manager)
+    public.set_lock_manager(lock_manager)
+    link_pages = LinkPages(services.files, links, dav)
 
     landing = (
         f"davdisk {__version__}\n\nMount {DAV_PREFIX}/ with a WebDAV client "
@@ -108,6 +119,10 @@ def build_app(services: Services) -> WSGIApp:
             return _simple(start_response, "200 OK", b"", [*DAV_HEADERS, ("Allow", ROOT_ALLOW)])
         if path == DAV_PREFIX or path.startswith(DAV_PREFIX + "/"):
             return dav(environ, start_response)
+        if path.startswith(PUBLIC_PREFIX + "/"):
+            return dav(environ, start_response)
+        if path.startswith(LINK_PREFIX):
+            return link_pages(environ, start_response)
         if path == "/" and method in ("GET", "HEAD"):
             return _simple(start_response, "200 OK", b"" if method == "HEAD" else landing)
         return _simple(start_response, "404 Not Found", b"not found\n")

@@ -12,6 +12,7 @@ from typing import Any, final
 
 from wsgidav.dc.base_dc import BaseDomainController
 
+from davdisk.auth.links import LinkAuthenticator
 from davdisk.auth.passwords import CredentialCache, check_password, hash_password
 from davdisk.files.api import Actor, Files
 
@@ -45,23 +46,47 @@ class Authenticator:
         return actor
 
 
+LINK_REALM = "davdisk public link"
+
+
 class DavdiskDomainController(BaseDomainController):
-    """Basic auth only: bcrypt hashes cannot answer Digest challenges."""
+    """Basic auth only: bcrypt hashes cannot answer Digest challenges.
+
+    Users log in under ``/dav``. Under ``/public/<token>`` the token is the credential: no login
+    for links without a password; for links with one, Basic auth with any user name and the
+    link's password. An unknown token needs no login and then finds nothing (404).
+    """
 
     def __init__(self, wsgidav_app: Any, config: dict[str, Any]) -> None:
         super().__init__(wsgidav_app, config)
         self.auth: Authenticator = config["davdisk"]["authenticator"]
+        self.links: LinkAuthenticator = config["davdisk"]["links"]
+        self.public_provider: Any = config["davdisk"]["public_provider"]
 
-    def get_domain_realm(self, path_info: str, environ: dict[str, Any]) -> str:
+    def get_domain_realm(self, path_info: str, environ: dict[str, Any] | None) -> str:
+        if environ is not None and environ.get("wsgidav.provider") is self.public_provider:
+            return LINK_REALM
         return self.auth.realm
 
-    def require_authentication(self, realm: str, environ: dict[str, Any]) -> bool:
-        return True
+    @staticmethod
+    def _token(environ: dict[str, Any]) -> str:
+        return environ["PATH_INFO"].lstrip("/").partition("/")[0]
+
+    def require_authentication(self, realm: str, environ: dict[str, Any] | None) -> bool:
+        if realm != LINK_REALM or environ is None:
+            return True
+        login = self.links.login(self._token(environ), None)
+        if login.actor is not None:
+            environ[ACTOR_KEY] = login.actor
+        return login.needs_password
 
     def basic_auth_user(
         self, realm: str, user_name: str, password: str, environ: dict[str, Any]
     ) -> bool:
-        actor = self.auth.login(user_name, password)
+        if realm == LINK_REALM:
+            actor = self.links.login(self._token(environ), password).actor
+        else:
+            actor = self.auth.login(user_name, password)
         if actor is None:
             return False
         environ[ACTOR_KEY] = actor

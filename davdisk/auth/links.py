@@ -1,0 +1,48 @@
+"""Public links: from a token (and, if set, a password) to the actor that reads through it.
+
+Tokens are looked up by their hash, so an unknown, revoked or expired token costs the same one
+indexed query; all three answer "no such link" alike. Link passwords are bcrypt hashes, checked
+with the same cache as user passwords.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from davdisk.auth.passwords import CredentialCache, check_password
+from davdisk.files.access import Actor, link_usable
+from davdisk.files.api import Files
+from davdisk.files.shares import token_hash
+from davdisk.meta.store import ShareRow
+
+
+@dataclass(frozen=True)
+class LinkLogin:
+    """What a token gives: nothing (``actor`` None and not ``needs_password``), a request for
+    the link's password, or the actor."""
+
+    actor: Actor | None
+    needs_password: bool = False
+
+
+class LinkAuthenticator:
+    def __init__(self, files: Files, cache_seconds: float) -> None:
+        self.files = files
+        self._cache = CredentialCache(cache_seconds)
+
+    def _share(self, token: str) -> ShareRow | None:
+        share = self.files.link_share(token_hash(token))
+        return share if share is not None and link_usable(share) else None
+
+    def login(self, token: str, password: str | None) -> LinkLogin:
+        share = self._share(token)
+        if share is None:
+            return LinkLogin(None)
+        if share.password_hash is not None:
+            if password is None:
+                return LinkLogin(None, needs_password=True)
+            if not self._cache.hit(token, password, share.password_hash):
+                if not check_password(password, share.password_hash):
+                    return LinkLogin(None, needs_password=True)
+                self._cache.add(token, password, share.password_hash)
+        return LinkLogin(Actor(0, f"link:{share.id}", share.node_id, link=share))

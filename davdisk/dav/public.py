@@ -1,0 +1,107 @@
+"""The WebDAV tree of a public link: ``/public/<token>/...``.
+
+The link's actor (set by the domain controller from the token and, if the link has one, its
+password) reads — and for upload links writes — through the same resources and the same access
+decision as users. A link to a file shows as a folder holding just that file, so that every
+WebDAV client (rclone, cadaver) can open it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wsgidav.dav_error import HTTP_FORBIDDEN, DAVError
+from wsgidav.dav_provider import DAVCollection, _DAVResource
+
+from davdisk.auth.domain import ACTOR_KEY
+from davdisk.dav.provider import DavdiskProvider
+from davdisk.dav.resources import File
+from davdisk.files.access import Actor
+from davdisk.files.names import split_path
+from davdisk.files.shares import token_hash
+from davdisk.meta.store import Entry
+
+PUBLIC_PREFIX = "/public"
+
+
+class LinkFolder(DAVCollection):
+    """The read-only folder that presents a link to a single file."""
+
+    def __init__(self, path: str, environ: dict[str, Any], file: Entry, actor: Actor) -> None:
+        super().__init__(path, environ)
+        self._file = file
+        self._actor = actor
+
+    def get_ref_url(self) -> str:
+        assert self._actor.link is not None
+        return f"/link/{self._actor.link.id}/"
+
+    def get_display_name(self) -> str:
+        return ""
+
+    def get_etag(self) -> None:
+        return None
+
+    def get_last_modified(self) -> float:
+        return self._file.mtime
+
+    def get_creation_date(self) -> float:
+        return self._file.ctime
+
+    def prevent_locking(self) -> bool:
+        return True
+
+    def get_member_names(self) -> list[str]:
+        return [self._file.name]
+
+    def get_member(self, name: str) -> _DAVResource | None:
+        if name != self._file.name:
+            return None
+        return File(f"{self.path.rstrip('/')}/{name}", self.environ, self._file, self._actor)
+
+    def support_recursive_delete(self) -> bool:
+        return False
+
+    def handle_delete(self) -> bool:
+        raise DAVError(HTTP_FORBIDDEN)
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        raise DAVError(HTTP_FORBIDDEN)
+
+    def handle_move(self, dest_path: str) -> bool:
+        raise DAVError(HTTP_FORBIDDEN)
+
+
+class PublicProvider(DavdiskProvider):
+    def __repr__(self) -> str:
+        return "PublicProvider()"
+
+    def _actor(self, environ: dict[str, Any]) -> Actor | None:
+        actor = environ.get(ACTOR_KEY)
+        return actor if actor is not None and actor.link is not None else None
+
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
+        actor = self._actor(environ)
+        if actor is None or actor.link is None:
+            return None
+        token, _, rest = path.lstrip("/").partition("/")
+        if token_hash(token) != actor.link.token_hash:
+            return None
+        cache = environ.setdefault("davdisk.resources", {})
+        key = path.rstrip("/") or "/"
+        if key in cache:
+            return cache[key]
+        res: _DAVResource | None = None
+        root = self.files.node(actor, actor.link.node_id)
+        if root is not None and root.is_dir:
+            entry = self.files.resolve(actor, rest)
+            if entry is not None:
+                res = self.make_resource(path, environ, entry, actor)
+        elif root is not None:
+            names = split_path(rest)
+            if names == []:
+                res = LinkFolder(f"/{token}/", environ, root, actor)
+            elif names == [root.name]:
+                res = File(path, environ, root, actor)
+        cache[key] = res
+        return res

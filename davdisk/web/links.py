@@ -1,0 +1,121 @@
+"""``/s/<token>``: what a browser sees of a public link.
+
+A file link downloads the file; a folder link shows a plain HTML listing whose entries download
+(``/s/<token>/<path>``) or open. Downloads are served by the link's WebDAV tree
+(``/public/<token>/...``), so Range, ETag and conditional requests behave exactly as there.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import quote
+
+from davdisk.auth.links import LinkAuthenticator
+from davdisk.files.api import Files
+from davdisk.files.names import split_path
+
+LINK_PREFIX = "/s/"
+StartResponse = Callable[..., Any]
+
+
+def basic_password(environ: dict[str, Any]) -> str | None:
+    """The password of a Basic ``Authorization`` header (any user name), if there is one."""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _user, sep, password = decoded.partition(":")
+    return password if sep else None
+
+
+def _answer(start_response: StartResponse, status: str, body: bytes, *headers: Any) -> list[bytes]:
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *headers,
+        ],
+    )
+    return [body]
+
+
+class LinkPages:
+    def __init__(
+        self, files: Files, links: LinkAuthenticator, dav: Callable[..., Iterable[bytes]]
+    ) -> None:
+        self.files = files
+        self.links = links
+        self.dav = dav
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            return _answer(start_response, "405 Method Not Allowed", b"", ("Allow", "GET, HEAD"))
+        token, _, rest = environ["PATH_INFO"][len(LINK_PREFIX) :].partition("/")
+        login = self.links.login(token, basic_password(environ))
+        if login.actor is None:
+            if login.needs_password:
+                return _answer(
+                    start_response,
+                    "401 Unauthorized",
+                    b"<p>This link needs its password (any user name).</p>",
+                    ("WWW-Authenticate", 'Basic realm="davdisk link", charset="UTF-8"'),
+                )
+            return _answer(start_response, "404 Not Found", b"<p>No such link.</p>")
+        actor = login.actor
+        assert actor.link is not None
+        root = self.files.node(actor, actor.link.node_id)
+        names = split_path(rest)
+        if root is None or names is None:
+            return _answer(start_response, "404 Not Found", b"<p>No such link.</p>")
+        if not root.is_dir:
+            if names not in ([], [root.name]):
+                return _answer(start_response, "404 Not Found", b"<p>Not found.</p>")
+            return self._download(environ, start_response, token, [root.name])
+        entry = self.files.resolve(actor, rest)
+        if entry is None:
+            return _answer(start_response, "404 Not Found", b"<p>Not found.</p>")
+        if not entry.is_dir:
+            return self._download(environ, start_response, token, names)
+        if not environ["PATH_INFO"].endswith("/"):
+            # Relative links in the listing need the trailing slash.
+            location = quote(environ["PATH_INFO"]) + "/"
+            return _answer(start_response, "301 Moved Permanently", b"", ("Location", location))
+        title = html.escape("/" + "/".join(names))
+        rows = []
+        if names:
+            rows.append('<li><a href="../">../</a></li>')
+        for child in self.files.children(actor, entry):
+            label = child.name + ("/" if child.is_dir else "")
+            href = quote(child.name) + ("/" if child.is_dir else "")
+            size = "" if child.is_dir else f" ({child.size} bytes)"
+            rows.append(f'<li><a href="{href}">{html.escape(label)}</a>{size}</li>')
+        body = (
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body><h1>{title}</h1><ul>{''.join(rows)}</ul></body></html>\n"
+        ).encode()
+        return _answer(
+            start_response, "200 OK", b"" if environ["REQUEST_METHOD"] == "HEAD" else body
+        )
+
+    def _download(
+        self, environ: dict[str, Any], start_response: StartResponse, token: str, names: list[str]
+    ) -> Iterable[bytes]:
+        environ = dict(environ)
+        environ["PATH_INFO"] = "/public/" + token + "/" + "/".join(names)
+        environ["SCRIPT_NAME"] = ""
+        disposition = "attachment; filename*=UTF-8''" + quote(names[-1])
+
+        def with_disposition(status: str, headers: list[Any], exc_info: Any = None) -> Any:
+            if status.startswith(("200", "206")):
+                headers = [*headers, ("Content-Disposition", disposition)]
+            return start_response(status, headers, exc_info)
+
+        return self.dav(environ, with_disposition)
