@@ -8,6 +8,7 @@ variables for the few that deployments set that way (``DAVDISK_DATA_DIR``), and 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,12 @@ def _bcrypt_cost(v: Any) -> int:
 def _str(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError("must be a string")
+    return v
+
+
+def _size(v: Any) -> str:
+    if not isinstance(v, str) or not re.match(r"^\d+\s*[KMGT]?i?B?$", v.strip(), re.IGNORECASE):
+        raise ValueError('must be a size like "10G", "500M", "64K", "1234" or "0"')
     return v
 
 
@@ -77,6 +84,11 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         "How long a verified login is remembered in memory (keyed by an HMAC, never the password).",
     ),
     ("auth", "realm"): ("davdisk", _str, "Realm shown in the browser's login prompt."),
+    ("users", "default_quota"): (
+        "0",
+        _size,
+        'Quota of new users: e.g. "10G", "500M"; "0" = unlimited. Change one with user quota.',
+    ),
     ("dav", "block_size"): (
         1 << 20,
         _positive_int,

@@ -11,7 +11,7 @@ from davdisk.blobs.local import LocalBlobStore
 from davdisk.config import Config
 from davdisk.crypto.keys import load_master_key
 from davdisk.errors import UsageError
-from davdisk.files.admin import Admin
+from davdisk.files.admin import Admin, parse_size
 from davdisk.files.api import Files
 from davdisk.files.keyring import Keyring
 from davdisk.meta.db import Database
@@ -37,7 +37,12 @@ class Services:
         db.migrate()
         blobs = LocalBlobStore(config.blob_dir)
         files = Files(db, blobs, Keyring(db, master))
-        return cls(config, db, files, Admin(files, config.get("auth", "bcrypt_cost")))
+        admin = Admin(
+            files,
+            config.get("auth", "bcrypt_cost"),
+            parse_size(config.get("users", "default_quota")),
+        )
+        return cls(config, db, files, admin)
 
     def close(self) -> None:
         self.db.dispose()

@@ -69,10 +69,11 @@ class GcReport:
 
 
 class Admin:
-    def __init__(self, files: Files, bcrypt_cost: int = 12) -> None:
+    def __init__(self, files: Files, bcrypt_cost: int = 12, default_quota: int = 0) -> None:
         self.files = files
         self.db = files.db
         self.bcrypt_cost = bcrypt_cost
+        self.default_quota = default_quota
 
     def add_user(self, name: str, password: str) -> None:
         check_user_name(name)
@@ -84,6 +85,8 @@ class Admin:
                     raise AlreadyExists(f"user {name!r}")
                 user = store.create_user(conn, name, hashed)
                 self.files.keyring.create_user_key(conn, user.id)
+                if self.default_quota:
+                    store.set_quota(conn, user.id, self.default_quota)
         except SAIntegrityError:
             raise AlreadyExists(f"user {name!r}") from None
 

@@ -15,6 +15,7 @@ from davdisk.errors import (
     AlreadyExists,
     Forbidden,
     IncompleteBody,
+    InsufficientStorage,
     IntegrityError,
     InvalidName,
     NotFound,
@@ -212,3 +213,21 @@ def test_empty_placeholder_costs_no_blob_and_keeps_its_node(svc: Services) -> No
     assert _blob_files(svc) == {written.blob_id}
     emptied = svc.files.write(alice, home, "new.docx", b"")
     assert emptied.blob_id is None and _blob_files(svc) == set()
+
+
+def test_default_quota_from_config(tmp_path: Path) -> None:
+    cfg = config_mod.load(None, data_dir=tmp_path / "q")
+    cfg.set("auth", "bcrypt_cost", 4, "test")
+    cfg.set("users", "default_quota", "2K", "test")
+    s = Services.open(cfg, create=True)
+    try:
+        s.admin.add_user("dora", "dora-password-4")
+        assert [(u.name, u.quota) for u in s.admin.list_users()] == [("dora", 2048)]
+        dora = _actor(s, "dora")
+        home = s.files.resolve(dora, "/")
+        assert home is not None
+        with pytest.raises(InsufficientStorage):
+            s.files.write(dora, home, "big", b"x" * 3000)
+        assert s.files.resolve(dora, "/big") is None
+    finally:
+        s.close()
