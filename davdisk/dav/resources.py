@@ -112,8 +112,18 @@ class _NodeMixin:
             return f'"{etag}"'
         if name.startswith(liveprops.OC):
             return self._oc_property(name)
-        if name in _QUOTA_PROPS and not self.is_collection:
-            raise DAVError(HTTP_NOT_FOUND)  # RFC 4331 quotas are properties of collections
+        if name in _QUOTA_PROPS:
+            # RFC 4331 quotas are properties of collections, and only where a quota applies.
+            value = (
+                None
+                if not self.is_collection
+                else self.get_used_bytes()  # type: ignore[attr-defined]
+                if name == _QUOTA_PROPS[0]
+                else self.get_available_bytes()  # type: ignore[attr-defined]
+            )
+            if value is None:
+                raise DAVError(HTTP_NOT_FOUND)
+            return str(value)
         if name.startswith("{DAV:}") or name in _LOCK_PROPS:
             return _DAVResource.get_property_value(self, name)
         value = self._dead_props().get(name)
@@ -289,20 +299,25 @@ class Folder(_NodeMixin, DAVCollection):
     def get_etag(self) -> None:
         return None
 
-    def _usage(self) -> tuple[int, int | None]:
-        found = self.environ.get("davdisk.usage")
+    def _usage(self) -> tuple[int, int | None] | None:
+        if self.actor.is_link:
+            return None  # a link holder has no business with the owner's quota
+        cache = self.environ.setdefault("davdisk.usage", {})
+        found = cache.get(self.entry.owner_id)
         if found is None:
             with dav_errors():
-                found = self.files.usage(self.actor, self.entry)
-            self.environ["davdisk.usage"] = found
+                found = cache[self.entry.owner_id] = self.files.usage(self.actor, self.entry)
         return found
 
-    def get_used_bytes(self) -> int:
-        """RFC 4331 quota-used-bytes: what the user's files take (Finder shows free space)."""
-        return self._usage()[0]
+    def get_used_bytes(self) -> int | None:
+        """RFC 4331 quota-used-bytes: what the folder owner's files take (in a share: the
+        owner's, whose quota writes there count against); Finder shows the free space."""
+        usage = self._usage()
+        return usage[0] if usage else None
 
     def get_available_bytes(self) -> int | None:
-        return self._usage()[1]
+        usage = self._usage()
+        return usage[1] if usage else None
 
     def _children(self) -> list[Entry]:
         cache = self.environ.setdefault("davdisk.children", {})
