@@ -124,6 +124,16 @@ class DavdiskProvider(DAVProvider):
                     ],
                 )
                 return [body]
+        if method == "PROPPATCH":
+            # Refuse a PROPPATCH its sender may not make as a whole (403), rather than answer
+            # 207 with every property refused.
+            res = self.get_resource_inst(environ["PATH_INFO"], environ)
+            actor = self._actor(environ)
+            entry = getattr(res, "entry", None)
+            if actor is not None and entry is not None:
+                with dav_errors():
+                    if not self.files.may(actor, entry, "write"):
+                        raise DAVError(HTTP_FORBIDDEN)
         if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity") == "infinity":
             raise DAVError(HTTP_FORBIDDEN, err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
         if method in ("PUT", "COPY", "MOVE"):

@@ -8,9 +8,10 @@ WebDAV client (rclone, cadaver) can open it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from wsgidav.dav_error import HTTP_FORBIDDEN, DAVError
+from wsgidav.dav_error import HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError
 from wsgidav.dav_provider import DAVCollection, _DAVResource
 
 from davdisk.auth.domain import ACTOR_KEY
@@ -75,6 +76,20 @@ class LinkFolder(DAVCollection):
 class PublicProvider(DavdiskProvider):
     def __repr__(self) -> str:
         return "PublicProvider()"
+
+    def custom_request_handler(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        default_handler: Callable[..., Iterable[bytes]],
+    ) -> Iterable[bytes]:
+        # An unknown, revoked or expired token names nothing, whatever the method (a PUT must
+        # not learn "409: no parent" where a GET learns "404").
+        actor = self._actor(environ)
+        token = environ["PATH_INFO"].lstrip("/").partition("/")[0]
+        if actor is None or actor.link is None or token_hash(token) != actor.link.token_hash:
+            raise DAVError(HTTP_NOT_FOUND)
+        return super().custom_request_handler(environ, start_response, default_handler)
 
     def _actor(self, environ: dict[str, Any]) -> Actor | None:
         actor = environ.get(ACTOR_KEY)
