@@ -25,6 +25,7 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
 
 from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
+from davdisk.files.access import owns
 from davdisk.files.api import Actor, Files, Upload, lock_root
 from davdisk.meta.store import Entry
 
@@ -61,7 +62,7 @@ class _NodeMixin:
         return ref
 
     def _ref_url(self) -> str:
-        if self.entry.owner_id == self.actor.id and not self.actor.is_link:
+        if owns(self.actor, self.entry):
             return f"/u/{self.actor.id}" + quote(self.get_preferred_path())  # type: ignore[attr-defined]
         # Reached through a share or link: key locks by the owner's path, so the owner and every
         # grantee contend for the same locks.
@@ -139,7 +140,7 @@ class _NodeMixin:
             with dav_errors():
                 return liveprops.permissions(
                     is_dir=entry.is_dir,
-                    shared=entry.owner_id != self.actor.id or self.actor.is_link,
+                    shared=not owns(self.actor, entry),
                     allowed=lambda action: self.files.may(self.actor, entry, action),
                 )
         if name == liveprops.OC_SIZE:

@@ -51,16 +51,21 @@ def link_usable(share: ShareRow, now: float | None = None) -> bool:
     )
 
 
+def owns(actor: Actor, entry: Entry) -> bool:
+    """The actor is the node's owner (and acts as a user, not through a link)."""
+    return actor.link is None and entry.owner_id == actor.id
+
+
 class Access:
     @staticmethod
     def allowed(conn: Connection, actor: Actor, entry: Entry, action: Action) -> bool:
+        if owns(actor, entry):
+            return True
         if actor.link is not None:
             link = actor.link
             if not link_usable(link) or link.node_id not in store.ancestors(conn, entry.id):
                 return False
             return action == "read" or (action == "write" and link.can_write)
-        if entry.owner_id == actor.id:
-            return True
         grants = store.shares_covering(conn, entry.id, grantee_id=actor.id)
         if not grants:
             return False

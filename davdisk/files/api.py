@@ -33,7 +33,7 @@ from davdisk.errors import (
     NotFound,
     PreconditionFailed,
 )
-from davdisk.files.access import Access, Action, Actor
+from davdisk.files.access import Access, Action, Actor, owns
 from davdisk.files.keyring import Keyring
 from davdisk.files.names import check_name, split_path
 from davdisk.files.upload import Upload, VerifiedReader, guess_type
@@ -66,7 +66,7 @@ class Files:
         self, actor: Actor, entry: Entry, action: Action, conn: Connection | None = None
     ) -> None:
         """The access-control choke point: may ``actor`` do ``action`` on ``entry``?"""
-        if actor.link is None and entry.owner_id == actor.id:
+        if owns(actor, entry):
             return  # the common case needs no query
         if conn is None:
             with self.db.read() as c:
@@ -124,8 +124,6 @@ class Files:
         return entry
 
     def _allowed_in(self, conn: Connection, actor: Actor, entry: Entry, action: Action) -> bool:
-        if actor.link is None and entry.owner_id == actor.id:
-            return True
         return Access.allowed(conn, actor, entry, action)
 
     def link_share(self, token_hash: str) -> ShareRow | None:
@@ -166,7 +164,7 @@ class Files:
 
     def share_of_mount(self, actor: Actor, entry: Entry) -> ShareRow | None:
         """The share that mounts ``entry`` in the actor's top folder, if it is such a mount."""
-        if actor.link is not None or entry.owner_id == actor.id:
+        if actor.link is not None or owns(actor, entry):
             return None
         for share, mounted in self.mounts(actor).values():
             if mounted.id == entry.id:
