@@ -23,6 +23,9 @@ def setup_logging(level: str) -> None:
     # WsgiDAV logs every request at INFO; keep its warnings and errors only.
     for noisy in ("wsgidav", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    # WsgiDAV logs a traceback for every PUT that ends early: a client that hangs up, a 507, a
+    # checksum mismatch. Those are answered (and real failures logged) by dav/errors.py.
+    logging.getLogger("wsgidav.request_server").setLevel(logging.CRITICAL)
 
 
 def serve(services: Services, host: str, port: int) -> int:
