@@ -147,18 +147,21 @@ class Files:
     def _mounts_in(self, conn: Connection, actor: Actor) -> dict[str, tuple[ShareRow, Entry]]:
         if actor.link is not None:
             return {}
-        received = store.shares_received(conn, actor.id)
-        if not received:
-            return {}
-        taken = {c.name for c in store.list_children(conn, actor.root_id)}
-        owners = {u.id: u.name for u, _ in store.list_users(conn)}
+        # Runs on every request that leaves the user's own tree: a few indexed lookups per
+        # received share, nothing that grows with the size of anyone's tree.
         found: dict[str, tuple[ShareRow, Entry]] = {}
-        for share, entry in received:
+
+        def taken(name: str) -> bool:
+            return name in found or store.get_child(conn, actor.root_id, name) is not None
+
+        for share, entry in store.shares_received(conn, actor.id):
             name = entry.name
-            if name in taken or name in found:
-                name = f"{entry.name} ({owners.get(share.owner_id, share.owner_id)})"
-            if name in taken or name in found:
-                name = f"{entry.name} ({owners.get(share.owner_id, share.owner_id)} {share.id})"
+            if taken(name):
+                owner = store.get_user_by_id(conn, share.owner_id)
+                label = owner.name if owner else str(share.owner_id)
+                name = f"{entry.name} ({label})"
+                if taken(name):
+                    name = f"{entry.name} ({label} {share.id})"
             found[name] = (share, entry)
         return found
 
