@@ -66,13 +66,17 @@ class _NodeMixin:
             return f"/u/{self.actor.id}" + quote(self.get_preferred_path())  # type: ignore[attr-defined]
         # Reached through a share or link: key locks by the owner's path, so the owner and every
         # grantee contend for the same locks.
+        ref = lock_root(self.entry.owner_id, self._owner_names())
+        return ref + "/" if self.is_collection and not ref.endswith("/") else ref
+
+    def _owner_names(self) -> list[str]:
+        """The names leading to this node in its owner's home (cached for the request)."""
         cache = self.environ.setdefault("davdisk.owner_names", {})
         names = cache.get(self.entry.id)
         if names is None:
             with dav_errors():
                 names = cache[self.entry.id] = self.files.owner_names(self.entry)
-        ref = lock_root(self.entry.owner_id, names)
-        return ref + "/" if self.is_collection and not ref.endswith("/") else ref
+        return names
 
     def get_display_name(self) -> str:
         return util.get_uri_name(self.path) or self.entry.name
@@ -339,9 +343,17 @@ class Folder(_NodeMixin, DAVCollection):
 
     def get_member_list(self) -> list[_DAVResource]:
         base = self.path.rstrip("/")
+        children = self._children()
+        if not owns(self.actor, self.entry) and self.entry.id != self.actor.root_id:
+            # Inside a share, members' lock keys extend this folder's: derive them here rather
+            # than with one path query per member.
+            parent = self._owner_names()
+            cache = self.environ["davdisk.owner_names"]
+            for c in children:
+                cache.setdefault(c.id, [*parent, c.name])
         return [
             self.provider.make_resource(f"{base}/{c.name}", self.environ, c, self.actor)
-            for c in self._children()
+            for c in children
         ]
 
     def get_member(self, name: str) -> _DAVResource | None:
