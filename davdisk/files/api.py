@@ -305,14 +305,13 @@ class Files:
         """
         if target is not None:
             self._allow(actor, target, "write")
-            replacing = target.size
         else:
             self._allow(actor, parent, "write")
             check_name(name)
-            with self.db.read() as conn:
-                existing = store.get_child(conn, parent.id, name)
+        with self.db.read() as conn:  # one snapshot for what is replaced and what is left
+            existing = target or store.get_child(conn, parent.id, name)
             replacing = existing.size if existing is not None else 0
-        allowance = self.allowance(parent.owner_id)
+            allowance = self.allowance(parent.owner_id, conn)
         return Upload(
             self,
             actor,

@@ -250,15 +250,7 @@ def subtree_ids(conn: Connection, node_id: int) -> list[int]:
 
 def is_ancestor(conn: Connection, ancestor_id: int, node_id: int) -> bool:
     """True if ``ancestor_id`` is ``node_id`` or one of its ancestors."""
-    chain = (
-        select(nodes.c.id, nodes.c.parent_id)
-        .where(nodes.c.id == node_id)
-        .cte("chain", recursive=True)
-    )
-    chain = chain.union_all(
-        select(nodes.c.id, nodes.c.parent_id).where(nodes.c.id == chain.c.parent_id)
-    )
-    return (conn.scalar(select(func.count()).where(chain.c.id == ancestor_id)) or 0) > 0
+    return ancestor_id in ancestors(conn, node_id)
 
 
 def subtree_size(conn: Connection, node_id: int) -> int:
@@ -523,18 +515,23 @@ def shares_received(conn: Connection, grantee_id: int) -> list[tuple[ShareRow, E
     return [(_share(r), Entry(*r[-len(_NODE_COLS) :])) for r in rows]
 
 
-def ancestors(conn: Connection, node_id: int) -> list[int]:
-    """The node and all its ancestors, nearest first (one recursive query)."""
+def _chain(node_id: int) -> Any:
+    """A recursive CTE of the node and its ancestors: id, parent_id, name, depth (0 = node)."""
     chain = (
-        select(nodes.c.id, nodes.c.parent_id, literal(0).label("depth"))
+        select(nodes.c.id, nodes.c.parent_id, nodes.c.name, literal(0).label("depth"))
         .where(nodes.c.id == node_id)
         .cte("chain", recursive=True)
     )
-    chain = chain.union_all(
-        select(nodes.c.id, nodes.c.parent_id, (chain.c.depth + 1).label("depth")).where(
-            nodes.c.id == chain.c.parent_id
-        )
+    return chain.union_all(
+        select(
+            nodes.c.id, nodes.c.parent_id, nodes.c.name, (chain.c.depth + 1).label("depth")
+        ).where(nodes.c.id == chain.c.parent_id)
     )
+
+
+def ancestors(conn: Connection, node_id: int) -> list[int]:
+    """The node and all its ancestors, nearest first (one recursive query)."""
+    chain = _chain(node_id)
     return list(conn.scalars(select(chain.c.id).order_by(chain.c.depth)))
 
 
@@ -553,16 +550,7 @@ def shares_covering(
 
 def node_names(conn: Connection, node_id: int) -> list[str]:
     """Names from the owner's home down to the node ([] for a home)."""
-    chain = (
-        select(nodes.c.id, nodes.c.parent_id, nodes.c.name, literal(0).label("depth"))
-        .where(nodes.c.id == node_id)
-        .cte("path", recursive=True)
-    )
-    chain = chain.union_all(
-        select(
-            nodes.c.id, nodes.c.parent_id, nodes.c.name, (chain.c.depth + 1).label("depth")
-        ).where(nodes.c.id == chain.c.parent_id)
-    )
+    chain = _chain(node_id)
     rows = conn.execute(
         select(chain.c.name, chain.c.parent_id).order_by(chain.c.depth.desc())
     ).all()
