@@ -6,6 +6,7 @@ import io
 import shutil
 from pathlib import Path
 
+import pytest
 from webdav3.client import Client
 
 from tests.live.conftest import (
@@ -128,6 +129,7 @@ def test_round_trips(server: Server) -> None:
     assert names(make_client(server, "bob"), "/") == set()
 
 
+@pytest.mark.serial
 def test_300_mib_round_trip_under_memory_ceiling(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
