@@ -275,7 +275,9 @@ class EnvelopeReader(io.RawIOBase):
         expected: int | None,
     ) -> None:
         self._src.seek(0)
-        header = self._src.read(HEADER_SIZE)
+        # Like segments, the header may arrive in short reads from a raw source.
+        buf = bytearray(HEADER_SIZE)
+        header = bytes(buf[: _read_exact(self._src, memoryview(buf))])
         self.key_version = self._parse_header(header, blob_id)
         header64 = header[:_MAC_OFFSET]
         ck, hk = _derive(key_for_version(self.key_version), user_id, header64)
@@ -295,6 +297,7 @@ class EnvelopeReader(io.RawIOBase):
         self._cbuf = memoryview(bytearray(_CIPHER_SEGMENT))
         self._cache = memoryview(bytearray(SEGMENT_SIZE))
         self._cache_index = -1
+        self._end_verified = False  # set once the final segment has authenticated
         if self.size == 0:
             # No read would ever touch the lone empty segment; verify its tag now.
             self._decrypt(0, self._cache[:0])
@@ -349,6 +352,10 @@ class EnvelopeReader(io.RawIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         self._check_open()
+        if self._pos >= self.size and not self._end_verified:
+            # End of file is a claim too: a blob cut at a segment boundary has a valid
+            # length, and only the final segment's flag tells that it was cut short.
+            self._fill_cache(self._count - 1)
         out = memoryview(buffer).cast("B")
         want = min(len(out), self.size - self._pos)
         done = 0
@@ -409,12 +416,14 @@ class EnvelopeReader(io.RawIOBase):
         self._src_pos = where + got
         if got != clen:
             raise BadLength(f"ciphertext ended inside segment {index}", blob=self._blob)
+        final = index == self._count - 1
         try:
-            self._aead.decrypt_into(_nonce(index, index == self._count - 1), cbuf, None, dest)
+            self._aead.decrypt_into(_nonce(index, final), cbuf, None, dest)
         except InvalidTag:
             # decrypt_into has already written unverified plaintext: wipe it.
             dest[:] = bytes(len(dest))
             raise BadSegment(blob=self._blob, index=index) from None
+        self._end_verified = self._end_verified or final
 
 
 def _read_exact(src: BinaryIO, view: memoryview) -> int:
