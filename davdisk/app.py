@@ -8,19 +8,22 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from wsgidav.http_authenticator import HTTPAuthenticator
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from davdisk import __version__
-from davdisk.auth.domain import Authenticator, DavdiskDomainController
+from davdisk.auth.domain import Authenticator, BasicAuthenticator, DavdiskDomainController
 from davdisk.auth.links import LinkAuthenticator
+from davdisk.auth.throttle import Throttle
 from davdisk.dav.errors import ErrorPages
 from davdisk.dav.locks import SQLLockManager, SQLLockStorage
 from davdisk.dav.provider import DavdiskProvider
 from davdisk.dav.public import PUBLIC_PREFIX, PublicProvider
 from davdisk.services import Services
+from davdisk.web.audit import AuditLog
+from davdisk.web.limits import RequestLimits
 from davdisk.web.links import LINK_PREFIX, LinkPages
+from davdisk.web.transport import Transport
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +56,22 @@ def _without_body(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 def build_app(services: Services) -> WSGIApp:
     config = services.config
+    # One throttle for user and link logins, so an address's failures count across both.
+    throttle = Throttle(
+        services.db,
+        free_failures=config.get("auth", "throttle_free_failures"),
+        max_seconds=config.get("auth", "throttle_max_seconds"),
+    )
     authenticator = Authenticator(
         services.files,
         cost=config.get("auth", "bcrypt_cost"),
         cache_seconds=config.get("auth", "cache_seconds"),
         realm=config.get("auth", "realm"),
+        throttle=throttle,
     )
     provider = DavdiskProvider(services.files)
     public = PublicProvider(services.files)
-    links = LinkAuthenticator(services.files, config.get("auth", "cache_seconds"))
+    links = LinkAuthenticator(services.files, config.get("auth", "cache_seconds"), throttle)
     lock_storage = SQLLockStorage(services.db)
     dav = WsgiDAVApp(
         {
@@ -79,7 +89,7 @@ def build_app(services: Services) -> WSGIApp:
             },
             "lock_storage": lock_storage,
             "property_manager": None,
-            "middleware_stack": [ErrorPages, HTTPAuthenticator, RequestResolver],
+            "middleware_stack": [ErrorPages, BasicAuthenticator, RequestResolver],
             "block_size": config.get("dav", "block_size"),
             "add_header_MS_Author_Via": True,
             "suppress_version_info": True,
@@ -101,7 +111,7 @@ def build_app(services: Services) -> WSGIApp:
         "(Finder, Explorer, rclone, cadaver...).\n"
     ).encode()
 
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def heads(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] == "HEAD":
             # Whatever answers (401 pages included), a HEAD response carries no body.
             return _without_body(route(environ, start_response))
@@ -127,4 +137,6 @@ def build_app(services: Services) -> WSGIApp:
             return _simple(start_response, "200 OK", b"" if method == "HEAD" else landing)
         return _simple(start_response, "404 Not Found", b"not found\n")
 
-    return app
+    # Outermost first: the audit log sees every answer, the transport policy runs before any
+    # limit or login, and the limits before any work.
+    return AuditLog(Transport(RequestLimits(heads, config), config), config)

@@ -23,6 +23,7 @@ from typing import Any
 
 from davdisk import __version__
 from davdisk import config as config_mod
+from davdisk.commands import cert, fsck, keys, tokens
 from davdisk.errors import DavdiskError, UsageError
 
 logger = logging.getLogger("davdisk")
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
+    serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve HTTPS")
+    serve.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
 
     user = sub.add_parser("user", help="add, change, remove and list users")
     usub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
@@ -105,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     quota.add_argument("name")
     quota.add_argument("size", help="e.g. 10G, 500M, 64K, 1234; 0 = unlimited")
+    tokens.register(usub)
 
     share = sub.add_parser("share", help="share files with users or by public link")
     ssub = share.add_subparsers(dest="share_command", metavar="ACTION", required=True)
@@ -141,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srm.add_argument("id", type=int)
 
+    cert.register(sub)
+    keys.register(sub)
+    fsck.register(sub)
+
     gc = sub.add_parser(
         "gc",
         help="remove blobs no file points to",
@@ -170,10 +178,18 @@ def run(args: argparse.Namespace) -> int:
             cfg.set("server", "host", args.host, "--host")
         if args.port is not None:
             cfg.set("server", "port", args.port, "--port")
+        if args.tls_cert is not None:
+            cfg.set("server", "tls_cert", args.tls_cert, "--tls-cert")
+        if args.tls_key is not None:
+            cfg.set("server", "tls_key", args.tls_key, "--tls-key")
         setup_logging(cfg.get("logging", "level"))
         services = Services.open(cfg, create=True)
         return serve(services, cfg.get("server", "host"), cfg.get("server", "port"))
 
+    if args.command in ("cert", "key", "fsck"):
+        return {"cert": cert, "key": keys, "fsck": fsck}[args.command].run(args, cfg)
+    if args.command == "user" and args.user_command == "token":
+        return tokens.run(args, cfg)
     create = args.command == "user" and args.user_command == "add"
     if args.command == "share":
         return _share_command(args, cfg, Services.open(cfg, create=False))
@@ -258,7 +274,8 @@ def _default_base_url(cfg: config_mod.Config) -> str:
     if host in ("0.0.0.0", "::", ""):
         host = socket.getfqdn()
     port = cfg.get("server", "port")
-    return f"http://{host}:{port}"
+    scheme = "https" if cfg.get("server", "tls_cert") else "http"
+    return f"{scheme}://{host}:{port}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

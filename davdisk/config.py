@@ -48,6 +48,24 @@ def _size(v: Any) -> str:
     return v
 
 
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("must be true or false")
+    return v
+
+
+def _str_list(v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError('must be a list of strings, e.g. ["127.0.0.1"]')
+    return v
+
+
+def _non_negative_int(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ValueError("must be an integer >= 0")
+    return v
+
+
 def _log_level(v: Any) -> str:
     levels = ("debug", "info", "warning", "error")
     if not isinstance(v, str) or v.lower() not in levels:
@@ -64,6 +82,25 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         64,
         _positive_int,
         "Worker threads: requests served at once (Explorer opens dozens of connections).",
+    ),
+    ("server", "tls_cert"): (
+        "",
+        _str,
+        'PEM certificate chain for HTTPS (with tls_key); "" = plain HTTP. '
+        "Make a test one with: davdisk cert self-signed --out DIR",
+    ),
+    ("server", "tls_key"): ("", _str, "PEM private key of tls_cert."),
+    ("server", "allow_insecure_http"): (
+        False,
+        _bool,
+        "Accept passwords and link tokens over plain HTTP from other machines. Not needed "
+        "behind a TLS proxy listed in trusted_proxies; only for a LAN you trust.",
+    ),
+    ("server", "trusted_proxies"): (
+        [],
+        _str_list,
+        "Addresses or networks (10.0.0.0/8) of reverse proxies whose X-Forwarded-For/-Proto/-Host "
+        "headers are believed.",
     ),
     ("storage", "database_url"): (
         "",
@@ -84,6 +121,16 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         "How long a verified login is remembered in memory (keyed by an HMAC, never the password).",
     ),
     ("auth", "realm"): ("davdisk", _str, "Realm shown in the browser's login prompt."),
+    ("auth", "throttle_free_failures"): (
+        5,
+        _non_negative_int,
+        "Failed logins per user name and per client address before delays start.",
+    ),
+    ("auth", "throttle_max_seconds"): (
+        900,
+        _positive_int,
+        "Longest lockout after repeated failed logins (the delay doubles up to this).",
+    ),
     ("users", "default_quota"): (
         "0",
         _size,
@@ -94,7 +141,33 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         _positive_int,
         "Bytes read from a request body or sent in a response per step.",
     ),
+    ("limits", "max_upload"): (
+        "0",
+        _size,
+        'Largest file a PUT may store, e.g. "10G" (413 beyond it); "0" = no limit but the quota.',
+    ),
+    ("limits", "max_xml_body"): (
+        "1M",
+        _size,
+        "Largest XML request body (PROPFIND, PROPPATCH, LOCK); larger ones get 413.",
+    ),
+    ("limits", "max_header_bytes"): (
+        65536,
+        _positive_int,
+        "Largest request head (request line and headers) in bytes.",
+    ),
+    ("limits", "max_url_bytes"): (8192, _positive_int, "Longest request URL in bytes."),
+    ("limits", "max_path_depth"): (
+        64,
+        _positive_int,
+        "Most folder levels a path may have.",
+    ),
     ("logging", "level"): ("info", _log_level, "debug, info, warning or error."),
+    ("logging", "audit"): (
+        "",
+        _str,
+        'Audit log, one JSON line per request: "" = off, "-" = standard output, else a file.',
+    ),
 }
 
 
@@ -171,6 +244,11 @@ def example_toml() -> str:
         if sec != section:
             lines += ["", f"[{sec}]"]
             section = sec
-        value = f'"{default}"' if isinstance(default, str) else str(default)
+        if isinstance(default, str):
+            value = f'"{default}"'
+        elif isinstance(default, bool):
+            value = str(default).lower()
+        else:
+            value = str(default)
         lines += [f"# {help_text}", f"{key} = {value}"]
     return "\n".join(lines) + "\n"

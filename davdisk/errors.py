@@ -95,6 +95,12 @@ class IncompleteBody(DavdiskError):
     http_status = 400
 
 
+class TooLarge(DavdiskError):
+    """too large: {msg}"""
+
+    http_status = 413
+
+
 class ChecksumMismatch(DavdiskError):
     """{algo} checksum mismatch: the client sent {expected}, the body hashes to {actual}"""
 

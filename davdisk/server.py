@@ -9,8 +9,12 @@ from typing import Any
 
 from cheroot import wsgi
 
+from davdisk import tls
 from davdisk.app import DAV_PREFIX, build_app
 from davdisk.services import Services
+from davdisk.tls import load_server_tls, tls_settings
+from davdisk.web.connection import ClosingGateway
+from davdisk.web.transport import startup_notes
 
 logger = logging.getLogger("davdisk.server")
 
@@ -30,7 +34,14 @@ def setup_logging(level: str) -> None:
 
 def serve(services: Services, host: str, port: int) -> int:
     config = services.config
-    app = build_app(services)
+    try:
+        # Checked before anything listens: a bad certificate or key is a one-line error.
+        tls_files = tls_settings(config.get("server", "tls_cert"), config.get("server", "tls_key"))
+        server_tls = load_server_tls(*tls_files) if tls_files else None
+        app = build_app(services)
+    except BaseException:
+        services.close()
+        raise
     server = wsgi.Server(
         (host, port),
         app,
@@ -38,12 +49,24 @@ def serve(services: Services, host: str, port: int) -> int:
         server_name="davdisk",
         timeout=60,
     )
+    # cheroot answers 413/414 itself when the request line and headers exceed this.
+    server.max_request_header_size = config.get("limits", "max_header_bytes")
+    # Close, rather than drain into memory, a request body the answer left unread (web/limits.py).
+    server.gateway = ClosingGateway
+    if server_tls is not None:
+        tls.install(server, server_tls)
     # Large PUTs arrive in big reads; cheroot's default socket buffers are small.
     server.prepare()
     bound_host, bound_port = server.bind_addr[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     logger.info("data dir %s", config.data_dir)
-    logger.info("serving http://%s:%s%s/ (Ctrl-C to stop)", shown, bound_port, DAV_PREFIX)
+    for level, note in [
+        *(tls.describe(server_tls) if server_tls else []),
+        *startup_notes(config, bound_host, tls=server_tls is not None),
+    ]:
+        logger.log(level, "%s", note)
+    scheme = "https" if server_tls else "http"
+    logger.info("serving %s://%s:%s%s/ (Ctrl-C to stop)", scheme, shown, bound_port, DAV_PREFIX)
 
     stopping = threading.Event()
 

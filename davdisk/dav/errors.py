@@ -12,7 +12,8 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from http import HTTPStatus
 from typing import Any
 
 from wsgidav import util
@@ -46,10 +47,43 @@ def dav_errors() -> Iterator[None]:
         raise to_dav_error(e) from None
 
 
+def _status_line(e: DAVError) -> str:
+    """WsgiDAV names only some statuses (429 would be "429 Status"): fill in the standard phrase."""
+    line = get_http_status_string(e)
+    if line == f"{e.value} Status":
+        with suppress(ValueError):  # a code Python does not know either
+            return f"{e.value} {HTTPStatus(e.value).phrase}"
+    return line
+
+
+# cheroot reads the unread rest of a Content-Length body before answering, but not of a chunked
+# one: it closes the connection on a client still sending, who then sees a reset, not the answer
+# (a chunked PUT refused with 409/423/507). Read up to this much of it; beyond, close after all.
+_DRAIN_LIMIT = 16 << 20
+
+
+def _drain_chunked_body(environ: dict[str, Any]) -> None:
+    if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return
+    if environ.get("wsgidav.all_input_read"):
+        return
+    stream = environ["wsgi.input"]
+    left = _DRAIN_LIMIT
+    try:
+        while left > 0:
+            data = stream.read(min(left, 1 << 16))
+            if not data:
+                environ["wsgidav.all_input_read"] = 1  # the connection can be kept
+                return
+            left -= len(data)
+    except Exception:  # best effort: a broken body just closes the connection
+        return
+
+
 def _page(e: DAVError) -> tuple[str, bytes]:
     if e.err_condition is not None:
         return "application/xml; charset=utf-8", e.err_condition.as_string().encode()
-    status = get_http_status_string(e)
+    status = _status_line(e)
     detail = "" if e.value == HTTP_INTERNAL_ERROR else (e.context_info or "")
     body = f"<html><head><title>{status}</title></head><body><h1>{status}</h1>"
     if detail:
@@ -105,7 +139,8 @@ class ErrorPages(BaseMiddleware):
             if started:
                 # Headers (and part of the body) are out: all we can do is cut the response.
                 raise
-            status = get_http_status_string(e)
+            _drain_chunked_body(environ)
+            status = _status_line(e)
             if e.value in (HTTP_NOT_MODIFIED, HTTP_NO_CONTENT):
                 start_response(status, [("Content-Length", "0")])
                 return

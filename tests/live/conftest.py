@@ -226,13 +226,30 @@ class Server:
 
 _counter = itertools.count()
 
+# Servers started without a config of their own get this one. Many tests send wrong credentials
+# dozens of times from 127.0.0.1 and expect 401 each time; login throttling would answer 429
+# after five. Throttling itself is tested with its own configs (test_throttle.py).
+HARNESS_CONFIG = "[auth]\nthrottle_free_failures = 1000000\n"
 
-def start_server(data_dir: Path, log_dir: Path, extra_args: tuple[str, ...] = ()) -> Server:
+
+def start_server(
+    data_dir: Path,
+    log_dir: Path,
+    extra_args: tuple[str, ...] = (),
+    config: Path | None = None,
+) -> Server:
+    """Start ``davdisk [--config FILE] serve`` on a free port and wait until it serves."""
     n = next(_counter)
     log_path = log_dir / f"server-{n}.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed by Server.stop/kill
+    if config is None:
+        config = log_dir / "harness.toml"
+        config.write_text(HARNESS_CONFIG)
+    global_args = ("--config", str(config))
     proc = subprocess.Popen(
-        davdisk_argv(data_dir, "serve", "--host", "127.0.0.1", "--port", "0", *extra_args),
+        davdisk_argv(
+            data_dir, *global_args, "serve", "--host", "127.0.0.1", "--port", "0", *extra_args
+        ),
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -284,15 +301,17 @@ class ServerFactory:
         data_dir: Path | None = None,
         users: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
+        config: Path | None = None,
     ) -> Server:
         """Start a server. Without ``data_dir``: a new one with ``users`` (default alice+bob).
-        With ``data_dir``: only the given ``users`` (default none) are added first."""
+        With ``data_dir``: only the given ``users`` (default none) are added first.
+        ``config``: a TOML file passed as ``--config`` (users are added without it)."""
         if data_dir is None:
             data_dir = self.new_data_dir(users)
         else:
             for name, pw in (users or {}).items():
                 add_user(data_dir, name, pw)
-        srv = start_server(data_dir, self.base, extra_args)
+        srv = start_server(data_dir, self.base, extra_args, config)
         self.servers.append(srv)
         return srv
 
