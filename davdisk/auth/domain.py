@@ -1,19 +1,33 @@
 """Login: the WsgiDAV domain controller over davdisk's users.
 
-:meth:`Authenticator.login` is the one place a password is checked. Unknown users cost one bcrypt
-verification against a dummy hash, like a wrong password, so response times do not reveal which
-names exist. A verified pair is cached briefly (see ``passwords.CredentialCache``).
+:meth:`Authenticator.login` is the one place a user's password is checked. In order:
+
+1. a lockout this process knows of refuses at once (see ``throttle``);
+2. a credential this process verified recently passes (``passwords.CredentialCache``);
+3. an app password of this user passes (one indexed query; never cached, so a revoked one
+   fails on the next request);
+4. otherwise the database's lockout state is read and the password is checked with bcrypt.
+
+Unknown users go through the same steps (a token lookup, a bcrypt check against a dummy hash, a
+counted failure), so response times and lockouts do not reveal which names exist.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any, final
 
+from wsgidav.dav_error import DAVError
 from wsgidav.dc.base_dc import BaseDomainController
+from wsgidav.http_authenticator import HTTPAuthenticator
 
+from davdisk.auth.app_tokens import AppTokens, looks_like_token
 from davdisk.auth.links import LinkAuthenticator
 from davdisk.auth.passwords import CredentialCache, check_password, hash_password
+from davdisk.auth.throttle import AUTH_EVENT, Attempt, LoginThrottled, Throttle, client_ip
 from davdisk.files.api import Actor, Files
 
 logger = logging.getLogger(__name__)
@@ -22,28 +36,42 @@ ACTOR_KEY = "davdisk.actor"
 
 
 class Authenticator:
-    def __init__(self, files: Files, *, cost: int, cache_seconds: float, realm: str) -> None:
+    def __init__(
+        self, files: Files, *, cost: int, cache_seconds: float, realm: str, throttle: Throttle
+    ) -> None:
         self.files = files
         self.realm = realm
+        self.throttle = throttle
+        self.tokens = AppTokens(files.db)
         self._cache = CredentialCache(cache_seconds)
         # Same cost as real hashes, so unknown names take as long as wrong passwords.
         self._dummy_hash = hash_password("davdisk-dummy-password", cost)
 
     @final
-    def login(self, user_name: str, password: str) -> Actor | None:
+    def login(self, user_name: str, password: str, address: str = "") -> Actor | None:
+        """The user these credentials log in, or None; raises :class:`LoginThrottled` while
+        the name or the address is locked out."""
+        attempt = Attempt.user(user_name, address)
+        self.throttle.check_local(attempt)
         found = self.files.login_record(user_name)
-        if found is None:
-            check_password(password, self._dummy_hash)
-            logger.info("login failed: unknown user")
-            return None
-        actor, password_hash = found
-        if self._cache.hit(user_name, password, password_hash):
+        actor, password_hash = found if found is not None else (None, self._dummy_hash)
+        if actor is not None and self._cache.hit(user_name, password, password_hash):
             return actor
-        if not check_password(password, password_hash):
+        if looks_like_token(password) and self.tokens.verify(
+            password, actor.id if actor is not None else None
+        ):
+            return actor
+        self.throttle.check_shared(attempt)
+        if check_password(password, password_hash) and actor is not None:
+            self.throttle.success(attempt)
+            self._cache.add(user_name, password, password_hash)
+            return actor
+        self.throttle.failure(attempt)
+        if actor is None:
+            logger.info("login failed: unknown user")
+        else:
             logger.info("login failed for user %r", user_name)
-            return None
-        self._cache.add(user_name, password, password_hash)
-        return actor
+        return None
 
 
 LINK_REALM = "davdisk public link"
@@ -83,11 +111,20 @@ class DavdiskDomainController(BaseDomainController):
     def basic_auth_user(
         self, realm: str, user_name: str, password: str, environ: dict[str, Any]
     ) -> bool:
-        if realm == LINK_REALM:
-            actor = self.links.login(self._token(environ), password).actor
-        else:
-            actor = self.auth.login(user_name, password)
+        address = client_ip(environ)
+        try:
+            if realm == LINK_REALM:
+                actor = self.links.login(self._token(environ), password, address).actor
+            else:
+                actor = self.auth.login(user_name, password, address)
+        except LoginThrottled as e:
+            environ[AUTH_EVENT] = "throttled"
+            # Raised through HTTPAuthenticator to dav/errors.py's ErrorPages, which answers it.
+            raise DAVError(
+                e.http_status, e.message, add_headers=[("Retry-After", str(e.retry_after))]
+            ) from None
         if actor is None:
+            environ[AUTH_EVENT] = "failed"
             return False
         environ[ACTOR_KEY] = actor
         return True
@@ -97,3 +134,21 @@ class DavdiskDomainController(BaseDomainController):
 
     def digest_auth_user(self, realm: str, user_name: str, environ: dict[str, Any]) -> bool:
         return False
+
+
+class BasicAuthenticator(HTTPAuthenticator):
+    """WsgiDAV's authenticator, except that a malformed Basic header (bad base64, not UTF-8, no
+    colon) is a failed login answered 401, not an internal error."""
+
+    def handle_basic_auth_request(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        try:
+            encoded = environ["HTTP_AUTHORIZATION"][len("Basic ") :].strip()
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        if ":" not in decoded:
+            environ[AUTH_EVENT] = "failed"
+            return self.send_basic_auth_response(environ, start_response)
+        return super().handle_basic_auth_request(environ, start_response)

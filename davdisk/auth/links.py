@@ -2,7 +2,9 @@
 
 Tokens are looked up by their hash, so an unknown, revoked or expired token costs the same one
 indexed query; all three answer "no such link" alike. Link passwords are bcrypt hashes, checked
-with the same cache as user passwords.
+with the same cache as user passwords and throttled like them: failures count against the link
+and the client's address (see ``throttle``). Tokens themselves (192 random bits) cannot be
+guessed, so unknown tokens are not counted.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from davdisk.auth.passwords import CredentialCache, check_password
+from davdisk.auth.throttle import Attempt, Throttle
 from davdisk.files.access import Actor, link_usable
 from davdisk.files.api import Files
 from davdisk.files.shares import token_hash
@@ -26,23 +29,32 @@ class LinkLogin:
 
 
 class LinkAuthenticator:
-    def __init__(self, files: Files, cache_seconds: float) -> None:
+    def __init__(self, files: Files, cache_seconds: float, throttle: Throttle) -> None:
         self.files = files
+        self.throttle = throttle
         self._cache = CredentialCache(cache_seconds)
 
     def _share(self, token: str) -> ShareRow | None:
         share = self.files.link_share(token_hash(token))
         return share if share is not None and link_usable(share) else None
 
-    def login(self, token: str, password: str | None) -> LinkLogin:
+    def login(self, token: str, password: str | None, address: str = "") -> LinkLogin:
+        """What ``token`` (with ``password``, if the link has one) gives; raises
+        :class:`~davdisk.auth.throttle.LoginThrottled` while the link or the address is locked
+        out after failed passwords."""
         share = self._share(token)
         if share is None:
             return LinkLogin(None)
         if share.password_hash is not None:
             if password is None:
                 return LinkLogin(None, needs_password=True)
+            attempt = Attempt.link(share.id, address)
+            self.throttle.check_local(attempt)
             if not self._cache.hit(token, password, share.password_hash):
+                self.throttle.check_shared(attempt)
                 if not check_password(password, share.password_hash):
+                    self.throttle.failure(attempt)
                     return LinkLogin(None, needs_password=True)
+                self.throttle.success(attempt)
                 self._cache.add(token, password, share.password_hash)
         return LinkLogin(Actor(0, f"link:{share.id}", share.node_id, link=share))

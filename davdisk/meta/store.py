@@ -25,7 +25,17 @@ from sqlalchemy import (
     update,
 )
 
-from davdisk.meta.models import Blob, Lock, Node, Property, Share, User, UserKey
+from davdisk.meta.models import (
+    AppToken,
+    Blob,
+    Lock,
+    LoginFailure,
+    Node,
+    Property,
+    Share,
+    User,
+    UserKey,
+)
 
 nodes = cast(Table, Node.__table__)
 users = cast(Table, User.__table__)
@@ -570,3 +580,100 @@ def delete_locks_under(conn: Connection, root: str, *, principal: str) -> None:
             (locks.c.root == root) | (func.substr(locks.c.root, 1, len(prefix)) == prefix),
         )
     )
+
+
+# --- app passwords ---------------------------------------------------------------------------
+
+app_tokens = cast(Table, AppToken.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class AppTokenRow:
+    id: int
+    user_id: int
+    label: str
+    created_at: float
+    last_used_at: float | None
+
+
+def _app_token(row: Any) -> AppTokenRow:
+    return AppTokenRow(row.id, row.user_id, row.label, row.created_at, row.last_used_at)
+
+
+def create_app_token(conn: Connection, user_id: int, label: str, token_hash: str) -> int:
+    return int(
+        conn.execute(
+            insert(app_tokens).values(
+                user_id=user_id, label=label, token_hash=token_hash, created_at=time.time()
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+    )
+
+
+def app_token_by_hash(conn: Connection, token_hash: str) -> AppTokenRow | None:
+    row = conn.execute(select(app_tokens).where(app_tokens.c.token_hash == token_hash)).first()
+    return _app_token(row) if row else None
+
+
+def list_app_tokens(conn: Connection, user_id: int) -> list[AppTokenRow]:
+    rows = conn.execute(
+        select(app_tokens).where(app_tokens.c.user_id == user_id).order_by(app_tokens.c.id)
+    )
+    return [_app_token(r) for r in rows]
+
+
+def delete_app_token(conn: Connection, user_id: int, token_id: int) -> bool:
+    """Revoke one of a user's app passwords; False if the user has none with that id."""
+    result = conn.execute(
+        delete(app_tokens).where(app_tokens.c.id == token_id, app_tokens.c.user_id == user_id)
+    )
+    return bool(result.rowcount)
+
+
+def touch_app_token(conn: Connection, token_id: int, when: float) -> None:
+    conn.execute(update(app_tokens).where(app_tokens.c.id == token_id).values(last_used_at=when))
+
+
+# --- login throttling ------------------------------------------------------------------------
+
+login_failures = cast(Table, LoginFailure.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCount:
+    failures: int
+    locked_until: float
+    last_failure: float
+
+
+def login_failures_for(conn: Connection, keys: Sequence[str]) -> dict[str, FailureCount]:
+    rows = conn.execute(select(login_failures).where(login_failures.c.key.in_(list(keys))))
+    return {r.key: FailureCount(r.failures, r.locked_until, r.last_failure) for r in rows}
+
+
+def save_login_failure(conn: Connection, key: str, count: FailureCount) -> None:
+    """Insert or replace one key's counter (callers hold a write transaction)."""
+    values = {
+        "failures": count.failures,
+        "locked_until": count.locked_until,
+        "last_failure": count.last_failure,
+    }
+    updated = conn.execute(
+        update(login_failures).where(login_failures.c.key == key).values(**values)
+    )
+    if not updated.rowcount:
+        conn.execute(insert(login_failures).values(key=key, **values))
+
+
+def clear_login_failures(conn: Connection, keys: Sequence[str]) -> None:
+    conn.execute(delete(login_failures).where(login_failures.c.key.in_(list(keys))))
+
+
+def prune_login_failures(conn: Connection, before: float, now: float) -> int:
+    """Forget counters whose last failure is older than ``before`` and that lock nothing."""
+    result = conn.execute(
+        delete(login_failures).where(
+            login_failures.c.last_failure < before, login_failures.c.locked_until < now
+        )
+    )
+    return int(result.rowcount or 0)

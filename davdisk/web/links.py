@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
+from davdisk.auth.domain import ACTOR_KEY
 from davdisk.auth.links import LinkAuthenticator
+from davdisk.auth.throttle import AUTH_EVENT, LoginThrottled, client_ip
 from davdisk.files.api import Files
 from davdisk.files.names import split_path
 
@@ -59,9 +61,21 @@ class LinkPages:
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
             return _answer(start_response, "405 Method Not Allowed", b"", ("Allow", "GET, HEAD"))
         token, _, rest = environ["PATH_INFO"][len(LINK_PREFIX) :].partition("/")
-        login = self.links.login(token, basic_password(environ))
+        password = basic_password(environ)
+        try:
+            login = self.links.login(token, password, client_ip(environ))
+        except LoginThrottled as e:
+            environ[AUTH_EVENT] = "throttled"
+            return _answer(
+                start_response,
+                "429 Too Many Requests",
+                f"<p>{html.escape(e.message)}</p>".encode(),
+                ("Retry-After", str(e.retry_after)),
+            )
         if login.actor is None:
             if login.needs_password:
+                if password is not None:
+                    environ[AUTH_EVENT] = "failed"
                 return _answer(
                     start_response,
                     "401 Unauthorized",
@@ -70,6 +84,7 @@ class LinkPages:
                 )
             return _answer(start_response, "404 Not Found", b"<p>No such link.</p>")
         actor = login.actor
+        environ[ACTOR_KEY] = actor  # for the audit log
         assert actor.link is not None
         root = self.files.node(actor, actor.link.node_id)
         names = split_path(rest)
