@@ -1,10 +1,28 @@
-"""What a file or folder name may be, and how request paths split into names."""
+"""What a file or folder name may be, and how request paths split into names.
+
+The one sanitiser for names and paths: the files API checks every name it stores with
+:func:`check_name`, and the request limits (``web/limits.py``) check every request path and
+Destination with :func:`check_path` before anything else sees them.
+"""
 
 from __future__ import annotations
 
-from davdisk.errors import InvalidName
+from davdisk.errors import InvalidName, UsageError
 
 MAX_NAME_BYTES = 255
+_SHOWN_CHARS = 40  # of a refused name quoted back in an error message
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= _SHOWN_CHARS else name[:_SHOWN_CHARS] + "..."
+
+
+def utf8_length(name: str) -> int | None:
+    """Bytes ``name`` takes in UTF-8; None if it cannot be UTF-8 (a lone surrogate)."""
+    try:
+        return len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
 
 
 def check_name(name: str) -> str:
@@ -12,9 +30,12 @@ def check_name(name: str) -> str:
     if name in ("", ".", ".."):
         raise InvalidName(name=name, why="reserved name")
     if "/" in name or "\0" in name:
-        raise InvalidName(name=name, why="contains '/' or NUL")
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        raise InvalidName(name=name, why=f"longer than {MAX_NAME_BYTES} bytes")
+        raise InvalidName(name=_shown(name), why="contains '/' or NUL")
+    size = utf8_length(name)
+    if size is None:
+        raise InvalidName(name=_shown(name), why="not valid Unicode")
+    if size > MAX_NAME_BYTES:
+        raise InvalidName(name=_shown(name), why=f"longer than {MAX_NAME_BYTES} bytes")
     return name
 
 
@@ -32,3 +53,34 @@ def split_path(path: str) -> list[str] | None:
             return None
         names.append(part)
     return names
+
+
+def check_path(path: str, max_depth: int) -> None:
+    """Refuse a decoded request path no file could ever have: one with NUL, a name that is not
+    Unicode or longer than MAX_NAME_BYTES, more than ``max_depth`` names, or more ``..`` than
+    names before them (it would climb above the root).
+
+    Raises InvalidName or UsageError (both 400). Other ``.`` and ``..`` are left to
+    :func:`split_path`: they make a path name nothing, which is a lookup's answer (404).
+    """
+    names = [part for part in path.split("/") if part]
+    if len(names) > max_depth:
+        raise UsageError(f"path deeper than {max_depth} levels")
+    level = 0
+    for name in names:
+        if name == "..":
+            level -= 1
+            if level < 0:
+                # WsgiDAV would answer this with a status but no body, and the client would
+                # wait for one until the connection timed out.
+                raise UsageError("path climbs above the root")
+            continue
+        if name != ".":
+            level += 1
+        if "\0" in name:
+            raise InvalidName(name=_shown(name), why="contains NUL")
+        size = utf8_length(name)
+        if size is None:
+            raise InvalidName(name=_shown(name), why="not valid Unicode")
+        if size > MAX_NAME_BYTES:
+            raise InvalidName(name=_shown(name), why=f"longer than {MAX_NAME_BYTES} bytes")

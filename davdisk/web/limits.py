@@ -1,0 +1,212 @@
+"""Request limits checked before any work: URL length, path and Destination sanity, body sizes.
+
+Every request passes here before authentication or WebDAV handling:
+
+- the request-target may be at most ``max_url_bytes`` long (414);
+- the path and the Destination header must be UTF-8 without NUL or an encoded ``/``, with names
+  of at most 255 bytes and at most ``max_path_depth`` names (400; see ``files/names.py``);
+- a PUT body may not be content-coded (415), and may be at most ``max_upload`` bytes: a larger
+  Content-Length or X-Expected-Entity-Length is refused before reading, a chunked body as soon
+  as it outgrows the limit (413; nothing is stored, the old content stays);
+- every other body (PROPFIND, PROPPATCH, LOCK, and any a client sends with another method) is
+  read here, at most ``max_xml_body`` bytes (413 beyond), and handed on from memory with its
+  exact length; XML bodies are vetted by ``web/xml_guard.py`` first (400).
+
+A body left unread by the answer is not drained by the server: the connection is closed
+instead (``web/connection.py``), so a refused 10 GiB upload costs neither memory nor time.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+from davdisk.config import Config
+from davdisk.errors import DavdiskError, TooLarge
+from davdisk.files.admin import parse_size
+from davdisk.files.names import check_path
+from davdisk.web.connection import CLOSE_CONNECTION
+from davdisk.web.request_body import TrackedInput, read_capped
+from davdisk.web.xml_guard import check_xml_body
+
+logger = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+# Bodies WsgiDAV parses as XML (request_server.py: do_PROPFIND, do_PROPPATCH, do_LOCK).
+XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "LOCK"})
+# An unread body up to this size is left for the server to drain, keeping the connection.
+DRAIN_LIMIT = 64 * 1024
+
+
+class Refused(Exception):
+    """A request this module answers itself."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+    @classmethod
+    def of(cls, e: DavdiskError) -> Refused:
+        return cls(e.http_status, e.message)
+
+
+def _wsgi_bytes(text: str) -> bytes:
+    """The bytes the client sent for a WSGI string (PEP 3333: decoded as latin-1)."""
+    return text.encode("latin-1", "replace")
+
+
+def _utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(400, f"{what} is not valid UTF-8") from None
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    """The declared body length: 0 if there is no body, None if it is chunked."""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return None
+    raw = environ.get("CONTENT_LENGTH", "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise Refused(400, "bad Content-Length")
+    return int(raw)
+
+
+class RequestLimits:
+    def __init__(self, app: WSGIApp, config: Config) -> None:
+        self.app = app
+        self.max_upload = parse_size(config.get("limits", "max_upload")) or None
+        self.max_xml_body = parse_size(config.get("limits", "max_xml_body"))
+        self.max_url_bytes: int = config.get("limits", "max_url_bytes")
+        self.max_path_depth: int = config.get("limits", "max_path_depth")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            length = _content_length(environ)
+        except Refused as e:
+            return self._refuse(environ, start_response, e, None)
+        body = environ["wsgi.input"] = TrackedInput(environ["wsgi.input"], length)
+        try:
+            self._check_target(environ)
+            self._check_destination(environ)
+            body.limit = self._upload_limit(environ, length)
+            if environ["REQUEST_METHOD"] != "PUT" and body.unread != 0:
+                self._take_body(environ, body)
+        except DavdiskError as e:
+            return self._refuse(environ, start_response, Refused.of(e), body)
+        except Refused as e:
+            return self._refuse(environ, start_response, e, body)
+
+        def answer(status: str, headers: list[Any], exc_info: Any = None) -> Any:
+            _close_if_unread(environ, body)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, answer)
+
+    # --- where the request goes ------------------------------------------------------------
+
+    def _check_target(self, environ: dict[str, Any]) -> None:
+        target = environ.get("REQUEST_URI")
+        if target is None:  # not cheroot: rebuild it from its parts
+            target = quote(_wsgi_bytes(environ.get("PATH_INFO", "")), safe="/")
+            if environ.get("QUERY_STRING"):
+                target += "?" + environ["QUERY_STRING"]
+        if len(_wsgi_bytes(target)) > self.max_url_bytes:
+            raise Refused(414, f"the URL is longer than {self.max_url_bytes} bytes")
+        if "%2f" in target.split("?", 1)[0].lower():
+            raise Refused(400, "encoded '/' in path")
+        path = _utf8(_wsgi_bytes(environ.get("PATH_INFO", "")), "the path")
+        check_path(path, self.max_path_depth)
+
+    def _check_destination(self, environ: dict[str, Any]) -> None:
+        """The Destination of COPY/MOVE names a resource too: the same rules as the path."""
+        header = environ.get("HTTP_DESTINATION")
+        if header is None:
+            return
+        raw = _wsgi_bytes(header)
+        if len(raw) > self.max_url_bytes:
+            raise Refused(400, f"the Destination is longer than {self.max_url_bytes} bytes")
+        try:
+            parts = urlsplit(header)
+        except ValueError:  # e.g. a broken IPv6 literal
+            raise Refused(400, "the Destination is not a URL") from None
+        path = parts.path
+        if not path.startswith("/"):
+            raise Refused(400, "the Destination must be an absolute URL or path")
+        if "%2f" in path.lower():
+            raise Refused(400, "encoded '/' in Destination")
+        check_path(_utf8(unquote_to_bytes(path), "the Destination"), self.max_path_depth)
+
+    # --- bodies ------------------------------------------------------------------------------
+
+    def _upload_limit(self, environ: dict[str, Any], length: int | None) -> int | None:
+        """The cap on a PUT body (None = none); refuses one declared too large up front."""
+        if environ["REQUEST_METHOD"] != "PUT":
+            return None
+        coding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+        if coding and coding != "identity":
+            # Stored as sent, a gzip body would become the file. RFC 9110 8.4 answers 415
+            # (WsgiDAV would answer 501, a server error).
+            raise Refused(415, "Content-Encoding is not supported: send the plain content")
+        environ.pop("HTTP_CONTENT_ENCODING", None)
+        if self.max_upload is None:
+            return None
+        expected = environ.get("HTTP_X_EXPECTED_ENTITY_LENGTH", "").strip()
+        for declared in (length, int(expected) if expected.isdigit() else None):
+            if declared is not None and declared > self.max_upload:
+                raise TooLarge(f"uploads may be at most {self.max_upload} bytes")
+        return self.max_upload
+
+    def _take_body(self, environ: dict[str, Any], body: TrackedInput) -> None:
+        """Read a non-PUT body (bounded), vet it if it is XML, and hand it on from memory."""
+        if body.length is not None and body.length > self.max_xml_body:
+            raise TooLarge(f"request bodies may be at most {self.max_xml_body} bytes")
+        data = read_capped(body, self.max_xml_body)
+        if data and environ["REQUEST_METHOD"] in XML_METHODS:
+            check_xml_body(data)
+        # WsgiDAV reads exactly CONTENT_LENGTH bytes (and ignores a chunked body entirely).
+        environ["wsgi.input"] = io.BytesIO(data)
+        environ["CONTENT_LENGTH"] = str(len(data))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["wsgi.input_terminated"] = True
+
+    # --- answers -----------------------------------------------------------------------------
+
+    def _refuse(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        refusal: Refused,
+        body: TrackedInput | None,
+    ) -> list[bytes]:
+        logger.info(
+            "refused %s (%d): %s", environ.get("REQUEST_METHOD"), refusal.status, refusal.reason
+        )
+        _close_if_unread(environ, body)
+        page = f"{refusal.status} {HTTPStatus(refusal.status).phrase}\n{refusal.reason}\n"
+        data = b"" if environ.get("REQUEST_METHOD") == "HEAD" else page.encode()
+        start_response(
+            f"{refusal.status} {HTTPStatus(refusal.status).phrase}",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(page.encode()))),
+            ],
+        )
+        return [data]
+
+
+def _close_if_unread(environ: dict[str, Any], body: TrackedInput | None) -> None:
+    """Answering with a (large or unknown) part of the body unread: close, do not drain."""
+    unread = None if body is None else body.unread
+    if unread is None or unread > DRAIN_LIMIT:
+        close = environ.get(CLOSE_CONNECTION)
+        if close is not None:
+            close()

@@ -1,0 +1,118 @@
+"""Property tests for the name and path sanitiser (``files/names.py``)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from wsgidav.util import normalize_path
+
+from davdisk.errors import InvalidName, UsageError
+from davdisk.files.names import MAX_NAME_BYTES, check_name, check_path, split_path
+
+# Every code point, lone surrogates included (what a lax decoder or surrogateescape produces),
+# weighted towards the characters that matter here.
+any_char = st.one_of(
+    st.sampled_from(["/", "\0", ".", "é", "\U0001f600", "\ud800", "\udcff"]),
+    st.characters(exclude_categories=()),  # () rather than the default: surrogates too
+)
+any_text = st.text(any_char, max_size=300)
+# Names near the byte limit: 1- to 4-byte characters in runs long enough to cross it.
+wide_text = st.text(st.sampled_from(["a", "é", "€", "\U0001f600"]), min_size=60, max_size=260)
+valid_names = st.text(
+    st.characters(codec="utf-8", exclude_characters="/\0"), min_size=1, max_size=60
+).filter(lambda n: n not in (".", ".."))
+
+
+def utf8_size(name: str) -> int:
+    return len(name.encode("utf-8"))
+
+
+@given(st.one_of(any_text, wide_text))
+@example("")
+@example(".")
+@example("..")
+@example("a/b")
+@example("a\0")
+@example("\udcff")
+@example("é" * 127 + "x")
+@example("é" * 128)
+def test_check_name_passes_only_storable_names(name: str) -> None:
+    try:
+        assert check_name(name) == name
+    except InvalidName as e:
+        assert e.http_status == 400 and e.message.startswith("invalid name")
+        return
+    assert "/" not in name and "\0" not in name
+    assert name not in ("", ".", "..")
+    assert utf8_size(name) <= MAX_NAME_BYTES  # encodes strictly: no surrogates
+
+
+@given(wide_text)
+def test_the_byte_limit_is_exact(name: str) -> None:
+    fits = utf8_size(name) <= MAX_NAME_BYTES
+    if fits:
+        assert check_name(name) == name
+    else:
+        with pytest.raises(InvalidName, match="longer than 255 bytes"):
+            check_name(name)
+
+
+@given(st.binary(max_size=300))
+def test_invalid_utf8_never_passes(raw: bytes) -> None:
+    # How undecodable request bytes look if decoded leniently: lone surrogates.
+    name = raw.decode("utf-8", "surrogateescape")
+    try:
+        check_name(name)
+    except InvalidName:
+        return
+    assert raw.decode("utf-8") == name
+
+
+@given(any_text)
+@example("/dav/../etc")
+@example("a/./b//c/")
+@example("..")
+@example("a\0/b")
+def test_split_path_never_yields_dot_segments(path: str) -> None:
+    names = split_path(path)
+    if names is None:
+        assert ".." in path.split("/") or "\0" in path
+        return
+    for name in names:
+        assert name not in ("", ".", "..")
+        assert "/" not in name and "\0" not in name
+
+
+@given(st.lists(valid_names, max_size=12), st.booleans(), st.booleans(), st.booleans())
+def test_split_path_round_trips_joined_names(
+    names: list[str], lead: bool, trail: bool, noise: bool
+) -> None:
+    for name in names:
+        check_name(name)  # the strategy yields storable names only (60 characters fit)
+    sep = "//" if noise else "/"
+    path = ("/" if lead else "") + sep.join(names) + ("/" if trail else "")
+    if noise:
+        path = path.replace("//", "/./")
+    assert split_path(path) == names
+
+
+@settings(max_examples=300)
+@given(any_text, st.integers(min_value=1, max_value=70))
+@example("/dav/" + "é" * 128, 64)
+@example("/dav/a\0b", 64)
+@example("/a/b/c/d", 3)
+@example("/dav/../../etc/passwd", 64)
+@example("/dav/./../x/..", 64)
+def test_check_path_agrees_with_check_name(path: str, max_depth: int) -> None:
+    try:
+        check_path(path, max_depth)
+    except (InvalidName, UsageError) as e:
+        assert e.http_status == 400
+        return
+    names = [part for part in path.split("/") if part]
+    assert len(names) <= max_depth
+    normalize_path(path)  # WsgiDAV's routing accepts it: no ".." climbs above the root
+    for name in names:
+        if name not in (".", ".."):  # left to split_path: a lookup that finds nothing
+            assert check_name(name) == name
