@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from davdisk.blobs.local import LocalBlobStore
 from davdisk.config import Config
-from davdisk.crypto.keys import load_master_key
+from davdisk.crypto.keys import MasterKeys
 from davdisk.errors import UsageError
 from davdisk.files.admin import Admin, parse_size
 from davdisk.files.api import Files
@@ -32,11 +32,11 @@ class Services:
             if not create:
                 raise UsageError(f"no data dir at {data} (start the server or add a user first)")
             data.mkdir(parents=True, mode=0o700)
-        master = load_master_key(config.master_key_file, create=create)
+        masters = MasterKeys.load(config.master_key_file, create=create)
         db = Database(config.database_url, pool_size=config.get("server", "threads") + 4)
         db.migrate()
         blobs = LocalBlobStore(config.blob_dir)
-        files = Files(db, blobs, Keyring(db, master))
+        files = Files(db, blobs, Keyring(db, masters))
         admin = Admin(
             files,
             config.get("auth", "bcrypt_cost"),

@@ -5,8 +5,10 @@ master key (32 random bytes in ``<data-dir>/master.key``, mode 0600)
      (AES-256-GCM, AAD binds user id, key version and master key id)
   -> per-blob keys, derived inside :mod:`davdisk.crypto.envelope`, never stored.
 
-Pure functions: no database. Rotating the master key is one :func:`rewrap_user_key`
-per stored row; blobs are untouched.
+No database here. Rotating the master key is one :func:`rewrap_user_key` per stored row;
+blobs are untouched. While a rotation is half done the data dir holds two master keys: the key
+file and ``<keyfile>.new`` (:func:`pending_key_path`); :class:`MasterKeys` holds both and picks
+one by the ``master_key_id`` stored next to each wrapped key.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import hmac
 import os
 import stat
+import threading
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -107,6 +110,94 @@ def _fsync_dir(directory: Path) -> None:
 def master_key_id(master: bytes) -> str:
     """A public 16-hex-char name for a master key (stored next to what it wraps)."""
     return hmac.new(master, b"davenc/master-key-id", hashlib.sha256).digest()[:8].hex()
+
+
+def pending_key_path(key_file: Path) -> Path:
+    """Where ``davdisk key rotate-master`` keeps the new master key until every row uses it."""
+    return key_file.with_name(key_file.name + ".new")
+
+
+def replace_key_file(new: Path, key_file: Path) -> None:
+    """Atomically make ``new`` the key file (the old key's only copy on disk goes with it)."""
+    os.replace(new, key_file)
+    _fsync_dir(key_file.parent)
+
+
+class MasterKeys:
+    """The master keys of a data dir, by key id; thread-safe.
+
+    Normally one: the key file. While ``key rotate-master`` runs (or after it was interrupted)
+    also ``<keyfile>.new``, which every row ends up wrapped under. A process that meets a row
+    wrapped under a key id it does not hold re-reads the files (:meth:`get`), so a server started
+    before a rotation keeps working during and after it.
+    """
+
+    def __init__(self, key_file: Path | None, keys: list[bytes]) -> None:
+        """``key_file`` None: a fixed set of keys that is never re-read (tests, tools)."""
+        self.key_file = key_file
+        self._keys = {master_key_id(k): k for k in keys}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, key_file: Path, *, create: bool) -> MasterKeys:
+        """Read the key file (created if missing and ``create``) and a pending new key."""
+        masters = cls(key_file, [load_master_key(key_file, create=create)])
+        masters.reload()
+        return masters
+
+    def reload(self) -> None:
+        """Re-read the key files; keys already known are kept (in memory only)."""
+        if self.key_file is None:
+            return
+        found = self._read_files(self.key_file)
+        with self._lock:
+            self._keys.update({master_key_id(k): k for k in found})
+
+    @staticmethod
+    def _read_files(key_file: Path) -> list[bytes]:
+        # ``.new`` before the key file: the rotation renames one onto the other, so whoever has
+        # seen a row wrapped under the new key finds that key in one of the two, read this way.
+        found = []
+        pending = pending_key_path(key_file)
+        if pending.exists():
+            try:
+                found.append(load_master_key(pending, create=False))
+            except KeyMaterialError:
+                if pending.exists():
+                    raise  # a bad pending key is an error; one renamed away meanwhile is not
+        found.append(load_master_key(key_file, create=False))
+        return found
+
+    def get(self, key_id: str) -> bytes:
+        """The master key named ``key_id``; re-reads the key files once if it is unknown."""
+        with self._lock:
+            found = self._keys.get(key_id)
+        if found is None:
+            self.reload()
+            with self._lock:
+                found = self._keys.get(key_id)
+        if found is None:
+            raise KeyMaterialError(
+                f"no master key with id {key_id} (in {self.key_file or 'memory'} or its .new)"
+            )
+        return found
+
+    def for_wrapping(self) -> bytes:
+        """The key new wrapped keys are made with: the pending key while a rotation is under
+        way, else the key file. Read from disk each time (it is rare), so that a process started
+        before a rotation never adds a row under a key the rotation is about to remove; call it
+        inside the write transaction that stores the row (see ``files/rotation.py``)."""
+        if self.key_file is None:
+            with self._lock:
+                return next(iter(self._keys.values()))
+        found = self._read_files(self.key_file)
+        with self._lock:
+            self._keys.update({master_key_id(k): k for k in found})
+        return found[0]
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._keys)
 
 
 # --- user root keys --------------------------------------------------------------------------

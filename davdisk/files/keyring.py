@@ -1,75 +1,124 @@
-"""Per-user root keys: created, unwrapped with the master key, and cached in memory.
+"""Per-user root keys: created, versioned, unwrapped with the right master key, cached in memory.
 
-The database holds each user's root key (URK) only wrapped by the master key; this is the one
-place that unwraps them. Unwrapped keys stay in process memory for the life of the process.
+The database holds each user's root key (URK) of each version only wrapped by a master key; this
+is the one place that wraps and unwraps them. Each row names the master key it is wrapped under
+(``master_key_id``), so during a master key rotation rows under the old and the new key are both
+readable (:class:`~davdisk.crypto.keys.MasterKeys` re-reads the key files when it meets a key id
+it does not hold, which is how a running server follows a rotation).
+
+Which version new blobs use is asked of the database at the start of every upload
+(:meth:`Keyring.current`): one primary-key lookup, a few tens of microseconds next to the several
+queries an upload makes anyway, and in exchange ``davdisk key rotate-user`` takes effect in every
+running server at once, with no cache to expire and no window in which new blobs still get the
+old version. Unwrapped keys stay in process memory; the cached wrapped bytes are compared with the
+row on that lookup, so a rewrapped or replaced row is unwrapped afresh.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import cast
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table, func, insert, select
 
 from davdisk.crypto import keys
 from davdisk.errors import UnknownKeyVersion
 from davdisk.meta import store
 from davdisk.meta.db import Database
+from davdisk.meta.models import Mutex, UserKey
+
+user_keys = cast(Table, UserKey.__table__)
+mutexes = cast(Table, Mutex.__table__)
+
+
+def serialise_key_changes(db: Database, conn: Connection) -> None:
+    """Inside a write transaction: exclude every other process adding or rewrapping user keys
+    (SQLite's BEGIN IMMEDIATE already does; PostgreSQL needs a row lock)."""
+    if db.is_sqlite:
+        return
+    row = conn.execute(
+        select(mutexes.c.name).where(mutexes.c.name == "user_keys").with_for_update()
+    ).first()
+    if row is None:
+        conn.execute(insert(mutexes).values(name="user_keys"))
 
 
 class Keyring:
-    def __init__(self, db: Database, master_key: bytes) -> None:
+    def __init__(self, db: Database, masters: keys.MasterKeys) -> None:
         self._db = db
-        self._master = master_key
-        self._master_id = keys.master_key_id(master_key)
-        self._cache: dict[tuple[int, int], bytes] = {}
-        self._current: dict[int, int] = {}
+        self.masters = masters
+        # (user id, version) -> (wrapped bytes it was unwrapped from, URK)
+        self._cache: dict[tuple[int, int], tuple[bytes, bytes]] = {}
         self._lock = threading.Lock()
 
-    def create_user_key(self, conn: Connection, user_id: int) -> None:
-        """Give a new user their first root key (inside the caller's transaction)."""
-        urk = keys.new_user_key()
-        wrapped = keys.wrap_user_key(self._master, urk, user_id=user_id, version=1)
-        store.add_user_key(conn, user_id, 1, wrapped, self._master_id)
+    # --- adding keys ---------------------------------------------------------------------------
 
-    def _load(self, user_id: int) -> None:
-        with self._db.read() as conn:
-            rows = store.get_user_keys(conn, user_id)
-        loaded = {
-            (user_id, version): keys.unwrap_user_key(
-                self._master, wrapped, user_id=user_id, version=version
-            )
-            for version, wrapped in rows
-        }
-        with self._lock:
-            self._cache.update(loaded)
-            if rows:
-                self._current[user_id] = rows[0][0]
+    def create_user_key(self, conn: Connection, user_id: int) -> None:
+        """Give a new user their first root key (inside the caller's write transaction)."""
+        self._add(conn, user_id, 1)
+
+    def add_version(self, conn: Connection, user_id: int) -> int:
+        """Add the user's next key version (inside the caller's write transaction); new blobs
+        of the user use it from the moment that transaction commits. Returns the version."""
+        newest = conn.scalar(
+            select(func.max(user_keys.c.version)).where(user_keys.c.user_id == user_id)
+        )
+        if newest is None:
+            raise UnknownKeyVersion(version=1, user_id=user_id)
+        self._add(conn, user_id, newest + 1)
+        return int(newest + 1)
+
+    def _add(self, conn: Connection, user_id: int, version: int) -> None:
+        serialise_key_changes(self._db, conn)
+        # Chosen inside the write transaction: a master key rotation swaps key files only in
+        # one too, so this row cannot end up under a key the rotation has just removed.
+        master = self.masters.for_wrapping()
+        wrapped = keys.wrap_user_key(master, keys.new_user_key(), user_id=user_id, version=version)
+        store.add_user_key(conn, user_id, version, wrapped, keys.master_key_id(master))
+
+    # --- using keys ----------------------------------------------------------------------------
 
     def current(self, user_id: int) -> tuple[int, bytes]:
-        """(version, key) that new blobs of this user are written with."""
-        with self._lock:
-            version = self._current.get(user_id)
-        if version is None:
-            self._load(user_id)
-            with self._lock:
-                version = self._current.get(user_id)
-            if version is None:
-                raise UnknownKeyVersion(version=1, user_id=user_id)
-        return version, self.key(user_id, version)
+        """(version, key) that new blobs of this user are written with: the newest version."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                select(user_keys.c.version, user_keys.c.wrapped_key, user_keys.c.master_key_id)
+                .where(user_keys.c.user_id == user_id)
+                .order_by(user_keys.c.version.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            raise UnknownKeyVersion(version=1, user_id=user_id)
+        return row.version, self._unwrap(user_id, row.version, row.wrapped_key, row.master_key_id)
 
     def key(self, user_id: int, version: int) -> bytes:
+        """The user's key of ``version`` (to read a blob written with it)."""
         with self._lock:
             found = self._cache.get((user_id, version))
-        if found is None:
-            self._load(user_id)
-            with self._lock:
-                found = self._cache.get((user_id, version))
-            if found is None:
-                raise UnknownKeyVersion(version=version, user_id=user_id)
-        return found
+        if found is not None:
+            return found[1]
+        with self._db.read() as conn:
+            row = conn.execute(
+                select(user_keys.c.wrapped_key, user_keys.c.master_key_id).where(
+                    user_keys.c.user_id == user_id, user_keys.c.version == version
+                )
+            ).first()
+        if row is None:
+            raise UnknownKeyVersion(version=version, user_id=user_id)
+        return self._unwrap(user_id, version, row.wrapped_key, row.master_key_id)
+
+    def _unwrap(self, user_id: int, version: int, wrapped: bytes, master_id: str) -> bytes:
+        with self._lock:
+            found = self._cache.get((user_id, version))
+        if found is not None and found[0] == wrapped:
+            return found[1]
+        master = self.masters.get(master_id)
+        urk = keys.unwrap_user_key(master, wrapped, user_id=user_id, version=version)
+        with self._lock:
+            self._cache[(user_id, version)] = (wrapped, urk)
+        return urk
 
     def forget(self, user_id: int) -> None:
         with self._lock:
             for k in [k for k in self._cache if k[0] == user_id]:
                 del self._cache[k]
-            self._current.pop(user_id, None)

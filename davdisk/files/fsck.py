@@ -1,0 +1,429 @@
+"""``davdisk fsck``: check that the database, the user keys and the stored blobs agree.
+
+Checks, cheapest first:
+
+- every user key unwraps under the master key its row names;
+- every file's node points at a blob row of the same owner and plaintext size (or, when empty,
+  at none), and ``users.used_bytes`` equals the bytes of the files they own (the sum
+  ``files/api.py`` charges: ``nodes.size`` of live files, copies counted each);
+- every referenced blob has a file of exactly ``size_cipher`` bytes whose DAVENC header parses,
+  names that blob and key version and verifies (HMAC) under the owner's key; with ``deep`` every
+  segment is decrypted and verified too (streaming, one segment buffer) and the plaintext length
+  compared with the node's size;
+- garbage: blob files without a row, rows no node points at, upload temp files.
+
+Each finding has a severity. **error**: something a person must look at, user data may be
+damaged (missing or corrupt blob, key that does not unwrap, inconsistent metadata); fsck never
+"fixes" these, it never deletes a file's metadata or a referenced blob. **fixable**: garbage or
+drift that ``repair`` removes safely (orphan files and temp files older than ``min_age``, rows
+nothing points at, quota drift). **warning**: not a problem — orphan or temp files younger than
+``min_age`` are what a running server's uploads look like (the same age rule as ``davdisk gc``).
+
+Safe beside a running server: snapshots are single read transactions, and anything that looks
+missing or orphaned is checked again against a fresh snapshot before it is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import Connection, ScalarSelect, Table, func, select, update
+
+from davdisk.blobs.base import BlobInfo, BlobStore
+from davdisk.crypto.envelope import SEGMENT_SIZE, EnvelopeReader
+from davdisk.errors import DavdiskError
+from davdisk.files.admin import Admin
+from davdisk.files.keyring import user_keys
+from davdisk.meta import store
+from davdisk.meta.models import Blob, Node, User
+from davdisk.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+blobs = cast(Table, Blob.__table__)
+nodes = cast(Table, Node.__table__)
+users = cast(Table, User.__table__)
+
+ERROR, FIXABLE, WARNING = "error", "fixable", "warning"
+
+ProgressFactory = Callable[[str, int, str], Progress]
+
+
+def default_progress(label: str, total: int, unit: str) -> Progress:
+    return Progress(label, total, unit=unit)
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # ERROR, FIXABLE or WARNING
+    kind: str  # e.g. "missing-blob"
+    where: str  # e.g. "alice:/docs/a.txt" or "blob 0f3a..."
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.kind}: {self.where}: {self.detail}"
+
+
+@dataclass
+class FsckReport:
+    deep: bool
+    findings: list[Finding] = field(default_factory=list)
+    users: int = 0
+    keys: int = 0
+    files: int = 0
+    blobs: int = 0
+    bytes_verified: int = 0
+    repaired: list[str] = field(default_factory=list)
+    problems_found: int = 0  # errors + fixable before any repair
+
+    def count(self, severity: str) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    @property
+    def problems(self) -> int:
+        """Errors and fixable problems still present."""
+        return self.count(ERROR) + self.count(FIXABLE)
+
+    def summary(self) -> str:
+        mode = "deep" if self.deep else "headers"
+        text = (
+            f"fsck: {self.users} users, {self.keys} user keys, {self.files} files, "
+            f"{self.blobs} blobs checked ({mode}); {self.count(ERROR)} errors, "
+            f"{self.count(FIXABLE)} fixable, {self.count(WARNING)} warnings"
+        )
+        if self.repaired:
+            text += "; repaired: " + ", ".join(self.repaired)
+        return text
+
+
+def where_used(conn: Connection, blob_id: str) -> str:
+    """``owner:/path`` of a node using the blob (and how many more), for messages."""
+    rows = conn.execute(
+        select(nodes.c.id, users.c.name)
+        .join(users, users.c.id == nodes.c.owner_id)
+        .where(nodes.c.current_blob_id == blob_id)
+        .order_by(nodes.c.id)
+    ).all()
+    if not rows:
+        return f"blob {blob_id}"
+    path = "/" + "/".join(store.node_names(conn, rows[0].id))
+    more = f" (and {len(rows) - 1} more)" if len(rows) > 1 else ""
+    return f"{rows[0].name}:{path}{more}"
+
+
+def _temp_uploads(blob_store: BlobStore) -> list[BlobInfo]:
+    """Upload temp files of a local blob store (other stores expire theirs themselves)."""
+    tmp = getattr(blob_store, "tmp_dir", None)
+    if tmp is None or not os.path.isdir(tmp):
+        return []
+    found = []
+    for entry in os.scandir(tmp):
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            st = entry.stat()
+        except FileNotFoundError:
+            continue  # finished or aborted meanwhile
+        found.append(BlobInfo(entry.name, st.st_size, st.st_mtime))
+    return found
+
+
+@dataclass(frozen=True)
+class _BlobRow:
+    id: str
+    owner_id: int
+    key_version: int
+    size_plain: int
+    size_cipher: int
+
+
+class Fsck:
+    def __init__(
+        self,
+        admin: Admin,
+        *,
+        deep: bool = False,
+        min_age: float = 900.0,
+        progress: ProgressFactory = default_progress,
+    ) -> None:
+        self.admin = admin
+        self.files = admin.files
+        self.db = admin.db
+        self.deep = deep
+        self.min_age = min_age
+        self.progress = progress
+
+    # --- the whole run -------------------------------------------------------------------------
+
+    def check(self) -> FsckReport:
+        report = FsckReport(self.deep)
+        self._check_keys(report)
+        referenced = self._check_nodes(report)
+        self._check_blobs(report, referenced)
+        self._check_garbage(report)
+        self._check_usage(report)
+        report.problems_found = report.problems
+        return report
+
+    def repair(self, report: FsckReport) -> FsckReport:
+        """Fix the fixable findings of ``report`` (garbage via ``Admin.gc`` with the same
+        minimum age, usage by recomputation), then check those classes again."""
+        gc = self.admin.gc(self.min_age)
+        if gc.blobs:
+            report.repaired.append(f"removed {gc.blobs} leftover files ({gc.bytes} bytes)")
+        dropped = sum(1 for f in report.findings if f.kind == "unreferenced-blob-row")
+        if dropped:
+            report.repaired.append(f"dropped {dropped} unreferenced blob rows")
+        fixed = self.recompute_usage()
+        if fixed:
+            report.repaired.append(f"recomputed the usage of {fixed} users")
+        # Errors stay as found; garbage and usage (and their warnings) are looked at again.
+        report.findings = [f for f in report.findings if f.severity == ERROR]
+        self._check_garbage(report)
+        self._check_usage(report)
+        return report
+
+    # --- keys ----------------------------------------------------------------------------------
+
+    def _check_keys(self, report: FsckReport) -> None:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(user_keys.c.user_id, user_keys.c.version, users.c.name)
+                .join(users, users.c.id == user_keys.c.user_id)
+                .order_by(user_keys.c.user_id, user_keys.c.version)
+            ).all()
+            report.users = conn.scalar(select(func.count()).select_from(users)) or 0
+        report.keys = len(rows)
+        for r in rows:
+            try:
+                self.files.keyring.key(r.user_id, r.version)
+            except DavdiskError as e:
+                report.findings.append(
+                    Finding(ERROR, "bad-user-key", f"user {r.name} version {r.version}", e.message)
+                )
+
+    # --- metadata ------------------------------------------------------------------------------
+
+    def _check_nodes(self, report: FsckReport) -> dict[str, _BlobRow]:
+        """Node -> blob row consistency; returns the referenced blob rows by id."""
+        joined = nodes.outerjoin(blobs, blobs.c.id == nodes.c.current_blob_id)
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(
+                    nodes.c.id,
+                    nodes.c.owner_id,
+                    nodes.c.size,
+                    nodes.c.current_blob_id,
+                    blobs.c.id.label("row_id"),
+                    blobs.c.owner_id.label("blob_owner"),
+                    blobs.c.key_version,
+                    blobs.c.size_plain,
+                    blobs.c.size_cipher,
+                )
+                .select_from(joined)
+                .where(nodes.c.is_dir.is_(False), nodes.c.deleted_at.is_(None))
+            ).all()
+            referenced: dict[str, _BlobRow] = {}
+            for r in rows:
+                problem = self._node_problem(r)
+                if problem:
+                    kind, detail = problem
+                    where = self._owner_path(conn, r.id)
+                    report.findings.append(Finding(ERROR, kind, where, detail))
+                if r.row_id is not None:
+                    referenced[r.row_id] = _BlobRow(
+                        r.row_id, r.blob_owner, r.key_version, r.size_plain, r.size_cipher
+                    )
+        report.files = len(rows)
+        return referenced
+
+    @staticmethod
+    def _node_problem(r: Any) -> tuple[str, str] | None:
+        blob_id = r.current_blob_id
+        if blob_id is None:
+            return ("missing-content", f"{r.size} bytes but no blob") if r.size else None
+        if r.row_id is None:
+            return "missing-blob-row", f"points at blob {blob_id}, which has no row"
+        if r.blob_owner != r.owner_id:
+            return "wrong-owner", f"blob {blob_id} belongs to user id {r.blob_owner}"
+        if r.size_plain != r.size:
+            return "size-mismatch", f"file is {r.size} bytes, blob {blob_id} holds {r.size_plain}"
+        return None
+
+    @staticmethod
+    def _owner_path(conn: Connection, node_id: int) -> str:
+        owner = conn.scalar(
+            select(users.c.name)
+            .join(nodes, nodes.c.owner_id == users.c.id)
+            .where(nodes.c.id == node_id)
+        )
+        return f"{owner}:/" + "/".join(store.node_names(conn, node_id))
+
+    # --- blob contents -------------------------------------------------------------------------
+
+    def _check_blobs(self, report: FsckReport, referenced: dict[str, _BlobRow]) -> None:
+        on_disk = {b.id: b for b in self.files.blobs.iter_blobs()}
+        label = "fsck --deep" if self.deep else "fsck"
+        with self.progress(label, len(referenced), "blobs") as bar:
+            for row in referenced.values():
+                problem = self._blob_problem(row, on_disk.get(row.id))
+                if problem and self._still_referenced(row.id):
+                    kind, detail = problem
+                    with self.db.read() as conn:
+                        where = where_used(conn, row.id)
+                    if row.id not in detail:  # integrity errors name the blob themselves
+                        detail = f"blob {row.id}: {detail}"
+                    report.findings.append(Finding(ERROR, kind, where, detail))
+                report.blobs += 1
+                bar.advance(nbytes=row.size_cipher if self.deep else 0)
+                if self.deep and problem is None:
+                    report.bytes_verified += row.size_plain
+
+    def _blob_problem(self, row: _BlobRow, info: BlobInfo | None) -> tuple[str, str] | None:
+        if info is None:
+            return "missing-blob", "no blob file"
+        if info.size != row.size_cipher:
+            return "corrupt-blob", f"file is {info.size} bytes, expected {row.size_cipher}"
+        try:
+            src = self.files.blobs.open(row.id)
+        except FileNotFoundError:
+            return "missing-blob", "no blob file"
+        try:
+            reader = EnvelopeReader(
+                src,
+                key_for_version=lambda v: self.files.keyring.key(row.owner_id, v),
+                user_id=row.owner_id,
+                blob_id=bytes.fromhex(row.id),
+                expected_plain_size=row.size_plain,
+            )
+            with reader:
+                if reader.key_version != row.key_version:
+                    return "corrupt-blob", (
+                        f"header says key version {reader.key_version}, "
+                        f"the database {row.key_version}"
+                    )
+                if self.deep:
+                    got = self._read_all(reader)
+                    if got != row.size_plain:
+                        return "corrupt-blob", f"decrypts to {got} bytes, not {row.size_plain}"
+        except DavdiskError as e:
+            return "corrupt-blob", e.message
+        except OSError as e:
+            return "unreadable-blob", e.strerror or str(e)
+        return None
+
+    @staticmethod
+    def _read_all(reader: EnvelopeReader) -> int:
+        """Decrypt and verify every segment; returns the plaintext length. One buffer."""
+        buf = bytearray(16 * SEGMENT_SIZE)
+        total = 0
+        while n := reader.readinto(buf):
+            total += n
+        return total
+
+    def _still_referenced(self, blob_id: str) -> bool:
+        """Against a fresh snapshot: a concurrent write may have replaced the blob meanwhile."""
+        with self.db.read() as conn:
+            return bool(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(nodes)
+                    .where(nodes.c.current_blob_id == blob_id)
+                )
+            )
+
+    # --- garbage -------------------------------------------------------------------------------
+
+    def _check_garbage(self, report: FsckReport) -> None:
+        now = time.time()
+        with self.db.read() as conn:
+            known = set(store.all_blob_rows(conn))
+            dead_rows = store.unreferenced_blob_ids(conn)
+        for blob_id in sorted(dead_rows):
+            report.findings.append(
+                Finding(FIXABLE, "unreferenced-blob-row", f"blob {blob_id}", "no file points at it")
+            )
+        # Listed after the snapshot, so a file newer than it may look orphaned: ask again.
+        unknown = [b for b in self.files.blobs.iter_blobs() if b.id not in known]
+        if unknown:
+            with self.db.read() as conn:
+                known = set(store.all_blob_rows(conn))
+        for info in sorted(unknown, key=lambda b: b.id):
+            if info.id in known:
+                continue
+            self._aged(report, now, info, "orphan-file", f"blob {info.id}", "no database row")
+        for info in sorted(_temp_uploads(self.files.blobs), key=lambda b: b.id):
+            self._aged(report, now, info, "stale-temp-file", f"tmp/{info.id}", "upload leftover")
+
+    def _aged(
+        self, report: FsckReport, now: float, info: BlobInfo, kind: str, where: str, what: str
+    ) -> None:
+        age = max(0.0, now - info.mtime)
+        detail = f"{what}, {info.size} bytes, {_age(age)} old"
+        if age >= self.min_age:
+            report.findings.append(Finding(FIXABLE, kind, where, detail))
+        else:
+            # What a running server's upload looks like until it commits: not a problem.
+            report.findings.append(
+                Finding(WARNING, _GARBAGE_WARNINGS[kind], where, detail + " (in progress?)")
+            )
+
+    # --- usage ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _usage_sum() -> ScalarSelect[Any]:
+        return (
+            select(func.coalesce(func.sum(nodes.c.size), 0))
+            .where(
+                nodes.c.owner_id == users.c.id,
+                nodes.c.is_dir.is_(False),
+                nodes.c.deleted_at.is_(None),
+            )
+            .scalar_subquery()
+        )
+
+    def _check_usage(self, report: FsckReport) -> None:
+        total = self._usage_sum()
+        with self.db.read() as conn:  # one snapshot: a concurrent write changes both or neither
+            rows = conn.execute(
+                select(users.c.name, users.c.used_bytes, total.label("actual")).order_by(
+                    users.c.name
+                )
+            ).all()
+        for r in rows:
+            if r.used_bytes != r.actual:
+                report.findings.append(
+                    Finding(
+                        FIXABLE,
+                        "quota-drift",
+                        f"user {r.name}",
+                        f"used_bytes is {r.used_bytes}, the files take {r.actual}",
+                    )
+                )
+
+    def recompute_usage(self) -> int:
+        """Set every user's used_bytes to what their files take; returns how many changed."""
+        total = self._usage_sum()
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(users).where(users.c.used_bytes != total).values(used_bytes=total)
+            )
+        return int(result.rowcount or 0)
+
+
+_GARBAGE_WARNINGS = {"orphan-file": "recent-file", "stale-temp-file": "recent-temp-file"}
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"

@@ -1,0 +1,348 @@
+"""Key rotation: a new master key for every user key, a new key version for one user, and the
+re-encryption of a user's older blobs. Used by ``davdisk key``.
+
+Every step is small, idempotent and safe beside running servers, so an interrupted run (crash,
+Ctrl-C, kill -9) is finished by running the command again:
+
+- **Master key** (:class:`MasterKeyRotation`): the new key is written to ``<keyfile>.new``
+  (0600, fsynced, created atomically; a rerun finds and reuses it). Each ``user_keys`` row not yet
+  under it is rewrapped in its own short transaction (compare-and-set on the row's
+  ``master_key_id``). When none is left, the new key replaces the key file (rename + fsync of the
+  folder) inside a write transaction, which excludes processes adding a user key at that moment
+  (they choose the wrapping key inside their own write transaction). Servers read rows under
+  either key meanwhile (:class:`~davdisk.crypto.keys.MasterKeys`).
+- **User key** (:func:`rotate_user_key`): one row, version N+1; servers use it for the next upload.
+- **Re-encryption** (:class:`Reencryption`): each blob under an older version is decrypted and
+  encrypted again into a new blob (streaming, 1 MiB buffer), then one short transaction points
+  every node still on the old blob at the new one (nothing if a concurrent write replaced it),
+  records the new blob row and drops the old; the old file is removed after the commit. A crash
+  leaves at most an unreferenced blob file, which ``gc`` / ``fsck --repair`` remove. ETags stay:
+  the content is the same, so clients need not download it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from sqlalchemy import Table, delete, func, select, update
+
+from davdisk.crypto import keys
+from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter
+from davdisk.errors import Conflict, DavdiskError, KeyMaterialError, NotFound
+from davdisk.files.api import Files
+from davdisk.files.keyring import serialise_key_changes, user_keys
+from davdisk.meta import store
+from davdisk.meta.db import Database
+from davdisk.meta.models import Blob, Node
+from davdisk.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+blobs = cast(Table, Blob.__table__)
+nodes = cast(Table, Node.__table__)
+
+_COPY_BUFFER = 1 << 20
+_MAX_PASSES = 5  # passes over what is left; more only if writers keep adding old-version rows
+
+ProgressFactory = Callable[[str, int, str], Progress]
+
+
+def default_progress(label: str, total: int, unit: str) -> Progress:
+    return Progress(label, total, unit=unit)
+
+
+# --- master key ------------------------------------------------------------------------------
+
+
+@dataclass
+class MasterRotationReport:
+    new_key_id: str
+    resumed: bool
+    rewrapped: int
+
+
+class MasterKeyRotation:
+    """Rotate the master key of ``key_file``. ``run()`` does it all; the steps are public so a
+    test can stop anywhere in between, as a crash would."""
+
+    def __init__(self, db: Database, key_file: Path) -> None:
+        self.db = db
+        self.key_file = Path(key_file)
+        self.pending_file = keys.pending_key_path(self.key_file)
+        self.masters: keys.MasterKeys | None = None
+        self.new_key = b""
+        self.new_id = ""
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Refuse a second rotation of the same key file while this one runs."""
+        fd = os.open(self.key_file, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise Conflict(
+                        f"another key rotate-master is running on {self.key_file}"
+                    ) from None
+                raise
+            yield
+        finally:
+            os.close(fd)
+
+    def start(self) -> bool:
+        """Make the new key, or take the one an interrupted run left; True if resuming."""
+        resumed = self.pending_file.exists()
+        keys.load_master_key(self.key_file, create=False)  # the current key must be sound
+        self.new_key = keys.load_master_key(self.pending_file, create=True)
+        self.new_id = keys.master_key_id(self.new_key)
+        self.masters = keys.MasterKeys.load(self.key_file, create=False)
+        return resumed
+
+    def pending(self) -> list[tuple[int, int]]:
+        """(user id, version) of every row not yet wrapped under the new key."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(user_keys.c.user_id, user_keys.c.version)
+                .where(user_keys.c.master_key_id != self.new_id)
+                .order_by(user_keys.c.user_id, user_keys.c.version)
+            ).all()
+        return [(r.user_id, r.version) for r in rows]
+
+    def rewrap(self, user_id: int, version: int) -> bool:
+        """Rewrap one row under the new key (its own transaction); False if already done."""
+        assert self.masters is not None, "start() first"
+        with self.db.write() as conn:
+            serialise_key_changes(self.db, conn)
+            row = conn.execute(
+                select(user_keys.c.wrapped_key, user_keys.c.master_key_id).where(
+                    user_keys.c.user_id == user_id, user_keys.c.version == version
+                )
+            ).first()
+            if row is None or row.master_key_id == self.new_id:
+                return False  # the user was removed, or this row is done
+            old = self.masters.get(row.master_key_id)
+            wrapped = keys.rewrap_user_key(
+                old, self.new_key, row.wrapped_key, user_id=user_id, version=version
+            )
+            conn.execute(
+                update(user_keys)
+                .where(
+                    user_keys.c.user_id == user_id,
+                    user_keys.c.version == version,
+                    user_keys.c.master_key_id == row.master_key_id,
+                )
+                .values(wrapped_key=wrapped, master_key_id=self.new_id)
+            )
+        return True
+
+    def finish(self) -> bool:
+        """If every row is under the new key, make it the key file; False if rows are left."""
+        with self.db.write() as conn:
+            serialise_key_changes(self.db, conn)
+            left = conn.scalar(
+                select(func.count())
+                .select_from(user_keys)
+                .where(user_keys.c.master_key_id != self.new_id)
+            )
+            if left:
+                return False
+            keys.replace_key_file(self.pending_file, self.key_file)
+        return True
+
+    def run(self, progress: ProgressFactory = default_progress) -> MasterRotationReport:
+        with self.exclusive():
+            resumed = self.start()
+            report = MasterRotationReport(self.new_id, resumed, 0)
+            for _ in range(_MAX_PASSES):
+                rows = self.pending()
+                failed: list[str] = []
+                with progress("rewrapping user keys", len(rows), "keys") as bar:
+                    for user_id, version in rows:
+                        try:
+                            report.rewrapped += self.rewrap(user_id, version)
+                        except KeyMaterialError as e:
+                            failed.append(f"user {user_id} version {version}: {e.message}")
+                        bar.advance()
+                if failed:
+                    raise KeyMaterialError(
+                        f"{len(failed)} user keys could not be rewrapped ("
+                        + "; ".join(failed[:3])
+                        + (", ..." if len(failed) > 3 else "")
+                        + f"); the new key stays in {self.pending_file} until they are"
+                    )
+                if self.finish():
+                    return report
+            raise Conflict("user keys under the old master key keep appearing; run it again")
+
+
+# --- user keys -------------------------------------------------------------------------------
+
+
+def rotate_user_key(files: Files, name: str) -> tuple[int, int]:
+    """Give user ``name`` a new key version; returns (user id, new version)."""
+    with files.db.write() as conn:
+        user = store.get_user(conn, name)
+        if user is None:
+            raise NotFound(f"user {name!r}")
+        version = files.keyring.add_version(conn, user.id)
+    return user.id, version
+
+
+@dataclass(frozen=True)
+class OldBlob:
+    id: str
+    node_id: int | None
+    key_version: int
+    size_plain: int
+
+
+@dataclass(frozen=True)
+class NewBlob:
+    id: str
+    key_version: int
+    size_cipher: int
+
+
+@dataclass
+class ReencryptReport:
+    version: int
+    rewritten: int = 0
+    bytes: int = 0
+    skipped: int = 0  # replaced or deleted by a concurrent write meanwhile
+    failed: list[str] = field(default_factory=list)
+
+
+class Reencryption:
+    """Rewrite every blob of one user that is under an older key version with the newest."""
+
+    def __init__(self, files: Files, user_id: int) -> None:
+        self.files = files
+        self.user_id = user_id
+
+    def pending(self) -> list[OldBlob]:
+        """Blobs of the user under an older version than the newest that a node points at
+        (unreferenced ones are garbage for gc, not worth rewriting)."""
+        with self.files.db.read() as conn:
+            newest = conn.scalar(
+                select(func.max(user_keys.c.version)).where(user_keys.c.user_id == self.user_id)
+            )
+            if newest is None:
+                return []
+            used = select(nodes.c.id).where(nodes.c.current_blob_id == blobs.c.id).exists()
+            rows = conn.execute(
+                select(blobs.c.id, blobs.c.node_id, blobs.c.key_version, blobs.c.size_plain)
+                .where(blobs.c.owner_id == self.user_id, blobs.c.key_version < newest, used)
+                .order_by(blobs.c.created_at)
+            ).all()
+        return [OldBlob(r.id, r.node_id, r.key_version, r.size_plain) for r in rows]
+
+    def rewrite(self, old: OldBlob) -> NewBlob:
+        """Decrypt ``old`` and encrypt it under the newest version into a new, committed blob
+        that nothing points at yet. Memory stays at one buffer whatever the size."""
+        version, key = self.files.keyring.current(self.user_id)
+        new_id = secrets.token_hex(16)
+        reader = EnvelopeReader(
+            self.files.blobs.open(old.id),
+            key_for_version=lambda v: self.files.keyring.key(self.user_id, v),
+            user_id=self.user_id,
+            blob_id=bytes.fromhex(old.id),
+            expected_plain_size=old.size_plain,
+        )
+        with reader, self.files.blobs.upload(new_id) as upload:
+            writer = EnvelopeWriter(
+                upload.file,
+                user_key=key,
+                user_id=self.user_id,
+                key_version=version,
+                blob_id=bytes.fromhex(new_id),
+            )
+            buf = bytearray(_COPY_BUFFER)
+            view = memoryview(buf)
+            while n := reader.readinto(buf):
+                writer.write(view[:n])
+            writer.close()
+            size = upload.commit()
+        return NewBlob(new_id, version, size)
+
+    def swap(self, old: OldBlob, new: NewBlob) -> bool:
+        """Point every node still on ``old`` at ``new`` in one short transaction and drop the
+        old row; then remove the file no longer needed. False (and ``new`` removed) if no node
+        points at ``old`` any more: a concurrent write replaced or deleted it."""
+        with self.files.db.write() as conn:
+            still_used = conn.scalar(
+                select(func.count()).select_from(nodes).where(nodes.c.current_blob_id == old.id)
+            )
+            if still_used:
+                store.insert_blob(
+                    conn,
+                    new.id,
+                    owner_id=self.user_id,
+                    node_id=old.node_id,
+                    key_version=new.key_version,
+                    size_plain=old.size_plain,
+                    size_cipher=new.size_cipher,
+                )
+                conn.execute(
+                    update(nodes)
+                    .where(nodes.c.current_blob_id == old.id)
+                    .values(current_blob_id=new.id)
+                )
+                conn.execute(delete(blobs).where(blobs.c.id == old.id))
+        gone = old.id if still_used else new.id
+        try:
+            self.files.blobs.delete(gone)
+        except OSError:
+            logger.exception("could not remove blob %s; davdisk gc will", gone)
+        return bool(still_used)
+
+    def run(self, progress: ProgressFactory = default_progress) -> ReencryptReport:
+        """Rewrite everything pending, in passes until nothing is left (uploads that began
+        before the new version existed may still land with the old one during a pass)."""
+        report = ReencryptReport(self.files.keyring.current(self.user_id)[0])
+        failed_ids: set[str] = set()
+        for _ in range(_MAX_PASSES):
+            todo = [b for b in self.pending() if b.id not in failed_ids]
+            if not todo:
+                break
+            with progress("re-encrypting", len(todo), "blobs") as bar:
+                for old in todo:
+                    self._one(old, report, failed_ids)
+                    bar.advance(nbytes=old.size_plain)
+        return report
+
+    def _one(self, old: OldBlob, report: ReencryptReport, failed_ids: set[str]) -> None:
+        try:
+            new = self.rewrite(old)
+        except (DavdiskError, OSError) as e:
+            if not self._still_used(old.id):
+                report.skipped += 1  # removed while we read it: nothing to do
+                return
+            failed_ids.add(old.id)
+            why = e.message if isinstance(e, DavdiskError) else (e.strerror or str(e))
+            report.failed.append(f"blob {old.id}: {why}")
+            return
+        if self.swap(old, new):
+            report.rewritten += 1
+            report.bytes += old.size_plain
+        else:
+            report.skipped += 1
+
+    def _still_used(self, blob_id: str) -> bool:
+        with self.files.db.read() as conn:
+            return bool(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(nodes)
+                    .where(nodes.c.current_blob_id == blob_id)
+                )
+            )
