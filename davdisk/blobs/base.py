@@ -4,15 +4,27 @@ A blob store keeps opaque ciphertext under random ids and knows nothing of users
 Writes go to a temporary object that becomes visible under its id only by :meth:`BlobUpload.commit`,
 after its bytes are durable; an upload that is aborted or cut by a crash leaves at most a temporary
 object, which :meth:`BlobStore.remove_stale_uploads` (``davdisk gc``) removes.
+
+A store that runs out of room raises ``OSError`` with ``ENOSPC`` or ``EDQUOT`` (see
+:func:`is_out_of_space`) from writes to :attr:`BlobUpload.file` or from :meth:`BlobUpload.commit`;
+the caller aborts the upload and reports the store as full.
 """
 
 from __future__ import annotations
 
+import errno
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO
+
+_OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says the storage is full (no space left, or a disk quota reached)."""
+    return isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE
 
 
 @dataclass(frozen=True)
@@ -29,7 +41,8 @@ class BlobUpload(ABC):
 
     @abstractmethod
     def commit(self) -> int:
-        """Make the bytes durable, then visible under the blob id; return the stored size."""
+        """Make the bytes durable, then visible under the blob id; return the stored size.
+        If it fails, the upload is aborted (nothing of it stays but what gc removes)."""
 
     @abstractmethod
     def abort(self) -> None:

@@ -2,7 +2,9 @@
 
 Layout under the blob folder: ``<id[0:2]>/<id>`` for committed blobs (256 fan-out folders keep
 directories small) and ``tmp/<random>.part`` for uploads in progress. A commit is: fsync the file,
-rename it into place, fsync the folder — so a blob that is visible is complete on disk.
+link it into place, fsync the folder (and the blob root when the fan-out folder is new) — so a
+blob that is visible is complete on disk and stays visible after a power cut. Any failure on the
+way (``ENOSPC`` included) removes the temporary file before the error propagates.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from davdisk.blobs.base import BlobInfo, BlobStore, BlobUpload
 
 
 def _fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` durable (a new name survives a crash only so)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -35,32 +38,57 @@ class _LocalUpload(BlobUpload):
         self._done = False
 
     def commit(self) -> int:
-        f = self.file
-        f.flush()
-        os.fsync(f.fileno())
-        size = f.tell()
-        f.close()
-        self._final.parent.mkdir(exist_ok=True)
-        # link() instead of rename(): refuses to replace an existing blob, ids are never reused.
-        os.link(self._tmp, self._final)
+        if self._done:
+            raise RuntimeError("upload already finished")
+        try:
+            f = self.file
+            f.flush()
+            # ENOSPC/EDQUOT may surface only here (delayed allocation, network filesystems).
+            os.fsync(f.fileno())
+            size = f.tell()
+            f.close()
+            self._store.ensure_fanout(self._final.parent)
+            # link() instead of rename(): refuses to replace an existing blob, ids are never
+            # reused. Until the unlink below, a crash leaves both names: gc removes the temp one.
+            os.link(self._tmp, self._final)
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
         os.unlink(self._tmp)
         _fsync_dir(self._final.parent)
-        self._done = True
         return size
 
     def abort(self) -> None:
         if self._done:
             return
         self._done = True
-        self.file.close()
-        self._tmp.unlink(missing_ok=True)
+        try:
+            # Closing flushes what is still buffered, which fails again on a full disk; the
+            # descriptor is closed either way, and the temp file must go regardless.
+            self.file.close()
+        except OSError:
+            pass
+        finally:
+            self._tmp.unlink(missing_ok=True)
 
 
 class LocalBlobStore(BlobStore):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        if not self.tmp_dir.is_dir():
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(self.root)
+            _fsync_dir(self.root.parent)
+
+    def ensure_fanout(self, folder: Path) -> None:
+        """Create a fan-out folder durably: its entry in the root must survive a crash too,
+        or a committed blob inside it could vanish with it."""
+        if folder.is_dir():
+            return
+        folder.mkdir(exist_ok=True)
+        _fsync_dir(self.root)
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"

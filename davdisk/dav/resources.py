@@ -129,6 +129,13 @@ class _NodeMixin:
             if value is None:
                 raise DAVError(HTTP_NOT_FOUND)
             return str(value)
+        if name == "{DAV:}lockdiscovery":
+            try:
+                return _DAVResource.get_property_value(self, name)
+            except AttributeError:
+                # WsgiDAV looks each lock's root up again and does not expect None: the item
+                # was moved or deleted by a concurrent request since this one resolved it.
+                raise DAVError(HTTP_NOT_FOUND) from None
         if name.startswith("{DAV:}") or name in _LOCK_PROPS:
             return _DAVResource.get_property_value(self, name)
         value = self._dead_props().get(name)

@@ -401,13 +401,19 @@ class Files:
         return entry, dead
 
     def create_empty(self, actor: Actor, parent: Entry, name: str) -> Entry:
-        """Create an empty file (a LOCK on an unmapped URL creates one)."""
+        """Create an empty file (a LOCK on an unmapped URL creates one). A file that another
+        request created meanwhile is returned as it is: the LOCK then simply comes second."""
         self._allow(actor, parent, "write")
         check_name(name)
         now = time.time()
         with self.db.write() as conn:
-            if store.get_child(conn, parent.id, name) is not None:
-                raise AlreadyExists(name)
+            if store.get_node(conn, parent.id) is None:
+                raise Conflict("the parent folder is gone")
+            existing = store.get_child(conn, parent.id, name)
+            if existing is not None:
+                if existing.is_dir:
+                    raise AlreadyExists(name)
+                return existing
             return store.insert_node(
                 conn,
                 owner_id=parent.owner_id,

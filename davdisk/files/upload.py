@@ -1,5 +1,11 @@
 """Content streaming in and out: :class:`Upload` (hash, check, encrypt, store, commit) and
-:class:`VerifiedReader` (decrypt, verify, log failures)."""
+:class:`VerifiedReader` (decrypt, verify, log failures).
+
+A full disk is an answer, not a crash: an upload that cannot fit the blob store's free space is
+refused before its body is read, and one that meets ``ENOSPC``/``EDQUOT`` part way (another
+upload took the room, the fsync found it late) is aborted — temp file removed, a warning logged —
+and reported as :class:`InsufficientStorage` (507). Either way the old content stays.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,19 @@ import io
 import logging
 import mimetypes
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter
-from davdisk.errors import ChecksumMismatch, IncompleteBody, InsufficientStorage, IntegrityError
+from davdisk.blobs.base import is_out_of_space
+from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter, cipher_size
+from davdisk.errors import (
+    ChecksumMismatch,
+    DavdiskError,
+    IncompleteBody,
+    InsufficientStorage,
+    IntegrityError,
+)
 from davdisk.files.access import Actor
 from davdisk.meta.store import Entry
 
@@ -79,6 +93,8 @@ class Upload:
         need = expected_size if expected_size is not None else size_hint
         if allowance is not None and need is not None and need > allowance:
             raise InsufficientStorage(f"{need} bytes do not fit in the {allowance} left")
+        if need is not None:
+            _check_free_space(files, need)
         self._files = files
         self._checksums = checksums or {}
         self._actor = actor
@@ -93,18 +109,28 @@ class Upload:
         self._owner_id = parent.owner_id
         self.blob_id = secrets.token_hex(16)
         self._key_version, key = files.keyring.current(self._owner_id)
-        self._blob = files.blobs.upload(self.blob_id)
-        self._enc = EnvelopeWriter(
-            self._blob.file,
-            user_key=key,
-            user_id=self._owner_id,
-            key_version=self._key_version,
-            blob_id=bytes.fromhex(self.blob_id),
-        )
+        self._closed = False
+        with _out_of_space_is_507(self.blob_id, cleanup=None):  # no room even for a temp file
+            self._blob = files.blobs.upload(self.blob_id)
+        try:
+            with self._storing():
+                self._enc = EnvelopeWriter(
+                    self._blob.file,
+                    user_key=key,
+                    user_id=self._owner_id,
+                    key_version=self._key_version,
+                    blob_id=bytes.fromhex(self.blob_id),
+                )
+        except BaseException:
+            self.abort()
+            raise
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha1 = hashlib.sha1(usedforsecurity=False)
         self.size = 0
-        self._closed = False
+
+    def _storing(self) -> AbstractContextManager[None]:
+        """Around writes to the blob store: out of space aborts the upload, then a 507."""
+        return _out_of_space_is_507(self.blob_id, cleanup=self.abort)
 
     def write(self, data: bytes) -> int:
         if self._allowance is not None and self.size + len(data) > self._allowance:
@@ -112,7 +138,8 @@ class Upload:
             raise InsufficientStorage("the upload exceeds the quota")
         self._md5.update(data)
         self._sha1.update(data)
-        self._enc.write(data)
+        with self._storing():
+            self._enc.write(data)
         self.size += len(data)
         return len(data)
 
@@ -138,10 +165,11 @@ class Upload:
             # Empty content needs no blob (Windows and Finder create every file as an empty
             # placeholder first, then write it; that placeholder should cost nothing).
             self.abort()
-            blob_id, cipher_size = None, 0
+            blob_id, stored_size = None, 0
         else:
-            self._enc.close()
-            cipher_size = self._blob.commit()
+            with self._storing():
+                self._enc.close()
+                stored_size = self._blob.commit()
         self._closed = True
         try:
             entry, dead = self._files._commit_content(
@@ -151,16 +179,23 @@ class Upload:
                 blob_id=blob_id,
                 key_version=self._key_version,
                 size=self.size,
-                cipher_size=cipher_size,
+                cipher_size=stored_size,
                 md5=md5,
                 sha1=sha1,
                 content_type=self._content_type,
                 mtime=self._mtime,
             )
-        except BaseException:
-            # The node was not pointed at the new blob: it is garbage right away.
+        except DavdiskError:
+            # Refused inside the transaction (or at a COMMIT that failed, e.g. a full database):
+            # the node was not pointed at the new blob, so it is garbage right away.
             if blob_id is not None:
                 self._files.blobs.delete(blob_id)
+            raise
+        except BaseException:
+            # Anything else (a lost database connection) may have hit after the COMMIT went
+            # through: deleting the blob could lose the new content. gc removes it if unused.
+            if blob_id is not None:
+                logger.warning("upload of blob %s ended in doubt; davdisk gc will check", blob_id)
             raise
         self._files._remove_blobs(dead)
         return entry
@@ -175,3 +210,26 @@ class Upload:
 
     def __exit__(self, *exc: object) -> None:
         self.abort()
+
+
+def _check_free_space(files: Files, plain_size: int) -> None:
+    """Refuse up front content that cannot fit the blob store's free space, so a client does
+    not send gigabytes only to hear 507 (and with ``Expect: 100-continue`` sends nothing)."""
+    free = files.blobs.free_bytes()
+    need = cipher_size(plain_size)
+    if free is not None and need > free:
+        logger.warning("blob store full: refused an upload of %d bytes (%d free)", need, free)
+        raise InsufficientStorage(f"{plain_size} bytes do not fit in the space left on the server")
+
+
+@contextmanager
+def _out_of_space_is_507(blob_id: str, cleanup: Callable[[], None] | None) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        if not is_out_of_space(e):
+            raise
+        if cleanup is not None:
+            cleanup()
+        logger.warning("blob store full while storing blob %s: %s", blob_id, e)
+        raise InsufficientStorage("no space left on the server to store the upload") from None
