@@ -16,12 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import OperationalError
+
+from davdisk.errors import InsufficientStorage
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration; a unit test checks it against the migrations folder.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0004"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a database error says its disk is full (SQLite SQLITE_FULL, PostgreSQL 53100)."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlite_errorcode", None) == 13:  # sqlite3.SQLITE_FULL
+        return True
+    return "53100" in (getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None))
 
 
 def _sqlite_engine(url: str, begin: str, pool_size: int) -> Engine:
@@ -66,8 +77,15 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.writer.begin() as conn:
-            yield conn
+        """A write transaction; a full disk fails it (rolled back) as InsufficientStorage."""
+        try:
+            with self.writer.begin() as conn:
+                yield conn
+        except OperationalError as e:
+            if not is_disk_full(e):
+                raise
+            logger.warning("database disk full: %s", e.orig)
+            raise InsufficientStorage("no space left on the server for the database") from None
 
     def schema_revision(self) -> str | None:
         """The alembic revision the database is at; None for an empty database."""
@@ -87,9 +105,23 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with self.writer.connect() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-            conn.commit()
+            if self.is_sqlite:
+                # Table rebuilds (0004) drop and recreate tables that others reference: with
+                # enforcement on, the drop would cascade. The pragma only works outside a
+                # transaction, so it goes to the driver before SQLAlchemy begins one.
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if self.is_sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left dangling references: {broken[:5]}")
+                conn.commit()
+            finally:
+                if self.is_sqlite:
+                    conn.rollback()
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
     def dispose(self) -> None:
         self.reader.dispose()

@@ -28,6 +28,8 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
+    # Ids are never reused (see migration 0004): a stale id must find nothing, not a newcomer.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -104,6 +106,7 @@ class Node(Base):
             sqlite_where=text("deleted_at IS NULL"),
             postgresql_where=text("deleted_at IS NULL"),
         ),
+        {"sqlite_autoincrement": True},  # ids are never reused (migration 0004)
     )
 
 
@@ -139,6 +142,7 @@ class Share(Base):
     holding a link token (``token_hash``; the token itself is shown once and never stored)."""
 
     __tablename__ = "shares"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0004)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -162,3 +166,30 @@ class Mutex(Base):
     __tablename__ = "mutexes"
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class AppToken(Base):
+    """An app password: works as its user's Basic-auth password until revoked. Only a SHA-256
+    of the token is stored (it carries 256 random bits, so no slow hash is needed)."""
+
+    __tablename__ = "app_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0004)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class LoginFailure(Base):
+    """Failed logins counted per key (``user:<name>``, ``ip:<address>``, ``link:<share id>``),
+    so every server process on one database sees the same lockouts."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[float] = mapped_column(Float)
+    last_failure: Mapped[float] = mapped_column(Float, index=True)

@@ -30,3 +30,57 @@ def test_migrate_creates_every_table_and_is_idempotent(tmp_path: Path) -> None:
         sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
     assert mode == "wal" and sync == 2  # 2 = FULL: a commit survives power loss
     db.dispose()
+
+
+def test_migration_0004_keeps_every_row_and_reference(tmp_path: Path) -> None:
+    """A database made before ids were AUTOINCREMENT keeps its rows and foreign keys when the
+    tables are rebuilt, and from then on never reuses an id."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db = Database(url)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url)
+    with db.writer.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003")
+        conn.commit()
+    with db.write() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO users (id, name, password_hash, created_at, disabled, quota_bytes,"
+            " used_bytes, root_id) VALUES (1, 'alice', 'h', 0, 0, 0, 0, 1)"
+        )
+        for node_id, parent, name, is_dir in [(1, None, "", 1), (2, 1, "a", 1), (3, 2, "b", 0)]:
+            conn.exec_driver_sql(
+                "INSERT INTO nodes (id, owner_id, parent_id, name, is_dir, size, mtime, ctime,"
+                " etag) VALUES (?, 1, ?, ?, ?, 0, 0, 0, 'e')",
+                (node_id, parent, name, is_dir),
+            )
+        conn.exec_driver_sql("INSERT INTO properties VALUES (3, '{x}y', x'00')")
+        conn.exec_driver_sql(
+            "INSERT INTO shares (id, owner_id, node_id, token_hash, can_write, can_reshare,"
+            " hidden, created_at) VALUES (1, 1, 2, 'abc', 0, 0, 0, 0)"
+        )
+    db.migrate()
+    assert db.schema_revision() == HEAD_REVISION
+    with db.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM nodes").scalar() == 3
+        assert conn.exec_driver_sql("SELECT count(*) FROM properties").scalar() == 1
+        assert conn.exec_driver_sql("SELECT count(*) FROM shares").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        indexes = {r[1] for r in conn.exec_driver_sql("PRAGMA index_list(nodes)")}
+    assert {"ux_nodes_parent_name", "ix_nodes_parent_id"} <= indexes
+    with db.write() as conn:
+        conn.exec_driver_sql("DELETE FROM nodes WHERE id = 3")  # the largest id
+        conn.exec_driver_sql(
+            "INSERT INTO nodes (owner_id, parent_id, name, is_dir, size, mtime, ctime, etag)"
+            " VALUES (1, 1, 'new', 1, 0, 0, 0, 'e')"
+        )
+        new_id = conn.exec_driver_sql("SELECT id FROM nodes WHERE name = 'new'").scalar()
+        # the cascade still works after the rebuild
+        conn.exec_driver_sql("DELETE FROM nodes WHERE id = 2")
+        assert conn.exec_driver_sql("SELECT count(*) FROM shares").scalar() == 0
+    assert new_id == 4
+    db.dispose()

@@ -3,6 +3,7 @@ copies, garbage collection and user removal."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -231,3 +232,24 @@ def test_default_quota_from_config(tmp_path: Path) -> None:
         assert s.files.resolve(dora, "/big") is None
     finally:
         s.close()
+
+
+def test_a_stale_node_id_never_names_a_newer_node(svc: Services) -> None:
+    # SQLite used to hand a deleted row's id (when it was the largest) to the next insert, so a
+    # request holding the old entry acted on the newcomer (found by the soak test).
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    svc.files.write(alice, home, "x.txt", b"x")
+    stale = svc.files.resolve(alice, "/x.txt")
+    assert stale is not None
+    svc.files.delete(alice, stale)
+    folder = svc.files.mkdir(alice, home, "Important")
+    svc.files.write(alice, folder, "thesis.doc", b"chapter one")
+    assert folder.id != stale.id
+    with contextlib.suppress(NotFound):  # deleting what is gone may be refused or a no-op
+        svc.files.delete(alice, stale)
+    thesis = svc.files.resolve(alice, "/Important/thesis.doc")
+    assert thesis is not None
+    with svc.files.open_read(alice, thesis) as f:
+        assert f.read() == b"chapter one"
