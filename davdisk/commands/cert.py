@@ -6,7 +6,6 @@ import argparse
 import shlex
 from pathlib import Path
 
-from davdisk import tls
 from davdisk.config import Config
 from davdisk.errors import UsageError
 
@@ -40,6 +39,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
             f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
             "davdisk never overwrites a certificate or key: remove them or choose another --out"
         )
+    from davdisk import tls  # cryptography.x509: only this command pays for the import
+
     hosts = args.host or tls.default_hosts()
     cert, cert_pem, key_pem = tls.self_signed(hosts, args.days)
     out.mkdir(parents=True, exist_ok=True)

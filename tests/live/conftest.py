@@ -16,16 +16,19 @@ Helpers (import them from ``tests.live.conftest``): ``cli``, ``add_user``, ``pro
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import http.client
 import itertools
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -72,6 +75,19 @@ def wait_until(
 # --------------------------------------------------------------------------- CLI
 
 
+# Every CLI call and server of the harness reads this config first; a test's own ``--config``
+# comes later on the command line and wins. Many tests send wrong credentials dozens of times from
+# 127.0.0.1 and expect 401 each time, which login throttling would answer with 429 after five;
+# and bcrypt at cost 4 instead of 12 saves about a quarter of the suite's CPU (every user added,
+# every server's dummy hash, every first login). Throttling and login timing are tested with
+# configs of their own (test_throttle.py).
+HARNESS_CONFIG = "[auth]\nthrottle_free_failures = 1000000\nbcrypt_cost = 4\n"
+_HARNESS_DIR = Path(tempfile.mkdtemp(prefix="davdisk-harness-"))
+HARNESS_CONFIG_FILE = _HARNESS_DIR / "harness.toml"
+HARNESS_CONFIG_FILE.write_text(HARNESS_CONFIG)
+atexit.register(shutil.rmtree, _HARNESS_DIR, True)
+
+
 def _env() -> dict[str, str]:
     env = os.environ.copy()
     old = env.get("PYTHONPATH")
@@ -81,7 +97,7 @@ def _env() -> dict[str, str]:
 
 
 def davdisk_argv(data_dir: Path | None, *args: str) -> list[str]:
-    argv = [sys.executable, "-m", "davdisk"]
+    argv = [sys.executable, "-m", "davdisk", "--config", str(HARNESS_CONFIG_FILE)]
     if data_dir is not None:
         argv += ["--data-dir", str(data_dir)]
     return argv + list(args)
@@ -226,11 +242,6 @@ class Server:
 
 _counter = itertools.count()
 
-# Servers started without a config of their own get this one. Many tests send wrong credentials
-# dozens of times from 127.0.0.1 and expect 401 each time; login throttling would answer 429
-# after five. Throttling itself is tested with its own configs (test_throttle.py).
-HARNESS_CONFIG = "[auth]\nthrottle_free_failures = 1000000\n"
-
 
 def start_server(
     data_dir: Path,
@@ -242,10 +253,7 @@ def start_server(
     n = next(_counter)
     log_path = log_dir / f"server-{n}.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed by Server.stop/kill
-    if config is None:
-        config = log_dir / "harness.toml"
-        config.write_text(HARNESS_CONFIG)
-    global_args = ("--config", str(config))
+    global_args = ("--config", str(config)) if config is not None else ()
     proc = subprocess.Popen(
         davdisk_argv(
             data_dir, *global_args, "serve", "--host", "127.0.0.1", "--port", "0", *extra_args

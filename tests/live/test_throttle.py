@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live.conftest import ALICE, BOB, USERS, Server, ServerFactory, wait_until
+from tests.live.conftest import ALICE, BOB, USERS, Server, ServerFactory, cli, wait_until
 
 WRONG = "not-the-password"
 OTHER_ADDRESS = "127.0.0.2"
@@ -147,9 +147,18 @@ def test_lockout_is_shared_by_two_processes(server_factory: ServerFactory, tmp_p
 
 
 @pytest.mark.serial
-def test_unknown_user_costs_as_much_as_a_wrong_password(server: Server) -> None:
-    """The harness config allows a million free failures, so nothing here is throttled; bcrypt
-    runs at its default cost (12). Wrong app-password-shaped passwords too."""
+def test_unknown_user_costs_as_much_as_a_wrong_password(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Nothing here is throttled (a million free failures), and bcrypt runs at its default cost
+    (12), for alice's hash and the dummy alike. Wrong app-password-shaped passwords too."""
+    config = tmp_path / "timing.toml"
+    config.write_text("[auth]\nbcrypt_cost = 12\nthrottle_free_failures = 1000000\n")
+    data_dir = tmp_path / "timing-data"
+    proc = cli(data_dir, "--config", str(config), "user", "add", ALICE, "--password-stdin",
+               input=USERS[ALICE] + "\n")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    server = server_factory(data_dir, config=config)
     token_like = "davdisk_" + "x" * 43
     arms = {
         "wrong password": (ALICE, WRONG),
