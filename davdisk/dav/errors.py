@@ -56,30 +56,6 @@ def _status_line(e: DAVError) -> str:
     return line
 
 
-# cheroot reads the unread rest of a Content-Length body before answering, but not of a chunked
-# one: it closes the connection on a client still sending, who then sees a reset, not the answer
-# (a chunked PUT refused with 409/423/507). Read up to this much of it; beyond, close after all.
-_DRAIN_LIMIT = 16 << 20
-
-
-def _drain_chunked_body(environ: dict[str, Any]) -> None:
-    if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-        return
-    if environ.get("wsgidav.all_input_read"):
-        return
-    stream = environ["wsgi.input"]
-    left = _DRAIN_LIMIT
-    try:
-        while left > 0:
-            data = stream.read(min(left, 1 << 16))
-            if not data:
-                environ["wsgidav.all_input_read"] = 1  # the connection can be kept
-                return
-            left -= len(data)
-    except Exception:  # best effort: a broken body just closes the connection
-        return
-
-
 def _page(e: DAVError) -> tuple[str, bytes]:
     if e.err_condition is not None:
         return "application/xml; charset=utf-8", e.err_condition.as_string().encode()
@@ -139,7 +115,6 @@ class ErrorPages(BaseMiddleware):
             if started:
                 # Headers (and part of the body) are out: all we can do is cut the response.
                 raise
-            _drain_chunked_body(environ)
             status = _status_line(e)
             if e.value in (HTTP_NOT_MODIFIED, HTTP_NO_CONTENT):
                 start_response(status, [("Content-Length", "0")])

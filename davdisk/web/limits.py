@@ -12,8 +12,13 @@ Every request passes here before authentication or WebDAV handling:
   read here, at most ``max_xml_body`` bytes (413 beyond), and handed on from memory with its
   exact length; XML bodies are vetted by ``web/xml_guard.py`` first (400).
 
-A body left unread by the answer is not drained by the server: the connection is closed
-instead (``web/connection.py``), so a refused 10 GiB upload costs neither memory nor time.
+A body the answer left unread is read and discarded here, in small steps, up to
+``DRAIN_LIMIT`` bytes, so the client (which may still be sending: a PUT refused with 409 or
+423) gets the answer instead of a reset and the connection stays usable. Anything larger, or a
+body the client has not started to send (``Expect: 100-continue``), closes the connection after
+the answer instead (``web/connection.py``): a refused 10 GiB upload costs neither memory nor
+time. (cheroot itself would read a Content-Length remainder in one ``read()`` - all of it in
+memory - and would not read a chunked one at all.)
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Bodies WsgiDAV parses as XML (request_server.py: do_PROPFIND, do_PROPPATCH, do_LOCK).
 XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "LOCK"})
-# An unread body up to this size is left for the server to drain, keeping the connection.
-DRAIN_LIMIT = 64 * 1024
+# An unread body up to this size is read and discarded after an answer, keeping the connection.
+DRAIN_LIMIT = 16 << 20
+_DRAIN_STEP = 64 * 1024
 
 
 class Refused(Exception):
@@ -106,7 +112,7 @@ class RequestLimits:
             return self._refuse(environ, start_response, e, body)
 
         def answer(status: str, headers: list[Any], exc_info: Any = None) -> Any:
-            _close_if_unread(environ, body)
+            _settle_unread(environ, body)
             return start_response(status, headers, exc_info)
 
         return self.app(environ, answer)
@@ -190,7 +196,7 @@ class RequestLimits:
         logger.info(
             "refused %s (%d): %s", environ.get("REQUEST_METHOD"), refusal.status, refusal.reason
         )
-        _close_if_unread(environ, body)
+        _settle_unread(environ, body)
         page = f"{refusal.status} {HTTPStatus(refusal.status).phrase}\n{refusal.reason}\n"
         data = b"" if environ.get("REQUEST_METHOD") == "HEAD" else page.encode()
         start_response(
@@ -203,10 +209,29 @@ class RequestLimits:
         return [data]
 
 
-def _close_if_unread(environ: dict[str, Any], body: TrackedInput | None) -> None:
-    """Answering with a (large or unknown) part of the body unread: close, do not drain."""
+def _settle_unread(environ: dict[str, Any], body: TrackedInput | None) -> None:
+    """Before an answer that left (part of) the body unread: read and discard up to
+    DRAIN_LIMIT of it; if more remains, or the client awaits a 100 Continue we never sent,
+    close the connection after the answer."""
     unread = None if body is None else body.unread
-    if unread is None or unread > DRAIN_LIMIT:
+    small = unread is None or unread <= DRAIN_LIMIT  # None: chunked, size unknown
+    if body is not None and unread != 0 and small and not _awaits_continue(environ, body):
+        body.limit = None  # draining is not storing: no TooLarge here
+        left = DRAIN_LIMIT
+        try:
+            while body.unread != 0 and left > 0:
+                chunk = body.read(min(_DRAIN_STEP, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except Exception:  # a client that hangs up or sends a broken body: just close
+            logger.debug("could not drain a request body", exc_info=True)
+    if body is None or body.unread != 0:
         close = environ.get(CLOSE_CONNECTION)
         if close is not None:
             close()
+
+
+def _awaits_continue(environ: dict[str, Any], body: TrackedInput) -> bool:
+    # Reading would make cheroot send "100 Continue" and the client the whole body for nothing.
+    return body.consumed == 0 and "100-continue" in environ.get("HTTP_EXPECT", "").lower()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import re
 import select
 import socket
@@ -328,6 +329,23 @@ def test_unread_bodies_close_the_connection_instead_of_filling_memory(srv: Serve
     # A small unread body is drained as usual: the connection stays open for the next request.
     small = exchange(srv, "PUT", "/dav/x.bin", body=b"tiny", user=None)
     assert small.status == 401 and not small.closed
+
+
+def test_refused_puts_still_sending_get_their_answer(srv: Server) -> None:
+    """A PUT refused before its body was read (no parent: 409), by a client that sends the whole
+    body before it reads the answer, as requests does: the client gets the 409, not a reset
+    (found by the soak test), with Content-Length and chunked, and the connection stays open."""
+    s = srv.session(ALICE)
+    body = os.urandom(3 << 20)
+    for attempt in range(3):
+        r = s.put(srv.dav + f"missing-parent/x{attempt}.bin", data=body)
+        assert r.status_code == 409, r.text
+        r = s.put(srv.dav + f"missing-parent/y{attempt}.bin", data=iter([body[:1000], body]))
+        assert r.status_code == 409, r.text
+    kept = exchange(srv, "PUT", "/dav/missing-parent/z.bin", body=body)
+    assert kept.status == 409 and not kept.closed
+    chunked = exchange(srv, "PUT", "/dav/missing-parent/z.bin", body=[body], chunked=True)
+    assert chunked.status == 409 and not chunked.closed
 
 
 # --------------------------------------------------------------------------- URL, path, headers
