@@ -474,15 +474,34 @@ class File(_WritableMixin, _NodeMixin, DAVNonCollection):
         DAVNonCollection.__init__(self, path, environ)
         self._init_node(entry, actor, self.provider.files)
         self._stream = None
+        self._pinned = False
+        self._reader: BinaryIO | None = None
+
+    def _pin_for_get(self) -> None:
+        """On a GET, open the content before the first header is computed from ``entry``, so
+        headers and bytes come from one version: a concurrent overwrite removes the blob
+        ``entry`` names (an open blob survives that; one already gone means newer content,
+        which is then opened and described instead)."""
+        if not self._pinned and self.environ.get("REQUEST_METHOD") == "GET":
+            self._pinned = True
+            with dav_errors():
+                self.entry, self._reader = self.files.open_current(self.actor, self.entry)
 
     def get_content_length(self) -> int:
+        self._pin_for_get()
         return self.entry.size
 
     def get_content_type(self) -> str:
+        self._pin_for_get()
         return self.entry.content_type or "application/octet-stream"
 
     def get_etag(self) -> str:
+        self._pin_for_get()
         return self.entry.etag
+
+    def get_last_modified(self) -> float:
+        self._pin_for_get()
+        return self.entry.mtime
 
     def support_etag(self) -> bool:
         return True
@@ -491,6 +510,10 @@ class File(_WritableMixin, _NodeMixin, DAVNonCollection):
         return True
 
     def get_content(self) -> BinaryIO:
+        self._pin_for_get()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            return reader
         with dav_errors():
             return self.files.open_read(self.actor, self.entry)
 

@@ -221,6 +221,28 @@ class Files:
             raise
         return VerifiedReader(reader, entry.blob_id)
 
+    def open_current(self, actor: Actor, entry: Entry) -> tuple[Entry, BinaryIO]:
+        """:meth:`open_read` of the file's current content: (the entry as opened, its reader).
+
+        An overwrite commits a new blob and then removes the old one, so a request that looked
+        ``entry`` up just before may find its blob gone; the file then has newer content, which
+        this opens instead (with the entry that describes it). Once open, a blob stays readable
+        even if it is removed. A blob missing although the file still names it is damage, and
+        raises as :meth:`open_read` does.
+        """
+        for _ in range(10):
+            try:
+                return entry, self.open_read(actor, entry)
+            except (FileNotFoundError, NotFound):
+                with self.db.read() as conn:
+                    fresh = store.get_node(conn, entry.id)
+                if fresh is None:
+                    raise NotFound(repr(entry.name)) from None
+                if fresh.blob_id == entry.blob_id:
+                    raise
+                entry = replace(fresh, name=entry.name)  # a share mount keeps its name
+        raise Conflict(f"{entry.name!r} changes faster than it can be read")
+
     def usage(self, actor: Actor, folder: Entry | None = None) -> tuple[int, int | None]:
         """(bytes used, bytes still available) of whoever owns ``folder`` (default: the
         actor): their quota's remainder, or the blob store's free space if that is smaller."""

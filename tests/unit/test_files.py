@@ -253,3 +253,30 @@ def test_a_stale_node_id_never_names_a_newer_node(svc: Services) -> None:
     assert thesis is not None
     with svc.files.open_read(alice, thesis) as f:
         assert f.read() == b"chapter one"
+
+
+def test_open_current_follows_an_overwrite_that_removed_the_old_blob(svc: Services) -> None:
+    # A GET that looked the file up just before a PUT replaced it (and removed the old blob)
+    # used to fail with a 500 (found by the soak test); it now reads the new version.
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    svc.files.write(alice, home, "doc.txt", b"old content")
+    stale = svc.files.resolve(alice, "/doc.txt")
+    assert stale is not None
+    svc.files.write(alice, home, "doc.txt", b"new, longer content")
+    with pytest.raises(NotFound):
+        svc.files.open_read(alice, stale).close()  # the old blob is gone
+    entry, reader = svc.files.open_current(alice, stale)
+    with reader:
+        assert reader.read() == b"new, longer content"
+    assert (entry.id, entry.size) == (stale.id, len(b"new, longer content"))
+    assert entry.etag != stale.etag
+    # ... and once open, a reader keeps its version through the next overwrite.
+    entry, reader = svc.files.open_current(alice, entry)
+    svc.files.write(alice, home, "doc.txt", b"third")
+    with reader:
+        assert reader.read() == b"new, longer content"
+    svc.files.delete(alice, entry)
+    with pytest.raises(NotFound):
+        svc.files.open_current(alice, entry)
