@@ -48,7 +48,13 @@ def serve(services: Services, host: str, port: int) -> int:
         numthreads=config.get("server", "threads"),
         server_name="davdisk",
         timeout=60,
+        # The listen backlog: cheroot's default of 5 resets clients that open many connections
+        # at once (Explorer does; so does the 50-client soak test).
+        request_queue_size=128,
     )
+    # cheroot keeps at most 10 idle keep-alive connections by default and closes the rest after
+    # each answer; Explorer, Finder and sync clients keep dozens open.
+    server.keep_alive_conn_limit = max(256, 4 * config.get("server", "threads"))
     # cheroot answers 413/414 itself when the request line and headers exceed this.
     server.max_request_header_size = config.get("limits", "max_header_bytes")
     # Close, rather than drain into memory, a request body the answer left unread (web/limits.py).

@@ -211,6 +211,16 @@ class SQLLockManager(LockManager):
         with self._public_errors(), self.storage.exclusive():
             return super().acquire(**kwargs)
 
+    def is_token_locked_by_user(self, token: str, principal: str) -> bool:
+        """False only when the lock exists and belongs to someone else.
+
+        WsgiDAV's UNLOCK first checks that the lock is on the URL, then (a second query) that
+        it is the requester's; a lock that expires or is removed between the two used to get a
+        403 "created by another user" for its own owner (seen in the soak test). A lock that is
+        gone is no one else's: UNLOCK then removes nothing and answers 204."""
+        lock = self.get_lock(token)
+        return lock is None or lock["principal"] == principal
+
     def check_write_permission(self, **kwargs: Any) -> None:
         with self._public_errors():
             super().check_write_permission(**kwargs)
