@@ -1,0 +1,1 @@
+"""Side-by-side WebDAV benchmark: davdisk against plain WsgiDAV and ``rclone serve webdav``."""

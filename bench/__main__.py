@@ -1,0 +1,175 @@
+"""``scripts/bench``: run the same WebDAV work against davdisk, WsgiDAV and rclone in turn.
+
+One server runs at a time (so they do not compete for the cores), each on a fresh folder, driven
+by the same client code. Prints a table of absolute figures and davdisk/peer ratios and writes
+``results-<time>.json`` (and a PNG chart when matplotlib is installed) to ``--out``.
+Ratios are reported, never enforced: the exit status is non-zero only if some work failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+from bench import report, work
+from bench.servers import STARTERS, RssSampler, seed_folders
+
+
+def run_peer(
+    name: str, params: work.Params, tmp: Path, src: Path, sha: str, out: dict[str, float]
+) -> None:
+    """Start one server, run every phase against it, stop it; put its figures in ``out``."""
+    peer_dir = tmp / name
+    peer_dir.mkdir()
+    peer = STARTERS[name](peer_dir)
+    sampler = RssSampler(peer.pid)
+    size = params.big_mib * work.MIB
+
+    def record(phase: str, figures: dict[str, float], rss: dict[str, float], rss_key: str) -> None:
+        for key, value in figures.items():
+            out[f"{phase}.{key}"] = value
+        # Phases that share an RSS row (the listings) keep the highest peak.
+        out[f"rss.{rss_key}"] = max(rss["peak_rss_mib"], out.get(f"rss.{rss_key}", 0.0))
+
+    def step(phase: str) -> None:
+        print(f"  {name}: {phase}", flush=True)
+
+    try:
+        step("big_put")
+        with sampler.phase() as rss:
+            figures = work.big_put(peer, src, size, "big.bin")
+        record("big_put", figures, rss, "big_put")
+        step("big_get")
+        with sampler.phase() as rss:
+            figures = work.big_get(peer, "big.bin", size, tmp / "big.get", sha)
+        record("big_get", figures, rss, "big_get")
+        step("chunked_put")
+        with sampler.phase() as rss:
+            figures = work.big_put_chunked(peer, src, size, "big-chunked.bin")
+        record("chunked_put", figures, rss, "chunked_put")
+        work.verify_sha256(peer, "big-chunked.bin", sha)
+        step("range")
+        with sampler.phase() as rss:
+            figures = work.range_gets(peer, "big.bin", src, size, params.range_requests)
+        record("range", figures, rss, "range")
+        step("small_put")
+        with sampler.phase() as rss:
+            figures = work.small_puts(peer, params.small_puts, params.small_clients)
+        record("small_put", figures, rss, "small_put")
+        step("auth_get")
+        with sampler.phase() as rss:
+            figures = work.auth_gets(peer, params.get_seconds, params.get_clients)
+        record("auth_get", figures, rss, "auth_get")
+        # Folders of many files are made while the server is stopped, then it restarts.
+        step("seeding folders (server restarts)")
+        sampler.close()
+        peer.stop()
+        specs = [(f"list{n}", n) for n in params.listing_sizes]
+        specs.append(("tomove", params.move_files))
+        seconds = time.perf_counter()
+        seed_folders(name, peer_dir, specs)
+        out["seed.s"] = time.perf_counter() - seconds
+        peer = STARTERS[name](peer_dir)
+        sampler = RssSampler(peer.pid)
+        for n in params.listing_sizes:
+            step(f"propfind {n}")
+            with sampler.phase() as rss:
+                figures = work.propfind(peer, f"list{n}", n, params.listing_repeats)
+            record(f"propfind_{n}", figures, rss, "propfind")
+        n = params.move_files
+        step(f"move {n}")
+        with sampler.phase() as rss:
+            figures = work.move_folder(peer, "tomove", n)
+        record(f"move_{n}", figures, rss, "move")
+    finally:
+        sampler.close()
+        peer.stop()
+        shutil.rmtree(peer_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run (< 2 min)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench-results"), help="folder for JSON and PNG"
+    )
+    parser.add_argument(
+        "--servers",
+        default=",".join(STARTERS),
+        help="comma-separated subset of: " + ", ".join(STARTERS),
+    )
+    args = parser.parse_args(argv)
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = [s for s in servers if s not in STARTERS]
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(unknown)}")
+    if "rclone" in servers and shutil.which("rclone") is None:
+        print("warning: rclone not installed; skipping it", file=sys.stderr)
+        servers.remove("rclone")
+    if shutil.which("curl") is None:
+        parser.error("curl is required")
+
+    params = work.Params.quick() if args.quick else work.Params()
+    info = report.machine()
+    print(report.banner(info), flush=True)
+    started = time.perf_counter()
+    results: dict[str, dict[str, float]] = {}
+    errors: dict[str, str] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="davdisk-bench-"))
+    try:
+        src = tmp / "big.src"
+        print(f"making a {params.big_mib} MiB random file", flush=True)
+        sha = work.make_big_file(src, params.big_mib)
+        for name in servers:
+            print(f"== {name}", flush=True)
+            results[name] = {}
+            try:
+                run_peer(name, params, tmp, src, sha, results[name])
+            except Exception as exc:  # report and go on with the other peers
+                traceback.print_exc()
+                errors[name] = f"{type(exc).__name__}: {exc}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+
+    rows = report.metrics(params.listing_sizes, params.move_files)
+    print()
+    print(report.banner(info))
+    print(
+        f"mode: {'quick' if args.quick else 'full'}, big file {params.big_mib} MiB, "
+        f"run time {elapsed:.0f} s"
+    )
+    print(report.table(rows, results))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    json_path = args.out / f"results-{stamp}.json"
+    report.write_json(
+        json_path,
+        {
+            "machine": info,
+            "mode": "quick" if args.quick else "full",
+            "params": asdict(params),
+            "seconds": elapsed,
+            "metrics": [asdict(m) for m in rows],
+            "results": results,
+            "errors": errors,
+        },
+    )
+    print(f"wrote {json_path}")
+    png_path = json_path.with_suffix(".png")
+    if report.write_chart(png_path, rows, results):
+        print(f"wrote {png_path}")
+    else:
+        print("no chart: matplotlib is not installed (pip install -e '.[bench]')")
+    return report.exit_code(errors)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
