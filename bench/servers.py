@@ -76,6 +76,18 @@ def _wait_port(peer: Peer, port: int) -> None:
     raise RuntimeError(f"{peer.name} did not listen on port {port}; see {peer.log_path}")
 
 
+def _serving(peer: Peer, port: int, root: Path) -> Peer:
+    """A filesystem peer once it accepts connections on ``port`` (stopped if it never does)."""
+    peer.base_url = f"http://127.0.0.1:{port}/"
+    peer.root = root
+    try:
+        _wait_port(peer, port)
+    except RuntimeError:
+        peer.stop()
+        raise
+    return peer
+
+
 def _spawn(name: str, argv: list[str], work: Path, env: dict[str, str] | None = None) -> Peer:
     log_path = work / f"{name}.log"
     log_file = open(log_path, "ab")  # noqa: SIM115 - closed by Peer.stop; restarts append
@@ -142,14 +154,7 @@ def start_wsgidav(work: Path) -> Peer:
     config_path.write_text(json.dumps(config))
     wsgidav = Path(sys.executable).with_name("wsgidav")
     peer = _spawn("wsgidav", [str(wsgidav), "--config", str(config_path)], work)
-    peer.base_url = f"http://127.0.0.1:{port}/"
-    peer.root = root
-    try:
-        _wait_port(peer, port)
-    except RuntimeError:
-        peer.stop()
-        raise
-    return peer
+    return _serving(peer, port, root)
 
 
 def start_rclone(work: Path) -> Peer:
@@ -172,14 +177,7 @@ def start_rclone(work: Path) -> Peer:
         str(work / "rclone.conf"),  # missing file: no user config is read
     ]
     peer = _spawn("rclone", argv, work)
-    peer.base_url = f"http://127.0.0.1:{port}/"
-    peer.root = root
-    try:
-        _wait_port(peer, port)
-    except RuntimeError:
-        peer.stop()
-        raise
-    return peer
+    return _serving(peer, port, root)
 
 
 def seed_folders(name: str, work: Path, specs: list[tuple[str, int]]) -> None:

@@ -120,10 +120,6 @@ def build_app(services: Services) -> WSGIApp:
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ["REQUEST_METHOD"]
-        raw_path = environ.get("REQUEST_URI", "").split("?", 1)[0]
-        if "%2f" in raw_path.lower():
-            # An encoded slash would be a '/' inside a name; names cannot hold one.
-            return _simple(start_response, "400 Bad Request", b"encoded '/' in path\n")
         if method == "OPTIONS" and path in ("/", "*", DAV_PREFIX, DAV_PREFIX + "/"):
             # Windows' mini-redirector probes these before it sends credentials.
             return _simple(start_response, "200 OK", b"", [*DAV_HEADERS, ("Allow", ROOT_ALLOW)])

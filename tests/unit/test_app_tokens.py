@@ -4,28 +4,15 @@ most once a minute, revoked, and removed with their user; and the login flow aro
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from davdisk import config as config_mod
 from davdisk.auth.app_tokens import TOUCH_EVERY, AppTokens, token_hash
 from davdisk.auth.domain import Authenticator
 from davdisk.auth.throttle import LoginThrottled, Throttle
 from davdisk.errors import NotFound, UsageError
 from davdisk.services import Services
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Services]:
-    cfg = config_mod.load(None, data_dir=tmp_path / "data")
-    cfg.set("auth", "bcrypt_cost", 4, "test")
-    s = Services.open(cfg, create=True)
-    s.admin.add_user("alice", "alice-password-1")
-    s.admin.add_user("bob", "bob-password-22")
-    yield s
-    s.close()
 
 
 def user_id(svc: Services, name: str) -> int:

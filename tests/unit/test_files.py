@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +24,6 @@ from davdisk.errors import (
 )
 from davdisk.files.api import Actor
 from davdisk.services import Services
-
-
-@pytest.fixture
-def svc(tmp_path: Path) -> Iterator[Services]:
-    cfg = config_mod.load(None, data_dir=tmp_path / "data")
-    cfg.set("auth", "bcrypt_cost", 4, "test")
-    s = Services.open(cfg, create=True)
-    s.admin.add_user("alice", "alice-password-1")
-    s.admin.add_user("bob", "bob-password-22")
-    yield s
-    s.close()
 
 
 def _actor(svc: Services, name: str) -> Actor:
