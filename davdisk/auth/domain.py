@@ -6,7 +6,9 @@
 2. a credential this process verified recently passes (``passwords.CredentialCache``);
 3. an app password of this user passes (one indexed query; never cached, so a revoked one
    fails on the next request);
-4. otherwise the database's lockout state is read and the password is checked with bcrypt.
+4. otherwise the database's lockout state is read and the password is checked with bcrypt,
+   one check at a time per (user, password): concurrent requests with the same new
+   credentials wait for the first one's verdict rather than each paying for bcrypt.
 
 Unknown users go through the same steps (a token lookup, a bcrypt check against a dummy hash, a
 counted failure), so response times and lockouts do not reveal which names exist.
@@ -61,12 +63,15 @@ class Authenticator:
             password, actor.id if actor is not None else None
         ):
             return actor
-        self.throttle.check_shared(attempt)
-        if check_password(password, password_hash) and actor is not None:
-            self.throttle.success(attempt)
-            self._cache.add(user_name, password, password_hash)
-            return actor
-        self.throttle.failure(attempt)
+        with self._cache.verifying(user_name, password):
+            if actor is not None and self._cache.hit(user_name, password, password_hash):
+                return actor  # verified by another request while this one waited
+            self.throttle.check_shared(attempt)
+            if check_password(password, password_hash) and actor is not None:
+                self.throttle.success(attempt)
+                self._cache.add(user_name, password, password_hash)
+                return actor
+            self.throttle.failure(attempt)
         if actor is None:
             logger.info("login failed: unknown user")
         else:

@@ -14,6 +14,9 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import bcrypt
 
@@ -49,10 +52,33 @@ class CredentialCache:
         self._secret = secrets.token_bytes(32)
         self._entries: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()
+        # Pairs being verified now: a lock each, and how many threads hold or wait for it.
+        self._verifying: dict[bytes, list[Any]] = {}
 
     def _key(self, user: str, password: str) -> bytes:
         msg = user.encode("utf-8") + b"\0" + password.encode("utf-8")
         return hmac.new(self._secret, msg, hashlib.sha256).digest()
+
+    @contextmanager
+    def verifying(self, user: str, password: str) -> Iterator[None]:
+        """Held while one (user, password) pair is checked with bcrypt: a client that opens
+        several connections at once (Explorer, rclone's transfers, a benchmark's threads) sends
+        the same new credentials on each, and all but the first then wait for its verdict and
+        find it in the cache instead of each spending a bcrypt check (~0.25 s of CPU)."""
+        key = self._key(user, password)
+        with self._lock:
+            waiting = self._verifying.get(key)
+            if waiting is None:
+                waiting = self._verifying[key] = [threading.Lock(), 0]
+            waiting[1] += 1
+        try:
+            with waiting[0]:
+                yield
+        finally:
+            with self._lock:
+                waiting[1] -= 1
+                if waiting[1] == 0:
+                    del self._verifying[key]
 
     def hit(self, user: str, password: str, password_hash: str) -> bool:
         """True if this pair was verified against this very hash within the ttl."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 from wsgidav.dav_error import DAVError, DAVErrorCondition
 from wsgidav.lock_man.lock_manager import (
     LockManager,
@@ -34,6 +34,19 @@ DEFAULT_TIMEOUT = 604800  # 1 week: what WsgiDAV grants when the client asks for
 MAX_TIMEOUT = 4 * 604800
 
 
+# WsgiDAV asks for the locks on and around a URL several times per write request (nine for
+# a PUT): built once, these cost ~50 us each instead of ~400 (see meta/store.py).
+_NOT_EXPIRED = locks.c.expire >= bindparam("now")
+_ON_ROOT = locks.c.root == bindparam("root")
+_UNDER = func.substr(locks.c.root, 1, bindparam("prefix_length")) == bindparam("prefix")
+_LOCK_LISTS = {
+    (True, False): select(locks).where(_ON_ROOT, _NOT_EXPIRED),
+    (False, True): select(locks).where(_UNDER, _NOT_EXPIRED),
+    (True, True): select(locks).where(_ON_ROOT | _UNDER, _NOT_EXPIRED),
+}
+_LOCK_COLUMNS = tuple(c.name for c in locks.c)
+
+
 def _lock_dict(row: Any) -> dict[str, Any]:
     return {
         "token": row.token,
@@ -46,6 +59,13 @@ def _lock_dict(row: Any) -> dict[str, Any]:
         "timeout": row.timeout,
         "expire": row.expire,
     }
+
+
+class _Row(dict[str, Any]):
+    """A driver row by column name, read as attributes like SQLAlchemy's rows."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self[name]
 
 
 class SQLLockStorage:
@@ -152,21 +172,21 @@ class SQLLockStorage:
     def get_lock_list(
         self, path: str, *, include_root: bool, include_children: bool, token_only: bool
     ) -> list[Any]:
-        path = normalize_lock_root(path)
-        conds = []
-        if include_root:
-            conds.append(locks.c.root == path)
-        if include_children:
-            prefix = path.rstrip("/") + "/"
-            conds.append(func.substr(locks.c.root, 1, len(prefix)) == prefix)
-        if not conds:
+        if not (include_root or include_children):
             return []
-        cond = conds[0] if len(conds) == 1 else conds[0] | conds[1]
-        with self._conn() as conn:
-            rows = conn.execute(select(locks).where(cond, locks.c.expire >= time.time())).all()
+        path = normalize_lock_root(path)
+        prefix = path.rstrip("/") + "/"
+        statement = _LOCK_LISTS[include_root, include_children]
+        params = {"root": path, "prefix": prefix, "prefix_length": len(prefix), "now": time.time()}
+        current = getattr(self._tx, "conn", None)
+        if current is not None:  # inside acquire(): read on its transaction
+            rows = [tuple(r) for r in current.execute(statement, params)]
+        else:  # one statement needs no transaction of its own
+            rows = self._db.read_all(statement, params)
+        found = [_lock_dict(_Row(zip(_LOCK_COLUMNS, r, strict=True))) for r in rows]
         if token_only:
-            return [r.token for r in rows]
-        return [_lock_dict(r) for r in rows]
+            return [lock["token"] for lock in found]
+        return found
 
     def remove_under(self, path: str) -> None:
         """Drop every lock on ``path`` and below (the resources are gone)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from typing import cast
 
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import Connection, Table, bindparam, func, insert, select
 
 from davdisk.crypto import keys
 from davdisk.errors import UnknownKeyVersion
@@ -28,6 +28,14 @@ from davdisk.meta.db import Database
 from davdisk.meta.models import Mutex, UserKey
 
 user_keys = cast(Table, UserKey.__table__)
+
+# Asked on every upload; built once (see meta/store.py on why).
+_NEWEST_KEY = (
+    select(user_keys.c.version, user_keys.c.wrapped_key, user_keys.c.master_key_id)
+    .where(user_keys.c.user_id == bindparam("user_id"))
+    .order_by(user_keys.c.version.desc())
+    .limit(1)
+)
 mutexes = cast(Table, Mutex.__table__)
 
 
@@ -80,16 +88,11 @@ class Keyring:
 
     def current(self, user_id: int) -> tuple[int, bytes]:
         """(version, key) that new blobs of this user are written with: the newest version."""
-        with self._db.read() as conn:
-            row = conn.execute(
-                select(user_keys.c.version, user_keys.c.wrapped_key, user_keys.c.master_key_id)
-                .where(user_keys.c.user_id == user_id)
-                .order_by(user_keys.c.version.desc())
-                .limit(1)
-            ).first()
+        row = self._db.read_one(_NEWEST_KEY, {"user_id": user_id})
         if row is None:
             raise UnknownKeyVersion(version=1, user_id=user_id)
-        return row.version, self._unwrap(user_id, row.version, row.wrapped_key, row.master_key_id)
+        version, wrapped, master_key_id = row
+        return version, self._unwrap(user_id, version, wrapped, master_key_id)
 
     def key(self, user_id: int, version: int) -> bytes:
         """The user's key of ``version`` (to read a blob written with it)."""

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Connection,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 
+from davdisk.meta.db import Database
 from davdisk.meta.models import (
     AppToken,
     Blob,
@@ -94,7 +96,45 @@ def _entry(row: Any) -> Entry:
     return Entry(*row)
 
 
+def _entry_of_tuple(row: tuple[Any, ...]) -> Entry:
+    """An Entry from a driver row (``Database.read_one``), whose booleans are 0/1."""
+    values = list(row)
+    values[4] = bool(values[4])
+    return Entry(*values)
+
+
 _live = nodes.c.deleted_at.is_(None)
+
+# The queries every request makes are built once: constructing a select() costs ~250 us of
+# Python per call, executing a prebuilt one ~50 us (SQLAlchemy caches the compiled form either
+# way; what it cannot cache is the construction).
+_USER_COLS = (
+    users.c.id,
+    users.c.name,
+    users.c.password_hash,
+    users.c.root_id,
+    users.c.disabled,
+    users.c.quota_bytes,
+    users.c.used_bytes,
+)
+_GET_USER = select(*_USER_COLS).where(users.c.name == bindparam("name"))
+_GET_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
+_GET_NODE = select(*_NODE_COLS).where(nodes.c.id == bindparam("node_id"), _live)
+_GET_CHILD = select(*_NODE_COLS).where(
+    nodes.c.parent_id == bindparam("parent_id"), nodes.c.name == bindparam("name"), _live
+)
+_LIST_CHILDREN = (
+    select(*_NODE_COLS)
+    .where(nodes.c.parent_id == bindparam("parent_id"), _live)
+    .order_by(nodes.c.name)
+)
+_BLOB_KEY_VERSION = select(blobs.c.key_version).where(blobs.c.id == bindparam("blob_id"))
+_GET_PROPERTIES = select(props.c.name, props.c.value).where(props.c.node_id == bindparam("node_id"))
+_CHILDREN_PROPERTIES = (
+    select(props.c.node_id, props.c.name, props.c.value)
+    .join(nodes, nodes.c.id == props.c.node_id)
+    .where(nodes.c.parent_id == bindparam("parent_id"), _live)
+)
 
 # --- users -----------------------------------------------------------------------------------
 
@@ -112,12 +152,21 @@ def _user(row: Any) -> UserRow:
 
 
 def get_user(conn: Connection, name: str) -> UserRow | None:
-    row = conn.execute(select(users).where(users.c.name == name)).first()
+    row = conn.execute(_GET_USER, {"name": name}).first()
     return _user(row) if row else None
 
 
+def get_user_single(db: Database, name: str) -> UserRow | None:
+    """:func:`get_user` as a single statement outside any transaction (every request's
+    login asks it)."""
+    row = db.read_one(_GET_USER, {"name": name})
+    if row is None:
+        return None
+    return UserRow(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6])
+
+
 def get_user_by_id(conn: Connection, user_id: int) -> UserRow | None:
-    row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    row = conn.execute(_GET_USER_BY_ID, {"user_id": user_id}).first()
     return _user(row) if row else None
 
 
@@ -181,11 +230,16 @@ def delete_user(conn: Connection, user_id: int) -> list[str]:
     return blob_ids
 
 
+_ADD_USED_BYTES = (
+    update(users)
+    .where(users.c.id == bindparam("user_id"))
+    .values(used_bytes=users.c.used_bytes + bindparam("delta"))
+)
+
+
 def add_used_bytes(conn: Connection, user_id: int, delta: int) -> None:
     if delta:
-        conn.execute(
-            update(users).where(users.c.id == user_id).values(used_bytes=users.c.used_bytes + delta)
-        )
+        conn.execute(_ADD_USED_BYTES, {"user_id": user_id, "delta": delta})
 
 
 # --- user keys -------------------------------------------------------------------------------
@@ -219,35 +273,78 @@ def add_user_key(
 
 
 def get_node(conn: Connection, node_id: int) -> Entry | None:
-    row = conn.execute(select(*_NODE_COLS).where(nodes.c.id == node_id, _live)).first()
+    row = conn.execute(_GET_NODE, {"node_id": node_id}).first()
     return _entry(row) if row else None
 
 
 def get_child(conn: Connection, parent_id: int, name: str) -> Entry | None:
-    row = conn.execute(
-        select(*_NODE_COLS).where(nodes.c.parent_id == parent_id, nodes.c.name == name, _live)
-    ).first()
+    row = conn.execute(_GET_CHILD, {"parent_id": parent_id, "name": name}).first()
     return _entry(row) if row else None
 
 
+# Paths this deep are resolved in one query; deeper ones (rare; limits.max_path_depth bounds
+# them) in several of this many steps each.
+RESOLVE_STEP = 12
+_resolve_statements: dict[int, Any] = {}
+
+
+def _resolve_statement(depth: int) -> Any:
+    """SELECT the node at ``depth`` names below ``:parent_id`` (``:name0`` ... ), joining one
+    alias per level over the (parent_id, name) index; every level but the last a live folder."""
+    statement = _resolve_statements.get(depth)
+    if statement is None:
+        levels = [nodes.alias(f"n{i}") for i in range(depth)]
+        where = [levels[0].c.parent_id == bindparam("parent_id")]
+        for i, level in enumerate(levels):
+            where.append(level.c.name == bindparam(f"name{i}"))
+            where.append(level.c.deleted_at.is_(None))
+            if i > 0:
+                where.append(level.c.parent_id == levels[i - 1].c.id)
+            if i < depth - 1:
+                where.append(level.c.is_dir.is_(True))
+        last = levels[-1]
+        statement = select(*[last.c[c.name] for c in _NODE_COLS]).where(*where)
+        _resolve_statements[depth] = statement
+    return statement
+
+
 def resolve(conn: Connection, root_id: int, names: Sequence[str]) -> Entry | None:
-    """Walk ``names`` down from ``root_id``; None if any step is missing or not a folder."""
+    """The node ``names`` lead to from ``root_id``; None if any step is missing or not a
+    folder. One indexed query for up to ``RESOLVE_STEP`` names, whatever the tree's size."""
     if not names:
         return get_node(conn, root_id)
-    node_id = root_id
     entry: Entry | None = None
-    for i, name in enumerate(names):
-        entry = get_child(conn, node_id, name)
-        if entry is None or (not entry.is_dir and i < len(names) - 1):
+    parent_id = root_id
+    for start in range(0, len(names), RESOLVE_STEP):
+        step = names[start : start + RESOLVE_STEP]
+        if entry is not None and not entry.is_dir:
             return None
-        node_id = entry.id
+        params: dict[str, Any] = {f"name{i}": name for i, name in enumerate(step)}
+        params["parent_id"] = parent_id
+        row = conn.execute(_resolve_statement(len(step)), params).first()
+        if row is None:
+            return None
+        entry = _entry(row)
+        parent_id = entry.id
     return entry
 
 
+def resolve_single(db: Database, root_id: int, names: Sequence[str]) -> Entry | None:
+    """:func:`resolve` as a single statement outside any transaction, for paths of up to
+    ``RESOLVE_STEP`` names (None beyond: use :func:`resolve`)."""
+    if not names:
+        row = db.read_one(_GET_NODE, {"node_id": root_id})
+    elif len(names) <= RESOLVE_STEP:
+        params: dict[str, Any] = {f"name{i}": name for i, name in enumerate(names)}
+        params["parent_id"] = root_id
+        row = db.read_one(_resolve_statement(len(names)), params)
+    else:
+        return None
+    return _entry_of_tuple(row) if row is not None else None
+
+
 def list_children(conn: Connection, parent_id: int) -> list[Entry]:
-    rows = conn.execute(
-        select(*_NODE_COLS).where(nodes.c.parent_id == parent_id, _live).order_by(nodes.c.name)
-    ).all()
+    rows = conn.execute(_LIST_CHILDREN, {"parent_id": parent_id}).all()
     return [_entry(r) for r in rows]
 
 
@@ -296,15 +393,25 @@ def _chunks(ids: list[int], n: int = 500) -> Iterable[list[int]]:
         yield ids[i : i + n]
 
 
+_INSERT_NODE = insert(nodes)
+_update_node_statements: dict[frozenset[str], Any] = {}
+
+
 def insert_node(conn: Connection, **values: Any) -> Entry:
-    node_id = conn.execute(insert(nodes).values(**values)).inserted_primary_key[0]  # type: ignore[index]
+    node_id = conn.execute(_INSERT_NODE, values).inserted_primary_key[0]  # type: ignore[index]
     entry = get_node(conn, node_id)
     assert entry is not None
     return entry
 
 
 def update_node(conn: Connection, node_id: int, **values: Any) -> None:
-    conn.execute(update(nodes).where(nodes.c.id == node_id).values(**values))
+    columns = frozenset(values)
+    statement = _update_node_statements.get(columns)
+    if statement is None:  # one per set of columns callers change (a handful)
+        statement = update(nodes).where(nodes.c.id == bindparam("node_id_"))
+        statement = statement.values({c: bindparam(c) for c in sorted(columns)})
+        _update_node_statements[columns] = statement
+    conn.execute(statement, {"node_id_": node_id, **values})
 
 
 def delete_subtree(conn: Connection, node_id: int) -> None:
@@ -358,6 +465,9 @@ def _copy_row(conn: Connection, src: Entry, parent_id: int, name: str, now: floa
 # --- blobs -----------------------------------------------------------------------------------
 
 
+_INSERT_BLOB = insert(blobs)
+
+
 def insert_blob(
     conn: Connection,
     blob_id: str,
@@ -369,20 +479,21 @@ def insert_blob(
     size_cipher: int,
 ) -> None:
     conn.execute(
-        insert(blobs).values(
-            id=blob_id,
-            owner_id=owner_id,
-            node_id=node_id,
-            key_version=key_version,
-            size_plain=size_plain,
-            size_cipher=size_cipher,
-            created_at=time.time(),
-        )
+        _INSERT_BLOB,
+        {
+            "id": blob_id,
+            "owner_id": owner_id,
+            "node_id": node_id,
+            "key_version": key_version,
+            "size_plain": size_plain,
+            "size_cipher": size_cipher,
+            "created_at": time.time(),
+        },
     )
 
 
 def get_blob_key_version(conn: Connection, blob_id: str) -> int | None:
-    return conn.scalar(select(blobs.c.key_version).where(blobs.c.id == blob_id))
+    return conn.scalar(_BLOB_KEY_VERSION, {"blob_id": blob_id})
 
 
 def drop_unreferenced_blobs(conn: Connection, blob_ids: Iterable[str | None]) -> list[str]:
@@ -415,17 +526,13 @@ def unreferenced_blob_ids(conn: Connection) -> list[str]:
 
 
 def get_properties(conn: Connection, node_id: int) -> dict[str, bytes]:
-    rows = conn.execute(select(props.c.name, props.c.value).where(props.c.node_id == node_id))
+    rows = conn.execute(_GET_PROPERTIES, {"node_id": node_id})
     return {name: value for name, value in rows}
 
 
 def get_children_properties(conn: Connection, parent_id: int) -> dict[int, dict[str, bytes]]:
     """Dead properties of every live child of a folder, by node id (one query)."""
-    rows = conn.execute(
-        select(props.c.node_id, props.c.name, props.c.value)
-        .join(nodes, nodes.c.id == props.c.node_id)
-        .where(nodes.c.parent_id == parent_id, _live)
-    )
+    rows = conn.execute(_CHILDREN_PROPERTIES, {"parent_id": parent_id})
     found: dict[int, dict[str, bytes]] = {}
     for node_id, name, value in rows:
         found.setdefault(node_id, {})[name] = value
@@ -514,14 +621,17 @@ def list_shares(conn: Connection, user_id: int | None = None) -> list[ShareRow]:
     return [_share(r) for r in conn.execute(query)]
 
 
+_SHARES_RECEIVED = (
+    select(shares, *[c.label(f"n_{c.name}") for c in _NODE_COLS])
+    .join(nodes, nodes.c.id == shares.c.node_id)
+    .where(shares.c.grantee_id == bindparam("grantee_id"), shares.c.hidden.is_(False), _live)
+    .order_by(shares.c.id)
+)
+
+
 def shares_received(conn: Connection, grantee_id: int) -> list[tuple[ShareRow, Entry]]:
     """The visible user shares a user receives, with the shared node (oldest share first)."""
-    rows = conn.execute(
-        select(shares, *[c.label(f"n_{c.name}") for c in _NODE_COLS])
-        .join(nodes, nodes.c.id == shares.c.node_id)
-        .where(shares.c.grantee_id == grantee_id, shares.c.hidden.is_(False), _live)
-        .order_by(shares.c.id)
-    ).all()
+    rows = conn.execute(_SHARES_RECEIVED, {"grantee_id": grantee_id}).all()
     return [(_share(r), Entry(*r[-len(_NODE_COLS) :])) for r in rows]
 
 

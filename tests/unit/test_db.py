@@ -84,3 +84,43 @@ def test_migration_0004_keeps_every_row_and_reference(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("SELECT count(*) FROM shares").scalar() == 0
     assert new_id == 4
     db.dispose()
+
+
+def test_single_statement_reads_see_every_commit_and_do_not_write(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    import pytest
+    from sqlalchemy import bindparam, select, text
+
+    from davdisk.meta.store import users
+
+    db = Database(f"sqlite:///{tmp_path / 's.db'}")
+    db.migrate()
+    by_name = select(users.c.id, users.c.disabled).where(users.c.name == bindparam("name"))
+    assert db.read_one(by_name, {"name": "ann"}) is None
+    for name in ("ann", "bob"):
+        with db.write() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (name, password_hash, created_at, disabled, quota_bytes,"
+                    " used_bytes) VALUES (:n, 'x', 0, 1, 0, 0)"
+                ),
+                {"n": name},
+            )
+        # Committed by another connection a moment ago: seen at once, booleans as 0/1.
+        row = db.read_one(by_name, {"name": name})
+        assert row is not None and row[1] == 1
+    # A literal LIMIT is a bound parameter of the compiled statement, filled in by itself.
+    assert db.read_all(select(users.c.name).order_by(users.c.name).limit(1), {}) == [("ann",)]
+    # Another thread has its own connection (SQLite connections are per thread).
+    seen: list[object] = []
+    thread = threading.Thread(target=lambda: seen.append(db.read_one(by_name, {"name": "bob"})))
+    thread.start()
+    thread.join()
+    assert seen and seen[0] is not None
+    with pytest.raises(KeyError):  # a forgotten parameter is an error, not a NULL
+        db.read_one(by_name, {})
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        db.read_one(text("DELETE FROM users RETURNING id"), {})
+    db.dispose()

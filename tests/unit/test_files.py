@@ -268,3 +268,15 @@ def test_open_current_follows_an_overwrite_that_removed_the_old_blob(svc: Servic
     svc.files.delete(alice, entry)
     with pytest.raises(NotFound):
         svc.files.open_current(alice, entry)
+
+
+def test_a_missing_blob_the_file_still_names_is_damage(svc: Services) -> None:
+    # Not a 404: the file is listed, its content lost; the server logs it and answers 500.
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    entry = svc.files.write(alice, home, "doc.txt", b"content")
+    assert entry.blob_id is not None
+    svc.files.blobs.delete(entry.blob_id)
+    with pytest.raises(IntegrityError, match="missing"):
+        svc.files.open_current(alice, entry)
