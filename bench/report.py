@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -127,6 +128,19 @@ def table(rows: list[Metric], results: dict[str, dict[str, float]]) -> str:
     return "\n".join(out)
 
 
+def medians(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Per server and figure, the median over the rounds that measured it."""
+    collected: dict[str, dict[str, list[float]]] = {}
+    for figures in rounds:
+        for server, values in figures.items():
+            for key, value in values.items():
+                collected.setdefault(server, {}).setdefault(key, []).append(value)
+    return {
+        server: {key: statistics.median(values) for key, values in by_key.items()}
+        for server, by_key in collected.items()
+    }
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
@@ -175,3 +189,40 @@ def exit_code(errors: dict[str, str]) -> int:
     for server, error in errors.items():
         print(f"error: {server}: {error}", file=sys.stderr)
     return 1 if errors else 0
+
+
+# --- the scale run (scripts/bench --scale) ---------------------------------------------------
+
+
+def scale_table(
+    rows: list[Metric],
+    results: dict[str, dict[str, float]],
+    targeted: tuple[str, ...],
+    target: float,
+) -> str:
+    """Figures of the small and the big database side by side, the ratio big/small, and for the
+    ``targeted`` rows whether it is within ``target``. Rows without a unit are counts."""
+    small, big = results
+    header = ["metric", "unit", small, big, f"{big}/{small}", f"<= {target}x"]
+    lines = [header]
+    for row in rows:
+        a, b = results[small].get(row.key), results[big].get(row.key)
+        ratio = b / a if a and b is not None else None
+        verdict = ""
+        if row.key in targeted and ratio is not None:
+            verdict = "yes" if ratio <= target else "NO"
+        shown = f"{ratio:.2f}x" if ratio is not None else "-"
+        cells = [f"{v:.0f}" if v is not None and not row.unit else _fmt(v) for v in (a, b)]
+        lines.append([row.label, row.unit, *cells, shown, verdict])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        out.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)

@@ -10,6 +10,7 @@ never hold one while reading a request body.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -47,8 +48,10 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed write survives power loss, as the durability promise requires.
-        cur.execute("PRAGMA synchronous=FULL")
+        # NORMAL: SQLite syncs the WAL at checkpoints, not at each commit. Database.write()
+        # syncs it after each commit itself (WalSync), outside the writers' lock, so a committed
+        # write survives power loss as with FULL while commits that wait at once share an fsync.
+        cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -66,6 +69,61 @@ def _sqlite_transaction(engine: Engine, begin: str) -> Iterator[Connection]:
         conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
         with conn.begin():
             yield conn
+
+
+class WalSync:
+    """Group commit for SQLite's write-ahead log: :meth:`sync` returns once an fsync of the WAL
+    that started after the caller's commit has finished.
+
+    What ``synchronous=FULL`` does inside each commit, done after it: under a lock that
+    serialises writers, a per-commit fsync made every writer wait for every earlier writer's
+    fsync (4 KiB PUTs from 8 clients: ~50/s). Here one fsync covers every commit made before it
+    started, and the next writers commit meanwhile. fsync acts on the file, not the descriptor,
+    so a descriptor of our own serves; a WAL that is gone was checkpointed into the database
+    (and synced) by SQLite, so there is nothing left to sync.
+    """
+
+    def __init__(self, wal_path: str) -> None:
+        self._path = wal_path
+        self._cond = threading.Condition()
+        self._requested = 0  # commits that asked for a sync
+        self._synced = 0  # commits covered by a finished sync
+        self._syncing = False
+        self.fsyncs = 0  # fsyncs done (for tests and curiosity)
+
+    def sync(self) -> None:
+        with self._cond:
+            self._requested += 1
+            ticket = self._requested
+            while True:
+                if self._synced >= ticket:
+                    return
+                if not self._syncing:
+                    break
+                self._cond.wait()
+            self._syncing = True
+            covers = self._requested
+        done = False
+        try:
+            self._fsync()
+            done = True
+        finally:
+            with self._cond:
+                self._syncing = False
+                if done:
+                    self._synced = max(self._synced, covers)
+                    self.fsyncs += 1
+                self._cond.notify_all()
+
+    def _fsync(self) -> None:
+        try:
+            fd = os.open(self._path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class _SingleReads:
@@ -143,10 +201,12 @@ class Database:
             self.reader = _sqlite_engine(url, pool_size)
             self.writer = _sqlite_engine(url, pool_size)
             self._single: _SingleReads | None = _SingleReads(self.reader)
+            self.wal_sync: WalSync | None = WalSync((self.writer.url.database or "") + "-wal")
         else:
             self.reader = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
             self.writer = self.reader
             self._single = None
+            self.wal_sync = None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -182,6 +242,8 @@ class Database:
                 writers = self._sqlite_writers or nullcontext()
                 with writers, _sqlite_transaction(self.writer, "BEGIN IMMEDIATE") as conn:
                     yield conn
+                assert self.wal_sync is not None
+                self.wal_sync.sync()  # committed; durable once this returns
             else:
                 with self.writer.begin() as conn:
                     yield conn
@@ -225,6 +287,8 @@ class Database:
                     if broken:
                         raise RuntimeError(f"migration left dangling references: {broken[:5]}")
                 conn.commit()
+                if self.wal_sync is not None:
+                    self.wal_sync.sync()
             finally:
                 if self.is_sqlite:
                     conn.rollback()

@@ -30,6 +30,7 @@ and link passwords travel as Basic auth.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -72,6 +73,7 @@ REFUSAL = (
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
 
 
+@functools.lru_cache(maxsize=4096)  # every request parses its peer's address; few differ
 def parse_ip(text: str) -> IPAddress | None:
     """An address as proxies and sockets write it (``[v6]:port`` and ``v4:port`` included), with
     IPv4-mapped IPv6 (``::ffff:1.2.3.4``, from dual-stack sockets) reduced to IPv4."""

@@ -27,8 +27,69 @@ def test_migrate_creates_every_table_and_is_idempotent(tmp_path: Path) -> None:
     assert {"users", "user_keys", "nodes", "blobs", "properties", "locks"} <= tables
     with db.read() as conn:
         mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-        sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
-    assert mode == "wal" and sync == 2  # 2 = FULL: a commit survives power loss
+    assert mode == "wal"
+    db.dispose()
+
+
+def test_every_write_transaction_waits_for_an_fsync_of_the_wal_after_its_commit(
+    tmp_path: Path,
+) -> None:
+    """SQLite runs with synchronous=NORMAL (no fsync inside COMMIT); Database.write() does the
+    fsync after the commit instead, and concurrent commits share one (group commit)."""
+    import threading
+
+    from sqlalchemy import text
+
+    db = Database(f"sqlite:///{tmp_path / 'g.db'}")
+    db.migrate()
+    with db.writer.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    sync = db.wal_sync
+    assert sync is not None
+    insert = text(
+        "INSERT INTO users (name, password_hash, created_at, disabled, quota_bytes, used_bytes)"
+        " VALUES (:n, 'x', 0, 0, 0, 0)"
+    )
+    before = sync.fsyncs
+    with db.write() as conn:
+        conn.execute(insert, {"n": "one"})
+    assert sync.fsyncs == before + 1  # a lone commit: one fsync of its own
+
+    # Hold the fsync of one commit while 7 more commit: they all wait, then share one fsync.
+    real_fsync = sync._fsync
+    release, entered = threading.Event(), threading.Event()
+
+    def slow_fsync() -> None:
+        if not entered.is_set():
+            entered.set()
+            release.wait(10)
+        real_fsync()
+
+    sync._fsync = slow_fsync  # type: ignore[method-assign]
+    finished: list[str] = []
+
+    def writer(name: str) -> None:
+        with db.write() as conn:
+            conn.execute(insert, {"n": name})
+        finished.append(name)
+
+    first = threading.Thread(target=writer, args=("first",))
+    first.start()
+    assert entered.wait(10)
+    others = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(7)]
+    for t in others:
+        t.start()
+    # The 7 commit (the writers' lock is free during the fsync) and then wait for a sync.
+    for _ in range(1000):
+        if sync._requested >= sync._synced + 8:
+            break
+        threading.Event().wait(0.01)
+    assert finished == []  # nobody answered before its commit was synced
+    release.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert sorted(finished) == sorted(["first", *[f"w{i}" for i in range(7)]])
+    assert sync.fsyncs == before + 1 + 2  # the held one, then one for all seven
     db.dispose()
 
 
