@@ -39,10 +39,19 @@ MAX_TIMEOUT = 4 * 604800
 _NOT_EXPIRED = locks.c.expire >= bindparam("now")
 _ON_ROOT = locks.c.root == bindparam("root")
 _UNDER = func.substr(locks.c.root, 1, bindparam("prefix_length")) == bindparam("prefix")
+# The same on SQLite, where text compares bytewise: roots starting with "<path>/" are those from
+# "<path>/" up to "<path>0" ("0" follows "/"), a range the index on root answers instead of a
+# scan of every lock (PostgreSQL's collations do not promise that order).
+_UNDER_RANGE = (locks.c.root >= bindparam("prefix")) & (locks.c.root < bindparam("prefix_end"))
 _LOCK_LISTS = {
     (True, False): select(locks).where(_ON_ROOT, _NOT_EXPIRED),
     (False, True): select(locks).where(_UNDER, _NOT_EXPIRED),
     (True, True): select(locks).where(_ON_ROOT | _UNDER, _NOT_EXPIRED),
+}
+_SQLITE_LOCK_LISTS = {
+    (True, False): _LOCK_LISTS[True, False],
+    (False, True): select(locks).where(_UNDER_RANGE, _NOT_EXPIRED),
+    (True, True): select(locks).where(_ON_ROOT | _UNDER_RANGE, _NOT_EXPIRED),
 }
 _LOCK_COLUMNS = tuple(c.name for c in locks.c)
 
@@ -176,8 +185,15 @@ class SQLLockStorage:
             return []
         path = normalize_lock_root(path)
         prefix = path.rstrip("/") + "/"
-        statement = _LOCK_LISTS[include_root, include_children]
-        params = {"root": path, "prefix": prefix, "prefix_length": len(prefix), "now": time.time()}
+        lists = _SQLITE_LOCK_LISTS if self._db.is_sqlite else _LOCK_LISTS
+        statement = lists[include_root, include_children]
+        params = {
+            "root": path,
+            "prefix": prefix,
+            "prefix_length": len(prefix),
+            "prefix_end": prefix[:-1] + "0",
+            "now": time.time(),
+        }
         current = getattr(self._tx, "conn", None)
         if current is not None:  # inside acquire(): read on its transaction
             rows = [tuple(r) for r in current.execute(statement, params)]

@@ -635,11 +635,12 @@ def shares_received(conn: Connection, grantee_id: int) -> list[tuple[ShareRow, E
     return [(_share(r), Entry(*r[-len(_NODE_COLS) :])) for r in rows]
 
 
-def _chain(node_id: int) -> Any:
-    """A recursive CTE of the node and its ancestors: id, parent_id, name, depth (0 = node)."""
+def _chain() -> Any:
+    """A recursive CTE of the node ``:chain_node_id`` and its ancestors: id, parent_id, name,
+    depth (0 = node)."""
     chain = (
         select(nodes.c.id, nodes.c.parent_id, nodes.c.name, literal(0).label("depth"))
-        .where(nodes.c.id == node_id)
+        .where(nodes.c.id == bindparam("chain_node_id"))
         .cte("chain", recursive=True)
     )
     return chain.union_all(
@@ -649,10 +650,14 @@ def _chain(node_id: int) -> Any:
     )
 
 
+_CHAIN = _chain()
+_ANCESTORS = select(_CHAIN.c.id).order_by(_CHAIN.c.depth)
+_NAMES_DOWN = select(_CHAIN.c.name, _CHAIN.c.parent_id).order_by(_CHAIN.c.depth.desc())
+
+
 def ancestors(conn: Connection, node_id: int) -> list[int]:
     """The node and all its ancestors, nearest first (one recursive query)."""
-    chain = _chain(node_id)
-    return list(conn.scalars(select(chain.c.id).order_by(chain.c.depth)))
+    return list(conn.scalars(_ANCESTORS, {"chain_node_id": node_id}))
 
 
 def shares_covering(
@@ -670,10 +675,7 @@ def shares_covering(
 
 def node_names(conn: Connection, node_id: int) -> list[str]:
     """Names from the owner's home down to the node ([] for a home)."""
-    chain = _chain(node_id)
-    rows = conn.execute(
-        select(chain.c.name, chain.c.parent_id).order_by(chain.c.depth.desc())
-    ).all()
+    rows = conn.execute(_NAMES_DOWN, {"chain_node_id": node_id}).all()
     return [r.name for r in rows if r.parent_id is not None]
 
 
