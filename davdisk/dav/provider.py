@@ -3,8 +3,10 @@
 One provider instance serves every thread, so per-request state (the actor, resolved resources,
 listings, dead properties) lives in ``environ``, never on ``self``. Request handling that WsgiDAV
 leaves to providers is adjusted here: ``Depth: infinity`` PROPFIND is refused (RFC 4918 allows it,
-and it would let one request walk a whole tree), and natively handled COPY/MOVE answer 201 when
-they created the destination (WsgiDAV reports 204 for every natively handled one).
+and it would let one request walk a whole tree), a Depth 1 PROPFIND of a folder is answered by
+``dav/listing.py`` (WsgiDAV's generic path costs ~0.6 ms per member), and natively handled
+COPY/MOVE answer 201 when they created the destination (WsgiDAV reports 204 for every natively
+handled one).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVProvider, _DAVResource
 
 from davdisk.auth.domain import ACTOR_KEY
+from davdisk.dav import listing
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.resources import File, Folder
 from davdisk.files.api import Actor, Files
@@ -134,8 +137,13 @@ class DavdiskProvider(DAVProvider):
                 with dav_errors():
                     if not self.files.may(actor, entry, "write"):
                         raise DAVError(HTTP_FORBIDDEN)
-        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity") == "infinity":
-            raise DAVError(HTTP_FORBIDDEN, err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
+        if method == "PROPFIND":
+            if environ.get("HTTP_DEPTH", "infinity") == "infinity":
+                raise DAVError(HTTP_FORBIDDEN, err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
+            # Folder listings are written straight out; what that does not cover, WsgiDAV does.
+            answer = listing.render(self, environ, start_response)
+            if answer is not None:
+                return answer
         if method in ("PUT", "COPY", "MOVE"):
 
             def finish(status: str, headers: list[Any], exc_info: Any = None) -> Any:

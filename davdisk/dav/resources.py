@@ -180,7 +180,9 @@ class _NodeMixin:
             raise DAVError(HTTP_FORBIDDEN)
         if dry_run:
             return None
-        raw = None if value is None else etree.tostring(value)
+        # Without the tail: text after the element in the PROPPATCH body is not part of the
+        # value (stored with it, the value would no longer parse as one element).
+        raw = None if value is None else etree.tostring(value, with_tail=False)
         with dav_errors():
             self.files.set_properties(self.actor, self.entry, {name: raw})
         self.environ.get("davdisk.props", {}).pop(self.entry.id, None)
@@ -311,15 +313,23 @@ class Folder(_NodeMixin, DAVCollection):
     def get_etag(self) -> None:
         return None
 
-    def _usage(self) -> tuple[int, int | None] | None:
-        if self.actor.is_link:
-            return None  # a link holder has no business with the owner's quota
-        cache = self.environ.setdefault("davdisk.usage", {})
-        found = cache.get(self.entry.owner_id)
+    @staticmethod
+    def usage_of(
+        environ: dict[str, Any], files: Files, actor: Actor, entry: Entry
+    ) -> tuple[int, int | None] | None:
+        """(used, available) bytes for a folder's RFC 4331 quota properties, once per owner
+        and request; None for a link holder, who has no business with the owner's quota."""
+        if actor.is_link:
+            return None
+        cache = environ.setdefault("davdisk.usage", {})
+        found = cache.get(entry.owner_id)
         if found is None:
             with dav_errors():
-                found = cache[self.entry.owner_id] = self.files.usage(self.actor, self.entry)
+                found = cache[entry.owner_id] = files.usage(actor, entry)
         return found
+
+    def _usage(self) -> tuple[int, int | None] | None:
+        return self.usage_of(self.environ, self.files, self.actor, self.entry)
 
     def get_used_bytes(self) -> int | None:
         """RFC 4331 quota-used-bytes: what the folder owner's files take (in a share: the
@@ -348,8 +358,9 @@ class Folder(_NodeMixin, DAVCollection):
     def get_member_names(self) -> list[str]:
         return [c.name for c in self._children()]
 
-    def get_member_list(self) -> list[_DAVResource]:
-        base = self.path.rstrip("/")
+    def members(self) -> list[Entry]:
+        """The members' entries (their dead properties cached for the request), ready to be
+        made resources of (dav/listing.py renders them without)."""
         children = self._children()
         if not owns(self.actor, self.entry) and self.entry.id != self.actor.root_id:
             # Inside a share, members' lock keys extend this folder's: derive them here rather
@@ -358,6 +369,11 @@ class Folder(_NodeMixin, DAVCollection):
             cache = self.environ["davdisk.owner_names"]
             for c in children:
                 cache.setdefault(c.id, [*parent, c.name])
+        return children
+
+    def get_member_list(self) -> list[_DAVResource]:
+        base = self.path.rstrip("/")
+        children = self.members()
         return [
             self.provider.make_resource(f"{base}/{c.name}", self.environ, c, self.actor)
             for c in children

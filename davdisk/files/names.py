@@ -7,9 +7,13 @@ Destination with :func:`check_path` before anything else sees them.
 
 from __future__ import annotations
 
+import re
+
 from davdisk.errors import InvalidName, UsageError
 
 MAX_NAME_BYTES = 255
+# Characters XML 1.0 cannot carry (tab, LF and CR it can).
+_NOT_XML = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _SHOWN_CHARS = 40  # of a refused name quoted back in an error message
 
 
@@ -31,6 +35,9 @@ def check_name(name: str) -> str:
         raise InvalidName(name=name, why="reserved name")
     if "/" in name or "\0" in name:
         raise InvalidName(name=_shown(name), why="contains '/' or NUL")
+    if _NOT_XML.search(name):
+        # Every PROPFIND of its folder would have to carry it, and XML 1.0 cannot.
+        raise InvalidName(name=_shown(name), why="contains a control character")
     size = utf8_length(name)
     if size is None:
         raise InvalidName(name=_shown(name), why="not valid Unicode")
@@ -56,9 +63,9 @@ def split_path(path: str) -> list[str] | None:
 
 
 def check_path(path: str, max_depth: int) -> None:
-    """Refuse a decoded request path no file could ever have: one with NUL, a name that is not
-    Unicode or longer than MAX_NAME_BYTES, more than ``max_depth`` names, or more ``..`` than
-    names before them (it would climb above the root).
+    """Refuse a decoded request path no file could ever have: one with NUL or a control
+    character, a name that is not Unicode or longer than MAX_NAME_BYTES, more than ``max_depth``
+    names, or more ``..`` than names before them (it would climb above the root).
 
     Raises InvalidName or UsageError (both 400). Other ``.`` and ``..`` are left to
     :func:`split_path`: they make a path name nothing, which is a lookup's answer (404).
@@ -79,6 +86,8 @@ def check_path(path: str, max_depth: int) -> None:
             level += 1
         if "\0" in name:
             raise InvalidName(name=_shown(name), why="contains NUL")
+        if _NOT_XML.search(name):
+            raise InvalidName(name=_shown(name), why="contains a control character")
         size = utf8_length(name)
         if size is None:
             raise InvalidName(name=_shown(name), why="not valid Unicode")

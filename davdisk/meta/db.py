@@ -150,6 +150,8 @@ class _SingleReads:
             conn = sqlite3.connect(self._database, isolation_level=None)
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA query_only=ON")  # these connections never write
+            # One per server thread: a small page cache each (the OS caches the file anyway).
+            conn.execute("PRAGMA cache_size=-256")
             self._local.conn = conn
             with self._lock:
                 self._opened.append(conn)

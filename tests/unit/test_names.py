@@ -19,8 +19,11 @@ any_char = st.one_of(
 any_text = st.text(any_char, max_size=300)
 # Names near the byte limit: 1- to 4-byte characters in runs long enough to cross it.
 wide_text = st.text(st.sampled_from(["a", "é", "€", "\U0001f600"]), min_size=60, max_size=260)
+# What XML 1.0 cannot carry (a name in a PROPFIND answer must be XML): C0 controls but tab, LF
+# and CR, and U+FFFE/U+FFFF.
+NOT_XML = "".join(chr(c) for c in [*range(1, 9), 11, 12, *range(14, 32)]) + "\ufffe\uffff"
 valid_names = st.text(
-    st.characters(codec="utf-8", exclude_characters="/\0"), min_size=1, max_size=60
+    st.characters(codec="utf-8", exclude_characters="/\0" + NOT_XML), min_size=1, max_size=60
 ).filter(lambda n: n not in (".", ".."))
 
 
@@ -34,6 +37,9 @@ def utf8_size(name: str) -> int:
 @example("..")
 @example("a/b")
 @example("a\0")
+@example("bell\x07")
+@example("tab\tand\r\nnewlines")
+@example("\uffff")
 @example("\udcff")
 @example("é" * 127 + "x")
 @example("é" * 128)
@@ -44,8 +50,15 @@ def test_check_name_passes_only_storable_names(name: str) -> None:
         assert e.http_status == 400 and e.message.startswith("invalid name")
         return
     assert "/" not in name and "\0" not in name
+    assert not any(c in NOT_XML for c in name)
     assert name not in ("", ".", "..")
     assert utf8_size(name) <= MAX_NAME_BYTES  # encodes strictly: no surrogates
+
+
+def test_control_characters_xml_cannot_carry_are_refused_by_name() -> None:
+    with pytest.raises(InvalidName, match=r"'bell\\x07': contains a control character"):
+        check_name("bell\x07")
+    assert check_name("tab\tand\r\nnewlines") == "tab\tand\r\nnewlines"
 
 
 @given(wide_text)
