@@ -137,9 +137,9 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         'Quota of new users: e.g. "10G", "500M"; "0" = unlimited. Change one with user quota.',
     ),
     ("dav", "block_size"): (
-        1 << 20,
+        1 << 18,
         _positive_int,
-        "Bytes read from a request body or sent in a response per step.",
+        "Bytes of a file sent per step of a GET response (PUT bodies go in 1 MiB blocks).",
     ),
     ("limits", "max_upload"): (
         "0",

@@ -64,6 +64,7 @@ KEY_SIZE = 32
 
 _MAC_OFFSET = 64  # header bytes 0..63 are authenticated by the MAC stored at 64..95
 _CIPHER_SEGMENT = SEGMENT_SIZE + TAG_SIZE
+_BATCH = 16  # encrypted segments a writer collects before writing them out (1 MiB)
 _INFO_PREFIX = b"davenc/v1"
 _FINAL = b"\x01"
 _NOT_FINAL = b"\x00"
@@ -176,7 +177,11 @@ class EnvelopeWriter:
         self._aead = AESGCM(ck)
         self._pending = bytearray(SEGMENT_SIZE)  # the held-back segment
         self._fill = 0
+        # Encrypted segments collect here and go out in one write per call (or per _BATCH
+        # segments): one system call per MiB rather than one per segment. Room for one
+        # segment until a write brings more (a small file needs no MiB).
         self._cbuf = memoryview(bytearray(_CIPHER_SEGMENT))
+        self._cfill = 0
         self._index = 0
         self._closed = False
         self._cipher_bytes = 0
@@ -189,6 +194,8 @@ class EnvelopeWriter:
             raise ValueError("write to a closed EnvelopeWriter")
         mv = memoryview(data).cast("B")
         n = len(mv)
+        if n > SEGMENT_SIZE and len(self._cbuf) < _BATCH * _CIPHER_SEGMENT and not self._cfill:
+            self._cbuf = memoryview(bytearray(_BATCH * _CIPHER_SEGMENT))
         pos = 0
         while pos < n:
             if self._fill == SEGMENT_SIZE:
@@ -204,6 +211,7 @@ class EnvelopeWriter:
             self._pending[self._fill : self._fill + take] = mv[pos : pos + take]
             self._fill += take
             pos += take
+        self._flush()
         self.plain_bytes += n
         return n
 
@@ -211,6 +219,7 @@ class EnvelopeWriter:
         """Write the final segment; returns the blob's total size. Leaves ``out`` open."""
         if not self._closed:
             self._emit(memoryview(self._pending)[: self._fill], final=True)
+            self._flush()
             self._closed = True
             self._fill = 0
         return self._cipher_bytes
@@ -220,11 +229,21 @@ class EnvelopeWriter:
         return self._closed
 
     def _emit(self, plain: bytes | bytearray | memoryview, *, final: bool) -> None:
-        size = len(plain) + TAG_SIZE
-        dest = self._cbuf[:size]
-        self._aead.encrypt_into(_nonce(self._index, final), plain, None, dest)
+        if self._cfill + _CIPHER_SEGMENT > len(self._cbuf):
+            self._flush()
+        end = self._cfill + len(plain) + TAG_SIZE
+        self._aead.encrypt_into(
+            _nonce(self._index, final), plain, None, self._cbuf[self._cfill : end]
+        )
         self._index += 1
-        self._write_all(dest)
+        self._cfill = end
+
+    def _flush(self) -> None:
+        if self._cfill:
+            # Forget the batch before writing: a failed write (disk full) must not be retried
+            # by a later flush and so put segments out of order.
+            view, self._cfill = self._cbuf[: self._cfill], 0
+            self._write_all(view)
 
     def _write_all(self, view: memoryview) -> None:
         # Raw (unbuffered) files may write short; buffered ones return len or None.

@@ -8,6 +8,7 @@ each) instead of WsgiDAV's member-by-member fallback.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
@@ -415,6 +416,17 @@ class _UploadStream:
             return self._upload.write(data)
 
     def writelines(self, chunks: Any) -> None:
+        environ = self._owner.environ
+        body = environ.get("wsgi.input")
+        if body is not None and hasattr(body, "readinto") and _unstarted_body_reader(chunks):
+            # WsgiDAV hands over a generator that would read the body in block_size bytes
+            # objects; it has not read anything yet. Reading the body here instead, straight
+            # into the upload's buffers, saves a copy and an allocation per block.
+            chunks.close()
+            with dav_errors():
+                self._upload.write_from(body)
+            environ["wsgidav.some_input_read"] = environ["wsgidav.all_input_read"] = 1
+            return
         with dav_errors():
             self._upload.writelines(chunks)
 
@@ -425,6 +437,16 @@ class _UploadStream:
 
     def abort(self) -> None:
         self._upload.abort()
+
+
+def _unstarted_body_reader(chunks: Any) -> bool:
+    """Whether ``chunks`` is WsgiDAV's PUT body generator (request_server.py ``_stream_data``,
+    which reads ``wsgi.input`` and marks it read) and has not run yet."""
+    return (
+        inspect.isgenerator(chunks)
+        and chunks.gi_code.co_name == "_stream_data"
+        and inspect.getgeneratorstate(chunks) == inspect.GEN_CREATED
+    )
 
 
 def _expected_length(environ: dict[str, Any]) -> int | None:

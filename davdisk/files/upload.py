@@ -5,6 +5,12 @@ A full disk is an answer, not a crash: an upload that cannot fit the blob store'
 refused before its body is read, and one that meets ``ENOSPC``/``EDQUOT`` part way (another
 upload took the room, the fsync found it late) is aborted — temp file removed, a warning logged —
 and reported as :class:`InsufficientStorage` (507). Either way the old content stays.
+
+Big bodies go through :meth:`Upload.write_from`: read in 1 MiB blocks straight into two
+preallocated buffers; while this thread encrypts and writes a block and reads the next, a worker
+thread computes the block's MD5 and SHA-1 (hashlib releases the GIL, and the two hashes cost
+about as much as everything else together, so two cores share the work evenly). The hashes
+still see the blocks in order: a block's hashing starts only after the previous one finished.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ import hashlib
 import io
 import logging
 import mimetypes
+import os
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from davdisk.blobs.base import is_out_of_space
 from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter, cipher_size
@@ -34,6 +43,42 @@ if TYPE_CHECKING:
     from davdisk.files.api import Files
 
 logger = logging.getLogger(__name__)
+
+_BLOCK = 1 << 20  # plaintext read, hashed, encrypted and written per step of write_from
+# Blocks at least this big are hashed on a worker thread (when there is a second CPU): below
+# it, handing the work over costs more than it saves.
+_HASH_ASIDE_MIN = 256 << 10
+_HASH_ASIDE = (os.cpu_count() or 1) > 1
+_hash_pool: ThreadPoolExecutor | None = None
+_hash_pool_lock = threading.Lock()
+
+
+class Readable(Protocol):
+    """What :meth:`Upload.write_from` reads: ``readinto`` returning 0 only at the end."""
+
+    def readinto(self, buffer: Any, /) -> int: ...
+
+
+def _hash_workers() -> ThreadPoolExecutor:
+    """The shared threads that hash blocks aside (each upload has at most one job queued)."""
+    global _hash_pool
+    with _hash_pool_lock:
+        if _hash_pool is None:
+            _hash_pool = ThreadPoolExecutor(
+                max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="davdisk-hash"
+            )
+        return _hash_pool
+
+
+def _fill(src: Readable, view: memoryview) -> int:
+    """Fill ``view`` from ``src`` unless the end comes first; returns the bytes read."""
+    done = 0
+    while done < len(view):
+        n = src.readinto(view[done:])
+        if not n:
+            break
+        done += n
+    return done
 
 
 def guess_type(name: str, sent: str | None) -> str:
@@ -132,20 +177,65 @@ class Upload:
         """Around writes to the blob store: out of space aborts the upload, then a 507."""
         return _out_of_space_is_507(self.blob_id, cleanup=self.abort)
 
-    def write(self, data: bytes) -> int:
-        if self._allowance is not None and self.size + len(data) > self._allowance:
-            self.abort()
-            raise InsufficientStorage("the upload exceeds the quota")
-        self._md5.update(data)
-        self._sha1.update(data)
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        n = len(data)
+        self._admit(n)
+        self._hash(data)
         with self._storing():
             self._enc.write(data)
-        self.size += len(data)
-        return len(data)
+        self.size += n
+        return n
+
+    def write_from(self, src: Readable) -> int:
+        """Store everything ``src`` yields until its ``readinto`` returns 0 (see the module
+        docstring); returns the number of bytes read."""
+        remaining = None if self._expected is None else self._expected - self.size
+        buffers: list[memoryview] = []
+        hash_job: Future[None] | None = None
+        total = turn = 0
+        try:
+            while True:
+                if turn == len(buffers):
+                    # Two buffers, each sized for what is announced (a 4 KiB PUT needs no MiB).
+                    size = _BLOCK if remaining is None else min(_BLOCK, max(remaining - total, 1))
+                    buffers.append(memoryview(bytearray(size)))
+                buf = buffers[turn]
+                turn ^= 1
+                n = _fill(src, buf)
+                if not n:
+                    break
+                block = buf[:n]
+                self._admit(n)
+                if hash_job is not None:
+                    hash_job.result()
+                if _HASH_ASIDE and n >= _HASH_ASIDE_MIN:
+                    # The other buffer is filled next; this one is reused only after its hashes
+                    # are done (waited for above, one block later).
+                    hash_job = _hash_workers().submit(self._hash, block)
+                else:
+                    self._hash(block)
+                with self._storing():
+                    self._enc.write(block)
+                self.size += n
+                total += n
+        finally:
+            if hash_job is not None:
+                wait((hash_job,))
+        return total
+
+    def _hash(self, data: bytes | bytearray | memoryview) -> None:
+        self._md5.update(data)
+        self._sha1.update(data)
 
     def writelines(self, chunks: Iterable[bytes]) -> None:
         for chunk in chunks:
             self.write(chunk)
+
+    def _admit(self, n: int) -> None:
+        """Refuse (and abort) before storing ``n`` more bytes than the quota allows."""
+        if self._allowance is not None and self.size + n > self._allowance:
+            self.abort()
+            raise InsufficientStorage("the upload exceeds the quota")
 
     def commit(self) -> Entry:
         """Check the length, make the blob durable, then point the node at it."""
