@@ -33,8 +33,16 @@ def check_name(name: str) -> str:
     """Return ``name`` if it can name a file or folder, else raise InvalidName."""
     if name in ("", ".", ".."):
         raise InvalidName(name=name, why="reserved name")
-    if "/" in name or "\0" in name:
-        raise InvalidName(name=_shown(name), why="contains '/' or NUL")
+    if "/" in name:
+        raise InvalidName(name=_shown(name), why="contains '/'")
+    _check_characters(name)
+    return name
+
+
+def _check_characters(name: str) -> None:
+    """What every name a file could have passes, in a stored name or in a request path."""
+    if "\0" in name:
+        raise InvalidName(name=_shown(name), why="contains NUL")
     if _NOT_XML.search(name):
         # Every PROPFIND of its folder would have to carry it, and XML 1.0 cannot.
         raise InvalidName(name=_shown(name), why="contains a control character")
@@ -43,7 +51,6 @@ def check_name(name: str) -> str:
         raise InvalidName(name=_shown(name), why="not valid Unicode")
     if size > MAX_NAME_BYTES:
         raise InvalidName(name=_shown(name), why=f"longer than {MAX_NAME_BYTES} bytes")
-    return name
 
 
 def split_path(path: str) -> list[str] | None:
@@ -84,12 +91,4 @@ def check_path(path: str, max_depth: int) -> None:
             continue
         if name != ".":
             level += 1
-        if "\0" in name:
-            raise InvalidName(name=_shown(name), why="contains NUL")
-        if _NOT_XML.search(name):
-            raise InvalidName(name=_shown(name), why="contains a control character")
-        size = utf8_length(name)
-        if size is None:
-            raise InvalidName(name=_shown(name), why="not valid Unicode")
-        if size > MAX_NAME_BYTES:
-            raise InvalidName(name=_shown(name), why=f"longer than {MAX_NAME_BYTES} bytes")
+        _check_characters(name)
