@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -56,25 +56,19 @@ _SQLITE_LOCK_LISTS = {
 _LOCK_COLUMNS = tuple(c.name for c in locks.c)
 
 
-def _lock_dict(row: Any) -> dict[str, Any]:
+def _lock_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """WsgiDAV's lock dictionary from a ``locks`` row by column name."""
     return {
-        "token": row.token,
-        "root": row.root,
+        "token": row["token"],
+        "root": row["root"],
         "type": "write",
-        "scope": row.scope,
-        "depth": row.depth,
-        "owner": row.owner,
-        "principal": row.principal,
-        "timeout": row.timeout,
-        "expire": row.expire,
+        "scope": row["scope"],
+        "depth": row["depth"],
+        "owner": row["owner"],
+        "principal": row["principal"],
+        "timeout": row["timeout"],
+        "expire": row["expire"],
     }
-
-
-class _Row(dict[str, Any]):
-    """A driver row by column name, read as attributes like SQLAlchemy's rows."""
-
-    def __getattr__(self, name: str) -> Any:
-        return self[name]
 
 
 class SQLLockStorage:
@@ -132,7 +126,7 @@ class SQLLockStorage:
             row = conn.execute(select(locks).where(locks.c.token == token)).first()
         if row is None or row.expire < time.time():
             return None  # expired rows are ignored here and purged by cleanup()
-        return _lock_dict(row)
+        return _lock_dict(row._mapping)
 
     def create(self, path: str, lock: dict[str, Any]) -> dict[str, Any]:
         assert lock.get("token") is None and lock.get("expire") is None
@@ -172,7 +166,7 @@ class SQLLockStorage:
             row = conn.execute(select(locks).where(locks.c.token == token)).first()
         if row is None:
             raise ValueError("lock must exist")
-        return _lock_dict(row)
+        return _lock_dict(row._mapping)
 
     def delete(self, token: str) -> bool:
         with self._conn(write=True) as conn:
@@ -199,7 +193,7 @@ class SQLLockStorage:
             rows = [tuple(r) for r in current.execute(statement, params)]
         else:  # one statement needs no transaction of its own
             rows = self._db.read_all(statement, params)
-        found = [_lock_dict(_Row(zip(_LOCK_COLUMNS, r, strict=True))) for r in rows]
+        found = [_lock_dict(dict(zip(_LOCK_COLUMNS, r, strict=True))) for r in rows]
         if token_only:
             return [lock["token"] for lock in found]
         return found
