@@ -243,6 +243,11 @@ class _NodeMixin:
         self.provider.forget(self.environ)
 
     def _destination(self, dest_path: str) -> tuple[Folder, str, _DAVResource | None]:
+        # WsgiDAV refuses a destination at or below the source; one above it (an ancestor,
+        # such as a share's mount point, which is no ancestor in the owner's tree) would be
+        # replaced together with the source. RFC 4918 9.8.5/9.9.4: 403 before anything is done.
+        if self.path.rstrip("/").startswith(dest_path.rstrip("/") + "/"):
+            raise DAVError(HTTP_FORBIDDEN, "cannot move or copy onto a folder holding the source")
         parent = self.provider.get_resource_inst(util.get_uri_parent(dest_path), self.environ)
         if not isinstance(parent, Folder):
             raise DAVError(HTTP_CONFLICT, "destination parent must be a folder")

@@ -52,6 +52,15 @@ def lock_root(owner_id: int, names: list[str]) -> str:
     return f"/u/{owner_id}" + quote("/" + "/".join(names))
 
 
+def _still_there(entry: Entry | None) -> Entry:
+    """The node a write just made or changed, read back inside its transaction. Missing means
+    the write went wrong: raising here rolls the whole transaction back (an ``assert`` after
+    the commit once reported a 500 for a MOVE that had already deleted a tree)."""
+    if entry is None:
+        raise Conflict("the item changed while it was being written; nothing was changed")
+    return entry
+
+
 class Files:
     """Thread-safe; one per application."""
 
@@ -433,8 +442,7 @@ class Files:
                 ).id
                 self._charge(conn, parent.owner_id, size)
                 dead = []
-            entry = store.get_node(conn, node_id)
-        assert entry is not None
+            entry = _still_there(store.get_node(conn, node_id))
         return entry, dead
 
     def create_empty(self, actor: Actor, parent: Entry, name: str) -> Entry:
@@ -569,9 +577,8 @@ class Files:
                     dead = self._delete_in(conn, existing)
                 store.update_node(conn, src.id, parent_id=parent.id, name=name)
                 result = store.get_node(conn, src.id)
-            result = self._stamp(conn, result, mtime)
+            result = _still_there(self._stamp(conn, result, mtime))
         self._remove_blobs(dead)
-        assert result is not None
         return result, existing is None
 
     def copy(
@@ -613,9 +620,8 @@ class Files:
                 result = store.copy_subtree(conn, src, parent.id, name, recursive=recursive)
                 total, _ = store.subtree_totals(conn, result.id)
                 self._charge(conn, src.owner_id, total)
-            result = self._stamp(conn, result, mtime)
+            result = _still_there(self._stamp(conn, result, mtime))
         self._remove_blobs(dead)
-        assert result is not None
         return result, existing is None
 
     def _target(
@@ -629,8 +635,13 @@ class Files:
         if src.is_dir and store.is_ancestor(conn, src.id, parent.id):
             raise Forbidden("cannot move or copy a folder into itself")
         existing = store.get_child(conn, parent.id, name)
-        if existing is not None and existing.id != src.id and not overwrite:
-            raise PreconditionFailed("destination exists")
+        if existing is not None and existing.id != src.id:
+            # Replacing a folder that holds the source would delete the source with it
+            # (RFC 4918 9.8.5/9.9.4: 403, before anything is touched).
+            if existing.is_dir and store.is_ancestor(conn, existing.id, src.id):
+                raise Forbidden("cannot move or copy onto a folder that holds the source")
+            if not overwrite:
+                raise PreconditionFailed("destination exists")
         return src, existing
 
     def _copy_across(
@@ -648,6 +659,13 @@ class Files:
         failure part way leaves what was copied so far."""
         with self.db.read() as conn:
             existing = store.get_child(conn, parent.id, name)
+            if existing is not None and (existing.is_dir or entry.is_dir):
+                # What replaces a folder must fit before the folder is deleted: a copy that
+                # runs out of quota half way must not have cost the destination too.
+                needed = store.subtree_size(conn, entry.id) - store.subtree_size(conn, existing.id)
+                left = self.allowance(parent.owner_id, conn)
+                if left is not None and needed > left:
+                    raise InsufficientStorage(f"{needed} more bytes exceed the quota")
         if existing is not None and not overwrite:
             raise PreconditionFailed("destination exists")
         if existing is not None and (existing.is_dir or entry.is_dir):
@@ -677,8 +695,7 @@ class Files:
                 self._copy_across(actor, child, top, child.name, False, None)
         with self.db.write() as conn:
             store.set_properties(conn, top.id, store.get_properties(conn, entry.id))
-            stamped = self._stamp(conn, top, entry.mtime if mtime is None else mtime)
-        assert stamped is not None
+            stamped = _still_there(self._stamp(conn, top, entry.mtime if mtime is None else mtime))
         return stamped, True
 
     @staticmethod

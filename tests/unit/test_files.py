@@ -280,3 +280,26 @@ def test_a_missing_blob_the_file_still_names_is_damage(svc: Services) -> None:
     svc.files.blobs.delete(entry.blob_id)
     with pytest.raises(IntegrityError, match="missing"):
         svc.files.open_current(alice, entry)
+
+
+@pytest.mark.parametrize("method", ["move", "copy"])
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_move_or_copy_onto_an_ancestor_touches_nothing(
+    svc: Services, method: str, overwrite: bool
+) -> None:
+    """Whatever the face, the files API refuses a destination that holds the source before any
+    change (it once deleted the destination tree, source included, then failed an assert)."""
+    alice = _actor(svc, "alice")
+    home = svc.files.resolve(alice, "/")
+    assert home is not None
+    d = svc.files.mkdir(alice, home, "d")
+    sub = svc.files.mkdir(alice, d, "sub")
+    keep = svc.files.write(alice, d, "keep.txt", b"keep me")
+    f = svc.files.write(alice, sub, "f.txt", b"f")
+    blobs = _blob_files(svc)
+    for source in (f, sub):
+        with pytest.raises(Forbidden):
+            getattr(svc.files, method)(alice, source, home, "d", overwrite=overwrite)
+    assert svc.files.resolve(alice, "/d/keep.txt") == keep
+    assert svc.files.resolve(alice, "/d/sub/f.txt") == f
+    assert _blob_files(svc) == blobs
