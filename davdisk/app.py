@@ -99,7 +99,9 @@ def build_app(services: Services) -> WSGIApp:
     )
     # Replace WsgiDAV's in-process lock manager with one that serialises through the database.
     lock_manager = SQLLockManager(
-        lock_storage, lambda ref: quote(DAV_PREFIX) + quote(provider.ref_url_to_path(ref))
+        lock_storage,
+        lambda ref: quote(DAV_PREFIX) + quote(provider.ref_url_to_path(ref)),
+        services.files.exists_at_lock_root,
     )
     dav.lock_manager = lock_manager
     provider.set_lock_manager(lock_manager)

@@ -26,8 +26,9 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
 
 from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
+from davdisk.dav.locks import SQLLockManager
 from davdisk.files.access import owns
-from davdisk.files.api import Actor, Files, Upload, lock_root
+from davdisk.files.api import NO_GUARD, Actor, Files, Upload, WriteGuard, lock_root
 from davdisk.meta.store import Entry
 
 if TYPE_CHECKING:
@@ -202,23 +203,20 @@ class _NodeMixin:
         with dav_errors():
             return not self.files.may(self.actor, self.entry, "lock")
 
-    def _drop_locks(self, ref_url: str) -> None:
+    def _lock_guard(self, checks: list[tuple[str, str]], drops: list[str]) -> WriteGuard:
+        """The lock decisions of a DELETE, MOVE or COPY, made inside its write transaction:
+        refuse (423) if any of ``checks`` (reference URL, depth) is locked by a lock the request
+        does not submit; remove the locks on and below ``drops`` together with the change."""
         lm = self.provider.lock_manager
-        if lm is not None:
-            lm.remove_all_locks_from_url(ref_url, recursive=True)
-
-    def _check_tree_unlocked(self) -> None:
-        """Refuse if this node or anything below it is locked by a lock the request lacks."""
-        lm = self.provider.lock_manager
-        if lm is None:
-            return
+        if not isinstance(lm, SQLLockManager):
+            return NO_GUARD
         if "wsgidav.conditions.if" not in self.environ:
             util.parse_if_header_dict(self.environ)
-        lm.check_write_permission(
-            url=self.get_ref_url(),
-            depth="infinity",
-            token_list=self.environ["wsgidav.ifLockTokenList"],
+        return lm.guard(
             principal=self.environ["wsgidav.user_name"],
+            tokens=self.environ["wsgidav.ifLockTokenList"],
+            checks=checks,
+            drops=drops,
         )
 
     # --- delete / copy / move ----------------------------------------------------------------
@@ -227,19 +225,18 @@ class _NodeMixin:
         return True
 
     def handle_delete(self) -> bool:
-        if self.files.share_of_mount(self.actor, self.entry) is None:
-            # (Removing a share's mount hides it and deletes nothing: locks inside don't matter.)
-            self._check_tree_unlocked()
         self.delete()
         return True
 
     def delete(self) -> None:
         ref = self.get_ref_url()
-        hides = self.files.share_of_mount(self.actor, self.entry) is not None
+        if self.files.share_of_mount(self.actor, self.entry) is not None:
+            # Removing a share's mount hides it and deletes nothing: locks inside don't matter.
+            guard = NO_GUARD
+        else:
+            guard = self._lock_guard([(util.get_uri_parent(ref), "0"), (ref, "infinity")], [ref])
         with dav_errors():
-            self.files.delete(self.actor, self.entry)
-        if not hides:
-            self._drop_locks(ref)
+            self.files.delete(self.actor, self.entry, guard=guard)
         self.provider.forget(self.environ)
 
     def _destination(self, dest_path: str) -> tuple[Folder, str, _DAVResource | None]:
@@ -257,10 +254,23 @@ class _NodeMixin:
         existing = self.provider.get_resource_inst(dest_path, self.environ)
         return parent, name, existing
 
+    def _dest_ref(self, parent: Folder, name: str) -> str:
+        """The lock key of ``parent/name``, whether or not anything stands there yet (a LOCK
+        may create it while this request runs)."""
+        return parent.get_ref_url().rstrip("/") + "/" + quote(name)
+
     def handle_move(self, dest_path: str) -> bool:
-        parent, name, existing = self._destination(dest_path)
-        src_ref = self.get_ref_url()
-        dest_ref = existing.get_ref_url() if existing is not None else None
+        parent, name, _ = self._destination(dest_path)
+        src_ref, dest_ref = self.get_ref_url(), self._dest_ref(parent, name)
+        guard = self._lock_guard(
+            [
+                (src_ref, "infinity"),
+                (util.get_uri_parent(src_ref), "0"),
+                (parent.get_ref_url(), "0"),
+                (dest_ref, "infinity"),
+            ],
+            [src_ref, dest_ref],
+        )
         with dav_errors():
             _, created = self.files.move(
                 self.actor,
@@ -269,17 +279,19 @@ class _NodeMixin:
                 name,
                 overwrite=self.environ.get("HTTP_OVERWRITE", "T") == "T",
                 mtime=self._requested_mtime(),
+                guard=guard,
             )
-        self._drop_locks(src_ref)
-        if dest_ref:
-            self._drop_locks(dest_ref)
         self.environ["davdisk.created"] = created
         self.provider.forget(self.environ)
         return True
 
     def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
-        parent, name, existing = self._destination(dest_path)
-        dest_ref = existing.get_ref_url() if existing is not None else None
+        parent, name, _ = self._destination(dest_path)
+        dest_ref = self._dest_ref(parent, name)
+        guard = self._lock_guard(
+            [(parent.get_ref_url(), "0"), (dest_ref, "infinity")],
+            [dest_ref],
+        )
         with dav_errors():
             _, created = self.files.copy(
                 self.actor,
@@ -289,9 +301,8 @@ class _NodeMixin:
                 overwrite=self.environ.get("HTTP_OVERWRITE", "T") == "T",
                 recursive=depth_infinity,
                 mtime=self._requested_mtime(),
+                guard=guard,
             )
-        if dest_ref:
-            self._drop_locks(dest_ref)
         self.environ["davdisk.created"] = created
         self.provider.forget(self.environ)
         return True

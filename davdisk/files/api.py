@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import BinaryIO
-from urllib.parse import quote
+from typing import BinaryIO, Protocol
+from urllib.parse import quote, unquote
 
 from sqlalchemy import Connection
 
@@ -50,6 +51,41 @@ def lock_root(owner_id: int, names: list[str]) -> str:
     """The key WebDAV locks on a node use: its owner and its path in the owner's home, so the
     owner and everyone it is shared with contend for the same locks."""
     return f"/u/{owner_id}" + quote("/" + "/".join(names))
+
+
+_LOCK_ROOT = re.compile(r"/u/(\d+)(/.*)?")
+
+
+def lock_root_names(root: str) -> tuple[int, list[str]] | None:
+    """(owner id, names) of a :func:`lock_root` key; None if it is not one."""
+    m = _LOCK_ROOT.fullmatch(root)
+    if m is None:
+        return None
+    return int(m.group(1)), [unquote(p) for p in (m.group(2) or "").split("/") if p]
+
+
+class WriteGuard(Protocol):
+    """What a face needs decided in the same transaction as a write (WebDAV: the locks).
+
+    ``check`` runs first inside the write transaction, before anything changes, and refuses
+    the write by raising; ``done`` runs inside it after the change (and so commits or rolls
+    back with it). With both in the writer's transaction, a lock granted by a concurrent
+    request, in this process or another, is either seen by ``check`` or sees the change."""
+
+    def check(self, conn: Connection) -> None: ...
+
+    def done(self, conn: Connection) -> None: ...
+
+
+class _NoGuard:
+    def check(self, conn: Connection) -> None:
+        pass
+
+    def done(self, conn: Connection) -> None:
+        pass
+
+
+NO_GUARD: WriteGuard = _NoGuard()
 
 
 def _still_there(entry: Entry | None) -> Entry:
@@ -146,6 +182,16 @@ class Files:
 
     def _allowed_in(self, conn: Connection, actor: Actor, entry: Entry, action: Action) -> bool:
         return Access.allowed(conn, actor, entry, action)
+
+    def exists_at_lock_root(self, conn: Connection, root: str) -> bool:
+        """Whether a node stands at the :func:`lock_root` key ``root``, in the caller's
+        transaction (a LOCK decides this together with granting the lock)."""
+        found = lock_root_names(root)
+        if found is None:
+            return False
+        owner_id, names = found
+        user = store.get_user_by_id(conn, owner_id)
+        return user is not None and store.resolve(conn, user.root_id, names) is not None
 
     def link_share(self, token_hash: str) -> ShareRow | None:
         """The link share with this token hash (expired or not; callers check)."""
@@ -509,7 +555,7 @@ class Files:
         with self.db.write() as conn:
             store.set_properties(conn, entry.id, changes)
 
-    def delete(self, actor: Actor, entry: Entry) -> None:
+    def delete(self, actor: Actor, entry: Entry, *, guard: WriteGuard = NO_GUARD) -> None:
         """Delete a file, or a folder with everything in it.
 
         Deleting an item shared with the actor where it is mounted (their top folder) hides the
@@ -524,7 +570,9 @@ class Files:
         if entry.parent_id is None:
             raise Forbidden("the home folder cannot be deleted")
         with self.db.write() as conn:
-            dead = self._delete_in(conn, entry)
+            guard.check(conn)
+            dead = self._delete_in(conn, self._fresh(conn, entry))
+            guard.done(conn)
         self._remove_blobs(dead)
 
     def _delete_in(self, conn: Connection, entry: Entry) -> list[str]:
@@ -542,6 +590,7 @@ class Files:
         *,
         overwrite: bool,
         mtime: float | None = None,
+        guard: WriteGuard = NO_GUARD,
     ) -> tuple[Entry, bool]:
         """Move/rename ``entry`` to ``parent/name``; returns (new entry, destination was new).
 
@@ -557,12 +606,16 @@ class Files:
         if self.share_of_mount(actor, entry) is not None:
             raise Forbidden("a shared item cannot be moved by whom it is shared with")
         if entry.owner_id != parent.owner_id:
-            # Content is encrypted for its owner: crossing owners means re-encrypting a copy.
+            # Content is encrypted for its owner: crossing owners means re-encrypting a copy,
+            # file by file. The guard is asked first, and again where the source is deleted.
+            with self.db.write() as conn:
+                guard.check(conn)
             moved, created = self._copy_across(actor, entry, parent, name, overwrite, mtime)
-            self.delete(actor, entry)
+            self.delete(actor, entry, guard=guard)
             return moved, created
         dead: list[str] = []
         with self.db.write() as conn:
+            guard.check(conn)
             src, existing = self._target(conn, entry, parent, name, overwrite=overwrite)
             if existing is not None and existing.id == src.id:
                 return src, False
@@ -578,6 +631,7 @@ class Files:
                 store.update_node(conn, src.id, parent_id=parent.id, name=name)
                 result = store.get_node(conn, src.id)
             result = _still_there(self._stamp(conn, result, mtime))
+            guard.done(conn)
         self._remove_blobs(dead)
         return result, existing is None
 
@@ -591,6 +645,7 @@ class Files:
         overwrite: bool,
         recursive: bool = True,
         mtime: float | None = None,
+        guard: WriteGuard = NO_GUARD,
     ) -> tuple[Entry, bool]:
         """Copy ``entry`` to ``parent/name`` (a folder's members only if ``recursive``).
 
@@ -600,9 +655,15 @@ class Files:
         self._allow(actor, parent, "write")
         check_name(name)
         if entry.owner_id != parent.owner_id:
-            return self._copy_across(actor, entry, parent, name, overwrite, mtime, recursive)
+            with self.db.write() as conn:
+                guard.check(conn)
+            across = self._copy_across(actor, entry, parent, name, overwrite, mtime, recursive)
+            with self.db.write() as conn:
+                guard.done(conn)
+            return across
         dead: list[str] = []
         with self.db.write() as conn:
+            guard.check(conn)
             src, existing = self._target(conn, entry, parent, name, overwrite=overwrite)
             if existing is not None and existing.id == src.id:
                 raise Forbidden("cannot copy onto itself")
@@ -621,6 +682,7 @@ class Files:
                 total, _ = store.subtree_totals(conn, result.id)
                 self._charge(conn, src.owner_id, total)
             result = _still_there(self._stamp(conn, result, mtime))
+            guard.done(conn)
         self._remove_blobs(dead)
         return result, existing is None
 
