@@ -3,7 +3,8 @@
 One provider instance serves every thread, so per-request state (the actor, resolved resources,
 listings, dead properties) lives in ``environ``, never on ``self``. Request handling that WsgiDAV
 leaves to providers is adjusted here: ``Depth: infinity`` PROPFIND is refused (RFC 4918 allows it,
-and it would let one request walk a whole tree), a Depth 1 PROPFIND of a folder is answered by
+and it would let one request walk a whole tree), a PROPFIND without a Depth header is answered as
+Depth 0 on a file and Depth 1 on a folder, a Depth 1 PROPFIND of a folder is answered by
 ``dav/listing.py`` (WsgiDAV's generic path costs ~0.6 ms per member), and natively handled
 COPY/MOVE answer 201 when they created the destination (WsgiDAV reports 204 for every natively
 handled one).
@@ -138,7 +139,14 @@ class DavdiskProvider(DAVProvider):
                     if not self.files.may(actor, entry, "write"):
                         raise DAVError(HTTP_FORBIDDEN)
         if method == "PROPFIND":
-            if environ.get("HTTP_DEPTH", "infinity") == "infinity":
+            if "HTTP_DEPTH" not in environ:
+                # RFC 4918 reads a missing Depth as infinity, which is refused below; but
+                # clients leave it out to ask about one resource (webdav4's exists, isdir,
+                # get_props). On a file the depth changes nothing; on a folder the answer is
+                # Depth 1, as SabreDAV (Nextcloud, ownCloud) gives when infinity is disabled.
+                res = self.get_resource_inst(environ["PATH_INFO"], environ)
+                environ["HTTP_DEPTH"] = "1" if res is not None and res.is_collection else "0"
+            if environ["HTTP_DEPTH"] == "infinity":
                 raise DAVError(HTTP_FORBIDDEN, err_condition=PRECONDITION_CODE_PropfindFiniteDepth)
             # Folder listings are written straight out; what that does not cover, WsgiDAV does.
             answer = listing.render(self, environ, start_response)

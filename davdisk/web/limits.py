@@ -5,7 +5,9 @@ Every request passes here before authentication or WebDAV handling:
 - the request-target may be at most ``max_url_bytes`` long (414);
 - the path and the Destination header must be UTF-8 without NUL or an encoded ``/``, with names
   of at most 255 bytes and at most ``max_path_depth`` names (400; see ``files/names.py``);
-- a PUT body may not be content-coded (415), and may be at most ``max_upload`` bytes: a larger
+- a PUT body may not be content-coded (415), nor a chunk of ownCloud/Nextcloud chunking v1
+  (``OC-Chunked``, 400 with a DAV error body: not implemented, and stored as is it would become
+  a file named ``<name>-chunking-...``), and may be at most ``max_upload`` bytes: a larger
   Content-Length or X-Expected-Entity-Length is refused before reading, a chunked body as soon
   as it outgrows the limit (413; nothing is stored, the old content stays);
 - every other body (PROPFIND, PROPPATCH, LOCK, and any a client sends with another method) is
@@ -29,6 +31,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
+from xml.sax.saxutils import escape
 
 from davdisk.config import Config
 from davdisk.errors import DavdiskError, TooLarge
@@ -50,12 +53,14 @@ _DRAIN_STEP = 64 * 1024
 
 
 class Refused(Exception):
-    """A request this module answers itself."""
+    """A request this module answers itself (``dav_error``: as a DAV ``error`` body, whose
+    ``message`` the ownCloud and Nextcloud clients show, instead of plain text)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, *, dav_error: bool = False) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.dav_error = dav_error
 
     @classmethod
     def of(cls, e: DavdiskError) -> Refused:
@@ -163,6 +168,17 @@ class RequestLimits:
             # (WsgiDAV would answer 501, a server error).
             raise Refused(415, "Content-Encoding is not supported: send the plain content")
         environ.pop("HTTP_CONTENT_ENCODING", None)
+        if "HTTP_OC_CHUNKED" in environ:
+            # Chunking v1 sends each chunk as a PUT of its own; stored as is, a chunk becomes a
+            # file, and the ETag of its 201 tells the client the whole upload is done. 400 (the
+            # request asks for what this server does not do), not 501: a refusal by design is
+            # not a server fault, and clients and proxies treat 5xx as one (retries, alerts).
+            raise Refused(
+                400,
+                "chunked uploads (OC-Chunked, chunking v1) are not supported: "
+                "upload the file in one PUT",
+                dav_error=True,
+            )
         if self.max_upload is None:
             return None
         expected = environ.get("HTTP_X_EXPECTED_ENTITY_LENGTH", "").strip()
@@ -197,16 +213,27 @@ class RequestLimits:
             "refused %s (%d): %s", environ.get("REQUEST_METHOD"), refusal.status, refusal.reason
         )
         _settle_unread(environ, body)
-        page = f"{refusal.status} {HTTPStatus(refusal.status).phrase}\n{refusal.reason}\n"
+        if refusal.dav_error:
+            content_type, page = "application/xml; charset=utf-8", _dav_error(refusal.reason)
+        else:
+            content_type = "text/plain; charset=utf-8"
+            page = f"{refusal.status} {HTTPStatus(refusal.status).phrase}\n{refusal.reason}\n"
         data = b"" if environ.get("REQUEST_METHOD") == "HEAD" else page.encode()
         start_response(
             f"{refusal.status} {HTTPStatus(refusal.status).phrase}",
-            [
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", str(len(page.encode()))),
-            ],
+            [("Content-Type", content_type), ("Content-Length", str(len(page.encode())))],
         )
         return [data]
+
+
+def _dav_error(message: str) -> str:
+    """A DAV ``error`` body in the shape SabreDAV (ownCloud, Nextcloud) sends, so that their
+    clients show ``message`` to the user."""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">'
+        f"<s:message>{escape(message)}</s:message></d:error>\n"
+    )
 
 
 def _settle_unread(environ: dict[str, Any], body: TrackedInput | None) -> None:

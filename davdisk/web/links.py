@@ -3,6 +3,10 @@
 A file link downloads the file; a folder link shows a plain HTML listing whose entries download
 (``/s/<token>/<path>``) or open. Downloads are served by the link's WebDAV tree
 (``/public/<token>/...``), so Range, ETag and conditional requests behave exactly as there.
+
+WSGI strings carry the raw bytes of the URL as latin-1 (PEP 3333); names are UTF-8, so the path
+is decoded before it is looked up and encoded back before it is handed to WsgiDAV (which decodes
+it again), and headers name a file only in ASCII (RFC 6266 ``filename*``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,28 @@ def basic_password(environ: dict[str, Any]) -> str | None:
     return password if sep else None
 
 
+def from_wsgi(text: str) -> str | None:
+    """The UTF-8 text of a WSGI string (None if the client's bytes are not UTF-8)."""
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return None
+
+
+def to_wsgi(text: str) -> str:
+    """``text`` as a WSGI string: its UTF-8 bytes read as latin-1."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with ``name`` (RFC 6266): ``filename*`` in UTF-8 for current browsers and an
+    ASCII ``filename`` for old ones. Header values must be latin-1, so no raw name goes in."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\%' else "_" for c in name
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 def _answer(start_response: StartResponse, status: str, body: bytes, *headers: Any) -> list[bytes]:
     start_response(
         status,
@@ -60,7 +86,10 @@ class LinkPages:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
             return _answer(start_response, "405 Method Not Allowed", b"", ("Allow", "GET, HEAD"))
-        token, _, rest = environ["PATH_INFO"][len(LINK_PREFIX) :].partition("/")
+        path = from_wsgi(environ["PATH_INFO"])
+        if path is None:  # RequestLimits refuses these first; never look up mojibake
+            return _answer(start_response, "404 Not Found", b"<p>Not found.</p>")
+        token, _, rest = path[len(LINK_PREFIX) :].partition("/")
         password = basic_password(environ)
         try:
             login = self.links.login(token, password, client_ip(environ))
@@ -99,9 +128,9 @@ class LinkPages:
             return _answer(start_response, "404 Not Found", b"<p>Not found.</p>")
         if not entry.is_dir:
             return self._download(environ, start_response, token, names)
-        if not environ["PATH_INFO"].endswith("/"):
+        if not path.endswith("/"):
             # Relative links in the listing need the trailing slash.
-            location = quote(environ["PATH_INFO"]) + "/"
+            location = quote(path) + "/"
             return _answer(start_response, "301 Moved Permanently", b"", ("Location", location))
         title = html.escape("/" + "/".join(names))
         rows = []
@@ -124,9 +153,9 @@ class LinkPages:
         self, environ: dict[str, Any], start_response: StartResponse, token: str, names: list[str]
     ) -> Iterable[bytes]:
         environ = dict(environ)
-        environ["PATH_INFO"] = "/public/" + token + "/" + "/".join(names)
+        environ["PATH_INFO"] = to_wsgi("/public/" + token + "/" + "/".join(names))
         environ["SCRIPT_NAME"] = ""
-        disposition = "attachment; filename*=UTF-8''" + quote(names[-1])
+        disposition = content_disposition(names[-1])
 
         def with_disposition(status: str, headers: list[Any], exc_info: Any = None) -> Any:
             if status.startswith(("200", "206")):

@@ -94,7 +94,20 @@ def test_propfind_depth_infinity_is_refused(alice: Client) -> None:
     r = alice.propfind("/dav/", depth="infinity")
     assert r.status == 403
     assert "propfind-finite-depth" in r.text
-    assert alice.propfind("/dav/").status == 403  # no Depth header means infinity
+
+
+def test_propfind_without_depth_is_depth_0_on_a_file_and_1_on_a_folder(alice: Client) -> None:
+    """RFC 4918 reads a missing Depth as infinity; clients (webdav4) leave it out to ask about
+    one resource, so the server answers as Depth 0 on a file and Depth 1 on a folder."""
+    alice.mkcol("/dav/top/")
+    alice.mkcol("/dav/top/sub/")
+    alice.put("/dav/top/f.txt", b"1")
+    alice.put("/dav/top/sub/deep.txt", b"2")
+    r = alice.propfind("/dav/top/f.txt")
+    assert r.status == 207 and r.text.count("<D:response>") == 1, r.text
+    r = alice.propfind("/dav/top/")
+    assert r.status == 207, r.text
+    assert r.text.count("<D:response>") == 3 and "deep.txt" not in r.text, r.text
 
 
 def test_mkcol_and_listing(alice: Client) -> None:

@@ -15,6 +15,7 @@ from tests.live.conftest import (
     get_bytes,
     lock,
     members,
+    parse_multistatus,
     propfind,
     put,
     raw_request,
@@ -48,6 +49,26 @@ def test_propfind_depth_infinity_forbidden(s: requests.Session, workdir: str) ->
         "PROPFIND", workdir.rsplit("/dav/", 1)[0] + "/dav/", headers={"Depth": "infinity"}
     )
     assert r.status_code == 403, r.status_code
+
+
+def test_propfind_without_depth(s: requests.Session, workdir: str) -> None:
+    """No Depth header: the file alone on a file, the folder and its members (Depth 1) on a
+    folder; an explicit infinity stays refused."""
+    put(s, workdir + "f.txt", b"12345", expect=(201,))
+    assert s.request("MKCOL", workdir + "sub/").status_code == 201
+    put(s, workdir + "sub/deep.txt", b"x", expect=(201,))
+    for depth in ("0", None):
+        headers = {} if depth is None else {"Depth": depth}
+        r = s.request("PROPFIND", workdir + "f.txt", headers=headers)
+        assert r.status_code == 207, (depth, r.status_code, r.text[:300])
+        assert list(parse_multistatus(r.content)) == [url_path(workdir) + "f.txt"]
+    r = s.request("PROPFIND", workdir)
+    assert r.status_code == 207, (r.status_code, r.text[:300])
+    got = {h.rstrip("/") for h in parse_multistatus(r.content)}
+    base = url_path(workdir).rstrip("/")
+    assert got == {base, base + "/f.txt", base + "/sub"}, got
+    assert s.request("PROPFIND", workdir + "nothing.txt").status_code == 404
+    assert s.request("PROPFIND", workdir, headers={"Depth": "Infinity"}).status_code == 403
 
 
 def test_propfind_depth_0_and_1(s: requests.Session, workdir: str) -> None:

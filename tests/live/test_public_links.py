@@ -175,6 +175,108 @@ def test_folder_link_html_listing(srv: Server, tree: str, folder_link: Link) -> 
         assert b"alice's secret" not in body, bad
 
 
+UNICODE_FILES = {
+    "日本語.txt": "日本語のテキスト\n".encode(),
+    "café.txt": b"cafe au lait\n",
+    "emoji 😀.txt": b"smile\n",
+    "a #1.txt": b"hash\n",
+    "100% sure.txt": b"percent\n",
+    "why?.txt": b"question\n",
+    "Ünïcödé dir/naïve ß.txt": b"one level down\n",
+}
+
+
+class LabelledLinks(HTMLParser):
+    """(href, text) of every link on a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._href = dict(attrs).get("href") or ""
+            self.links.append((self._href, ""))
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            href, text = self.links[-1]
+            self.links[-1] = (href, text + data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._href = None
+
+
+def labelled_links(url: str, html: str) -> dict[str, str]:
+    """{link text: absolute URL} of the links on a page."""
+    p = LabelledLinks()
+    p.feed(html)
+    return {text: urljoin(url, href) for href, text in p.links}
+
+
+def disposition_name(header: str) -> str:
+    """The file name of a Content-Disposition: ``filename*`` (RFC 5987) if there is one."""
+    params = dict(part.strip().split("=", 1) for part in header.split(";")[1:] if "=" in part)
+    if "filename*" in params:
+        charset, _, value = params["filename*"].split("'", 2)
+        assert charset.upper() == "UTF-8", header
+        return unquote(value, encoding="utf-8", errors="strict")
+    return params["filename"].strip('"')
+
+
+def test_folder_link_with_non_ascii_and_reserved_names(srv: Server) -> None:
+    name = "unicode-pub-" + uid()
+    make_tree(srv, name, UNICODE_FILES)
+    link = share_link(srv, ALICE, "/" + name)
+    anon = link_session(srv, None)
+    r = anon.get(link.s + "/")
+    assert r.status_code == 200, r.status_code
+    links = labelled_links(r.url, r.text)
+    top = {rel for rel in UNICODE_FILES if "/" not in rel}
+    assert top <= set(links), (sorted(top - set(links)), sorted(links))
+    wrong = []
+    for rel in sorted(top):
+        got = anon.get(links[rel])
+        if got.status_code != 200 or got.content != UNICODE_FILES[rel]:
+            wrong.append(f"{rel!r} -> {links[rel]}: {got.status_code} {got.content[:40]!r}")
+            continue
+        cd = got.headers.get("Content-Disposition", "")
+        if disposition_name(cd) != rel:
+            wrong.append(f"{rel!r}: Content-Disposition {cd!r}")
+    assert not wrong, "links on the page that do not download their file:\n" + "\n".join(wrong)
+    # the sub-folder opens (with and without the trailing slash) and its entry downloads
+    sub = "Ünïcödé dir"
+    assert sub + "/" in links, sorted(links)
+    for url in (links[sub + "/"], links[sub + "/"].rstrip("/")):
+        r = anon.get(url)
+        assert r.status_code == 200, (url, r.status_code)
+        inner = labelled_links(r.url, r.text)
+        assert "naïve ß.txt" in inner, sorted(inner)
+        assert get_ok(anon, inner["naïve ß.txt"]) == UNICODE_FILES[sub + "/naïve ß.txt"]
+
+
+def test_file_link_to_non_ascii_name(srv: Server) -> None:
+    name = "unicode-file-" + uid()
+    make_tree(srv, name, {"日本語.txt": UNICODE_FILES["日本語.txt"]})
+    link = share_link(srv, ALICE, f"/{name}/日本語.txt")
+    anon = link_session(srv, None)
+    for url in (link.s, link.s + "/" + q("日本語.txt")):
+        r = anon.get(url)
+        assert r.status_code == 200, (url, r.status_code)
+        assert r.content == UNICODE_FILES["日本語.txt"], url
+        cd = r.headers["Content-Disposition"]
+        assert cd.isascii(), cd
+        assert cd.startswith("attachment;"), cd
+        assert disposition_name(cd) == "日本語.txt", cd
+        # the plain ``filename`` fallback for old clients is ASCII and keeps the extension
+        assert 'filename="' in cd and cd.split('filename="', 1)[1].split('"')[0].endswith(".txt")
+    r = anon.get(link.s, headers={"Range": "bytes=3-5"})
+    assert r.status_code == 206 and r.content == UNICODE_FILES["日本語.txt"][3:6]
+    assert get_ok(anon, link.public + q("日本語.txt")) == UNICODE_FILES["日本語.txt"]
+
+
 def test_public_dav_tree_read_only(srv: Server, tree: str, folder_link: Link) -> None:
     anon = link_session(srv, None)
     pub = folder_link.public
