@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes, urlsplit
+from urllib.parse import quote, unquote, unquote_to_bytes, urlparse, urlsplit
 from xml.sax.saxutils import escape
 
 from davdisk.config import Config
@@ -155,6 +155,11 @@ class RequestLimits:
         if "%2f" in path.lower():
             raise Refused(400, "encoded '/' in Destination")
         check_path(_utf8(unquote_to_bytes(path), "the Destination"), self.max_path_depth)
+        # WsgiDAV decodes the header before parsing it as a URL, so an encoded '?' starts a
+        # query and a ';' in the last name starts "parameters": either is cut off, and a MOVE
+        # to "report;v2.txt" would replace "report". Refuse what it would read otherwise.
+        if urlparse(unquote(header), allow_fragments=False).path != unquote(path):
+            raise Refused(400, "a Destination name with ';' or '?' is not supported")
 
     # --- bodies ------------------------------------------------------------------------------
 

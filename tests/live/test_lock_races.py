@@ -94,7 +94,11 @@ def _race(
         barrier = threading.Barrier(2)
         results: dict[str, tuple[int, dict[str, str], bytes]] = {}
 
-        def do_lock(i: int = i) -> None:
+        def do_lock(
+            i: int = i,
+            barrier: threading.Barrier = barrier,
+            results: dict[str, tuple[int, dict[str, str], bytes]] = results,
+        ) -> None:
             barrier.wait()
             results["lock"] = lock_client.request(
                 "LOCK",
@@ -103,7 +107,11 @@ def _race(
                 {"Depth": "0", "Timeout": "Second-600", "Content-Type": "application/xml"},
             )
 
-        def do_write(i: int = i) -> None:
+        def do_write(
+            i: int = i,
+            barrier: threading.Barrier = barrier,
+            results: dict[str, tuple[int, dict[str, str], bytes]] = results,
+        ) -> None:
             barrier.wait()
             results["write"] = write(write_client, i)
 

@@ -419,3 +419,25 @@ def test_encoded_slash_in_a_name_is_not_stored_literally(
     put(s, workdir + "50%25 off.txt", b"percent", expect=(201,))
     assert set(members(s, workdir)) == {"50% off.txt"}
     assert get_bytes(s, workdir + "50%25 off.txt") == b"percent"
+
+
+@pytest.mark.parametrize("method", ["MOVE", "COPY"])
+@pytest.mark.parametrize("encoded", ["report%3Bv2.txt", "report;v2.txt", "report%3Fv2.txt"])
+def test_destination_name_with_semicolon_or_question_mark(
+    s: requests.Session, workdir: str, method: str, encoded: str
+) -> None:
+    """WsgiDAV decodes the Destination before parsing it, so ';' and an encoded '?' cut the
+    name short: a MOVE to ``report;v2.txt`` replaced the file ``report`` (found by a test of
+    the webdav4 client). Either the request lands on the name it gave, or it is refused."""
+    put(s, workdir + "report", b"KEEP ME", expect=(201,))
+    put(s, workdir + "x.txt", b"moving", expect=(201,))
+    r = s.request(
+        method, workdir + "x.txt", headers={"Destination": workdir + encoded, "Overwrite": "T"}
+    )
+    assert r.status_code in (201, 400), r.status_code
+    assert get_bytes(s, workdir + "report") == b"KEEP ME"
+    names = set(members(s, workdir))
+    if r.status_code == 400:
+        assert names == {"report", "x.txt"}, names
+    else:
+        assert "report" in names and len(names) == (3 if method == "COPY" else 2), names
