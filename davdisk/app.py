@@ -21,6 +21,7 @@ from davdisk.dav.provider import DavdiskProvider
 from davdisk.dav.public import PUBLIC_PREFIX, PublicProvider
 from davdisk.services import Services
 from davdisk.web.audit import AuditLog
+from davdisk.web.errors import ServerErrors
 from davdisk.web.limits import RequestLimits
 from davdisk.web.links import LINK_PREFIX, LinkPages
 from davdisk.web.transport import Transport
@@ -135,6 +136,6 @@ def build_app(services: Services) -> WSGIApp:
             return _simple(start_response, "200 OK", b"" if method == "HEAD" else landing)
         return _simple(start_response, "404 Not Found", b"not found\n")
 
-    # Outermost first: the audit log sees every answer, the transport policy runs before any
-    # limit or login, and the limits before any work.
-    return AuditLog(Transport(RequestLimits(heads, config), config), config)
+    # Outermost first: the audit log sees every answer, every 5xx is logged with its cause,
+    # the transport policy runs before any limit or login, and the limits before any work.
+    return AuditLog(ServerErrors(Transport(RequestLimits(heads, config), config)), config)

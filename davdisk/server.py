@@ -16,6 +16,7 @@ from davdisk.app import DAV_PREFIX, build_app
 from davdisk.services import Services
 from davdisk.tls import load_server_tls, tls_settings
 from davdisk.web.connection import ClosingGateway
+from davdisk.web.errors import quiet_server_log
 from davdisk.web.transport import startup_notes
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number
@@ -76,6 +77,7 @@ def serve(services: Services, host: str, port: int) -> int:
     server.max_request_header_size = config.get("limits", "max_header_bytes")
     # Close, rather than drain into memory, a request body the answer left unread (web/limits.py).
     server.gateway = ClosingGateway
+    quiet_server_log(server)  # web/errors.py logs each failed request once
     if server_tls is not None:
         tls.install(server, server_tls)
     # Large PUTs arrive in big reads; cheroot's default socket buffers are small.

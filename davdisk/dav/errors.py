@@ -27,15 +27,16 @@ from wsgidav.dav_error import (
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from davdisk.errors import DavdiskError, IntegrityError
+from davdisk.web.errors import record_cause
 
 logger = logging.getLogger(__name__)
 
 
 def to_dav_error(e: DavdiskError) -> DAVError:
     if isinstance(e, IntegrityError):
-        # The files layer logged the detail; the client only learns that the server failed.
-        return DAVError(e.http_status)
-    return DAVError(e.http_status, e.message)
+        # The client only learns that the server failed; the cause goes to the log.
+        return DAVError(e.http_status, src_exception=e)
+    return DAVError(e.http_status, e.message, src_exception=e)
 
 
 @contextmanager
@@ -103,15 +104,10 @@ class ErrorPages(BaseMiddleware):
             except Exception as e:
                 raise DAVError(HTTP_INTERNAL_ERROR, src_exception=e) from e
         except DAVError as e:
-            if e.value == HTTP_INTERNAL_ERROR:
-                cause = e.src_exception or e.__cause__ or e
-                if not isinstance(cause, DAVError):
-                    logger.error(
-                        "internal error in %s %s",
-                        environ["REQUEST_METHOD"],
-                        environ["PATH_INFO"],
-                        exc_info=cause,
-                    )
+            if e.value >= 500:
+                # Logged once, with the request, by web/errors.py (WsgiDAV's own 500s have no
+                # other cause than the DAVError itself, whose traceback shows where it arose).
+                record_cause(environ, e.src_exception or e.__cause__ or e)
             if started:
                 # Headers (and part of the body) are out: all we can do is cut the response.
                 raise

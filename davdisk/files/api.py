@@ -280,10 +280,6 @@ class Files:
                 blob_id=bytes.fromhex(entry.blob_id),
                 expected_plain_size=entry.size,
             )
-        except IntegrityError as e:
-            src.close()
-            logger.error("%s", e.message)
-            raise
         except BaseException:
             src.close()
             raise
@@ -307,9 +303,10 @@ class Files:
                 if fresh is None:
                     raise NotFound(repr(entry.name)) from None
                 if fresh.blob_id == entry.blob_id:
-                    message = f"blob {entry.blob_id} of node {entry.id} is missing"
-                    logger.error("%s (davdisk fsck lists such damage)", message)
-                    raise IntegrityError(message) from None
+                    raise IntegrityError(
+                        f"blob {entry.blob_id} of node {entry.id} is missing"
+                        " (davdisk fsck lists such damage)"
+                    ) from None
                 entry = replace(fresh, name=entry.name)  # a share mount keeps its name
         raise Conflict(f"{entry.name!r} changes faster than it can be read")
 

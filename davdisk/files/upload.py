@@ -34,7 +34,6 @@ from davdisk.errors import (
     DavdiskError,
     IncompleteBody,
     InsufficientStorage,
-    IntegrityError,
 )
 from davdisk.files.access import Actor
 from davdisk.meta.store import Entry
@@ -94,20 +93,6 @@ class VerifiedReader(io.BufferedReader):
     def __init__(self, raw: EnvelopeReader, blob_id: str) -> None:
         super().__init__(raw, buffer_size=1 << 16)
         self._blob_id = blob_id
-
-    def read(self, size: int | None = -1) -> bytes:
-        try:
-            return super().read(size)
-        except IntegrityError as e:
-            logger.error("%s", e.message)
-            raise
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            return super().readinto(buffer)
-        except IntegrityError as e:
-            logger.error("%s", e.message)
-            raise
 
 
 class Upload:

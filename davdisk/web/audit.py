@@ -55,7 +55,7 @@ def redact_path(path: str) -> str:
     return path
 
 
-def _request_path(environ: dict[str, Any]) -> str:
+def request_path(environ: dict[str, Any]) -> str:
     # PEP 3333 hands the path over as latin-1 text of its raw bytes; they are UTF-8 for us.
     raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     try:
@@ -132,7 +132,7 @@ class _Entry:
         self.ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         self.method = environ.get("REQUEST_METHOD", "")
         # Taken now: WsgiDAV rewrites SCRIPT_NAME/PATH_INFO as it dispatches.
-        self.path = redact_path(_request_path(environ))
+        self.path = redact_path(request_path(environ))
         self.status: int | None = None
         self.bytes_in = 0
         self.bytes_out = 0
