@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 
 def to_dav_error(e: DavdiskError) -> DAVError:
+    dav_error = getattr(e, "dav_error", None)  # a refusal made by the WebDAV face itself
+    if isinstance(dav_error, DAVError):
+        return dav_error
     if isinstance(e, IntegrityError):
         # The client only learns that the server failed; the cause goes to the log.
         return DAVError(e.http_status, src_exception=e)

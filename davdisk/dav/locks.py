@@ -24,6 +24,7 @@ from wsgidav.lock_man.lock_manager import (
     validate_lock,
 )
 
+from davdisk.errors import Locked
 from davdisk.meta.db import Database
 from davdisk.meta.models import Lock, Mutex
 
@@ -327,6 +328,14 @@ class SQLLockManager(LockManager):
             super().remove_all_locks_from_url(url, recursive=False)
 
 
+class LockConflict(Locked):
+    """The resource is locked"""
+
+    def __init__(self, dav_error: DAVError) -> None:
+        super().__init__()
+        self.dav_error = dav_error  # the 423 with the conflicting locks, as WsgiDAV answers it
+
+
 class LockGuard:
     """The lock side of a DELETE, MOVE or COPY, run inside the files layer's write transaction
     (see :class:`davdisk.files.api.WriteGuard`): conflict check before, lock removal after.
@@ -348,7 +357,10 @@ class LockGuard:
         self._drops = drops
 
     def check(self, conn: Connection) -> None:
-        self._manager.conflicts_in(conn, self._checks, self._tokens, self._principal)
+        try:
+            self._manager.conflicts_in(conn, self._checks, self._tokens, self._principal)
+        except DAVError as e:
+            raise LockConflict(e) from None
 
     def done(self, conn: Connection) -> None:
         self._manager.drop_in(conn, self._drops)

@@ -40,6 +40,29 @@ _LOCK_PROPS = ("{DAV:}lockdiscovery", "{DAV:}supportedlock")
 _QUOTA_PROPS = ("{DAV:}quota-used-bytes", "{DAV:}quota-available-bytes")
 
 
+def lock_guard(
+    provider: DavdiskProvider,
+    environ: dict[str, Any],
+    checks: list[tuple[str, str]],
+    drops: list[str] = (),  # type: ignore[assignment]
+) -> WriteGuard:
+    """The lock decisions of a write, made inside its transaction (files.api.WriteGuard):
+    refuse (423) if any of ``checks`` (reference URL, depth) is locked by a lock the request
+    does not submit; remove the locks on and below ``drops`` together with the change. Checked
+    only before the transaction, a LOCK granted in between was lost or overruled."""
+    lm = provider.lock_manager
+    if not isinstance(lm, SQLLockManager):
+        return NO_GUARD
+    if "wsgidav.conditions.if" not in environ:
+        util.parse_if_header_dict(environ)
+    return lm.guard(
+        principal=environ["wsgidav.user_name"],
+        tokens=environ["wsgidav.ifLockTokenList"],
+        checks=checks,
+        drops=list(drops),
+    )
+
+
 class _NodeMixin:
     """What files and folders share: identity, times, dead properties, locks, delete/copy/move."""
 
@@ -204,20 +227,7 @@ class _NodeMixin:
             return not self.files.may(self.actor, self.entry, "lock")
 
     def _lock_guard(self, checks: list[tuple[str, str]], drops: list[str]) -> WriteGuard:
-        """The lock decisions of a DELETE, MOVE or COPY, made inside its write transaction:
-        refuse (423) if any of ``checks`` (reference URL, depth) is locked by a lock the request
-        does not submit; remove the locks on and below ``drops`` together with the change."""
-        lm = self.provider.lock_manager
-        if not isinstance(lm, SQLLockManager):
-            return NO_GUARD
-        if "wsgidav.conditions.if" not in self.environ:
-            util.parse_if_header_dict(self.environ)
-        return lm.guard(
-            principal=self.environ["wsgidav.user_name"],
-            tokens=self.environ["wsgidav.ifLockTokenList"],
-            checks=checks,
-            drops=drops,
-        )
+        return lock_guard(self.provider, self.environ, checks, drops)
 
     # --- delete / copy / move ----------------------------------------------------------------
 
@@ -512,9 +522,14 @@ class _WritableMixin:
                 size_hint=_size_hint(self.environ),
                 mtime=_requested_mtime(self.environ),
                 checksums=liveprops.oc_checksums(self.environ),
+                guard=lock_guard(self.provider, self.environ, self._write_checks()),
             )
         self._stream = _UploadStream(self, upload)  # type: ignore[arg-type]
         return self._stream
+
+    def _write_checks(self) -> list[tuple[str, str]]:
+        """What must not be locked against this request when new content is committed."""
+        raise NotImplementedError
 
     def end_write(self, *, with_errors: bool) -> None:
         if with_errors and self._stream is not None:
@@ -579,6 +594,9 @@ class File(_WritableMixin, _NodeMixin, DAVNonCollection):
     def _committed(self, entry: Entry) -> None:
         self.entry = entry
 
+    def _write_checks(self) -> list[tuple[str, str]]:
+        return [(self.get_ref_url(), "0")]
+
 
 class PendingFile(_WritableMixin, DAVNonCollection):
     """The target of a PUT to a new name: exists only once the body is stored."""
@@ -592,6 +610,10 @@ class PendingFile(_WritableMixin, DAVNonCollection):
 
     def get_ref_url(self) -> str:
         return self._parent.get_ref_url() + quote(self._name)
+
+    def _write_checks(self) -> list[tuple[str, str]]:
+        # A new member changes its folder; a LOCK may also have created the name meanwhile.
+        return [(self._parent.get_ref_url(), "0"), (self.get_ref_url(), "0")]
 
     def get_content_length(self) -> int:
         return self._entry.size if self._entry else 0

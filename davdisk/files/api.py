@@ -68,9 +68,10 @@ class WriteGuard(Protocol):
     """What a face needs decided in the same transaction as a write (WebDAV: the locks).
 
     ``check`` runs first inside the write transaction, before anything changes, and refuses
-    the write by raising; ``done`` runs inside it after the change (and so commits or rolls
-    back with it). With both in the writer's transaction, a lock granted by a concurrent
-    request, in this process or another, is either seen by ``check`` or sees the change."""
+    the write by raising a :class:`~davdisk.errors.DavdiskError`; ``done`` runs inside it
+    after the change (and so commits or rolls back with it). With both in the writer's
+    transaction, a lock granted by a concurrent request, in this process or another, is either
+    seen by ``check`` or sees the change."""
 
     def check(self, conn: Connection) -> None: ...
 
@@ -383,6 +384,7 @@ class Files:
         size_hint: int | None = None,
         mtime: float | None = None,
         checksums: dict[str, str] | None = None,
+        guard: WriteGuard = NO_GUARD,
     ) -> Upload:
         """Start new content for ``parent/name`` (created or replaced on commit), or for the
         file ``target`` (then ``parent``/``name`` only name it for content-type guessing).
@@ -413,6 +415,7 @@ class Files:
             mtime=mtime,
             checksums=checksums,
             allowance=None if allowance is None else allowance + replacing,
+            guard=guard,
         )
 
     def write(self, actor: Actor, parent: Entry, name: str, data: bytes) -> Entry:
@@ -435,10 +438,13 @@ class Files:
         sha1: str,
         content_type: str,
         mtime: float | None,
+        guard: WriteGuard | None = None,
     ) -> tuple[Entry, list[str]]:
         """Point ``parent/name`` at a stored blob; return the entry and blobs now unused."""
         now = time.time()
         with self.db.write() as conn:
+            if guard is not None:
+                guard.check(conn)  # e.g. a lock granted while the body was arriving
             if target is not None:
                 existing = store.get_node(conn, target.id)
                 if existing is None:

@@ -39,7 +39,7 @@ from davdisk.files.access import Actor
 from davdisk.meta.store import Entry
 
 if TYPE_CHECKING:
-    from davdisk.files.api import Files
+    from davdisk.files.api import Files, WriteGuard
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class Upload:
         mtime: float | None,
         checksums: dict[str, str] | None = None,
         allowance: int | None = None,
+        guard: WriteGuard | None = None,
     ) -> None:
         """``target``: the file to give new content (else ``parent/name`` is created or
         replaced); ``allowance``: bytes the owner's quota still allows (None = no limit),
@@ -126,6 +127,7 @@ class Upload:
         if need is not None:
             _check_free_space(files, need)
         self._files = files
+        self._guard = guard
         self._checksums = checksums or {}
         self._actor = actor
         self._parent = parent
@@ -259,6 +261,7 @@ class Upload:
                 sha1=sha1,
                 content_type=self._content_type,
                 mtime=self._mtime,
+                guard=self._guard,
             )
         except DavdiskError:
             # Refused inside the transaction (or at a COMMIT that failed, e.g. a full database):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.live.conftest import ALICE, Server, ServerFactory
+from tests.live.conftest import ALICE, RawConnection, Server, ServerFactory, put
 
 RACES = 300  # per kind of write and per topology
 LOCK_BODY = (
@@ -207,3 +208,60 @@ def test_lock_never_lost_to_a_racing_write(server_factory: ServerFactory, proces
     _run_all(first, second, f"races{processes}")
     for srv in {first.url: first, second.url: second}.values():
         assert "Traceback" not in srv.log(), srv.log()[-3000:]
+
+
+def _read_status(conn: RawConnection) -> int:
+    conn.sock.settimeout(60)
+    data = b""
+    while b"\r\n" not in data:
+        chunk = conn.sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("existing", [True, False])
+def test_lock_asked_while_an_upload_arrives(
+    server_factory: ServerFactory, existing: bool, processes: int
+) -> None:
+    """A PUT checks the locks before its body arrives. A LOCK asked while the body is still
+    coming in (through the same server process or another one) is either refused, and the PUT
+    lands, or granted, and then the PUT is refused (423) and the old content stays: never a
+    granted lock and a PUT that overrules it."""
+    srv = server_factory()
+    other = srv if processes == 1 else server_factory(data_dir=srv.data_dir)
+    s, s_other = srv.session(ALICE), other.session(ALICE)
+    url = srv.dav + "doc.txt"
+    old = b"old content" if existing else b""
+    if existing:
+        put(s, url, old, expect=(201,))
+    body = b"n" * 200_000
+    up = RawConnection(srv)
+    try:
+        up.send_head(
+            "PUT",
+            "/dav/doc.txt",
+            {"Authorization": srv.auth_header(ALICE), "Content-Length": str(len(body))},
+        )
+        up.send(body[:100_000])
+        time.sleep(0.5)  # the server has checked the locks and is reading the body
+        r = s_other.request(
+            "LOCK",
+            other.dav + "doc.txt",
+            data=LOCK_BODY,
+            headers={"Depth": "0", "Timeout": "Second-600", "Content-Type": "application/xml"},
+        )
+        up.send(body[100_000:])
+        put_status = _read_status(up)
+    finally:
+        up.abort()
+    if r.status_code == 423:
+        assert put_status in (201, 204), put_status
+        assert s.get(url).content == body
+    else:
+        assert r.status_code in (200, 201), r.status_code
+        assert put_status == 423, f"LOCK {r.status_code}, then the PUT answered {put_status}"
+        assert s.get(url).content == old
+        assert r.headers["Lock-Token"].strip("<>") in _tokens_at(Client(srv), "doc.txt")
