@@ -15,7 +15,7 @@ from davdisk import tls
 from davdisk.app import DAV_PREFIX, build_app
 from davdisk.services import Services
 from davdisk.tls import load_server_tls, tls_settings
-from davdisk.web.connection import ClosingGateway
+from davdisk.web import connection
 from davdisk.web.transport import startup_notes
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number
@@ -74,10 +74,11 @@ def serve(services: Services, host: str, port: int) -> int:
     server.keep_alive_conn_limit = max(256, 4 * config.get("server", "threads"))
     # cheroot answers 413/414 itself when the request line and headers exceed this.
     server.max_request_header_size = config.get("limits", "max_header_bytes")
-    # Close, rather than drain into memory, a request body the answer left unread (web/limits.py).
-    server.gateway = ClosingGateway
     if server_tls is not None:
         tls.install(server, server_tls)
+    # Close, rather than drain into memory, a request body the answer left unread (web/limits.py),
+    # and send "100 Continue" only when the body is read (after the checks that may refuse it).
+    connection.install(server)
     # Large PUTs arrive in big reads; cheroot's default socket buffers are small.
     server.prepare()
     bound_host, bound_port = server.bind_addr[:2]
