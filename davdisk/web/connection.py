@@ -25,6 +25,8 @@ from typing import Any
 
 from cheroot import errors, server, wsgi
 
+from davdisk.web.shutdown import InFlight
+
 CLOSE_CONNECTION = "davdisk.close_connection"
 CONTINUE = "davdisk.continue"
 
@@ -100,6 +102,9 @@ class ClosingGateway(wsgi.Gateway_10):
             # own wait for the 100 runs out), so nothing more is read from this connection.
             waiting.pending = False
             self.req.close_connection = True
+        if not self.req.server.ready:
+            # Stopping (web/shutdown.py): this is the connection's last answer; say so.
+            self.req.close_connection = True
         return super().start_response(status, headers, exc_info)
 
 
@@ -112,11 +117,22 @@ def _has_body(request: server.HTTPRequest) -> bool:
         return True
 
 
-def install(http_server: server.HTTPServer) -> None:
+def install(http_server: server.HTTPServer, in_flight: InFlight | None = None) -> None:
     """Make a not yet prepared cheroot server use this module's request and gateway (after
-    ``tls.install``, which picks the connection class)."""
-    base = http_server.ConnectionClass
-    http_server.ConnectionClass = type(
-        base.__name__, (base,), {"RequestHandlerClass": DeferredContinueRequest}
-    )
+    ``tls.install``, which picks the connection class); ``in_flight`` registers the
+    connections serving a request (for a graceful stop: web/shutdown.py)."""
+    base: type[server.HTTPConnection] = http_server.ConnectionClass
+    tracked = in_flight
+
+    class Connection(base):  # type: ignore[valid-type,misc]  # a class chosen at run time
+        RequestHandlerClass = DeferredContinueRequest
+
+        def communicate(self) -> bool:
+            """One request, from its head to the end of its answer."""
+            if tracked is None:
+                return bool(super().communicate())
+            with tracked.serving(self):
+                return bool(super().communicate())
+
+    http_server.ConnectionClass = Connection
     http_server.gateway = ClosingGateway
