@@ -178,3 +178,23 @@ def test_idle_server_exits_at_once_despite_keep_alive_connections(
     took = time.monotonic() - started
     assert code == 0, f"exit {code}\n--- log ---\n{srv.log()}"
     assert took < 0.5, f"an idle server took {took:.2f} s to stop"
+
+
+def test_download_to_a_stalled_client_is_cut_at_the_deadline(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A worker blocked writing to a client that stopped reading does not hold the exit past
+    the grace period (a read-side shutdown alone would leave it blocked until its timeout)."""
+    srv = server_factory(config=grace_config(tmp_path, 1))
+    put(srv.session(ALICE), srv.dav + "big.bin", os.urandom(48 * MiB))
+    with RawClient(srv, timeout=30) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        c.send_head("GET", "/dav/big.bin", [("Authorization", srv.auth_header(ALICE))])
+        c.sock.recv(1024)  # the answer has started; nothing more is read
+        time.sleep(0.5)
+        started = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        code = exit_code(srv, 10)
+        took = time.monotonic() - started
+    assert code == 0, f"exit {code}\n--- log ---\n{srv.log()}"
+    assert took < 3, f"exited {took:.1f} s after SIGTERM with a 1 s grace"
