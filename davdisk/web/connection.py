@@ -79,6 +79,13 @@ class DeferredContinueRequest(server.HTTPRequest):
         super().__init__(*args, **kwargs)
         self.header_reader = _ExpectHoldingReader(self, self.header_reader)
 
+    def read_request_headers(self) -> bool:
+        # The request line is in: from now on a graceful stop waits for this request.
+        started = getattr(self.conn, "request_started", None)
+        if started is not None:
+            started()
+        return bool(super().read_request_headers())
+
 
 class ClosingGateway(wsgi.Gateway_10):
     def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # stub says None
@@ -128,11 +135,15 @@ def install(http_server: server.HTTPServer, in_flight: InFlight | None = None) -
         RequestHandlerClass = DeferredContinueRequest
 
         def communicate(self) -> bool:
-            """One request, from its head to the end of its answer."""
+            """One request, from the wait for its first line to the end of its answer."""
             if tracked is None:
                 return bool(super().communicate())
             with tracked.serving(self):
                 return bool(super().communicate())
+
+        def request_started(self) -> None:
+            if tracked is not None:
+                tracked.started(self)
 
     http_server.ConnectionClass = Connection
     http_server.gateway = ClosingGateway
