@@ -87,7 +87,8 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         30,
         _non_negative_int,
         "Seconds that running requests get to finish after SIGTERM or Ctrl-C (new connections "
-        "are refused at once); then the rest are cut. A second signal stops at once.",
+        "are refused at once); then the rest are cut, and a cut upload leaves the old content. "
+        "A second signal stops at once.",
     ),
     ("server", "tls_cert"): (
         "",
