@@ -83,6 +83,13 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         _positive_int,
         "Worker threads: requests served at once (Explorer opens dozens of connections).",
     ),
+    ("server", "shutdown_grace"): (
+        30,
+        _non_negative_int,
+        "Seconds that running requests get to finish after SIGTERM or Ctrl-C (new connections "
+        "are refused at once); then the rest are cut, and a cut upload leaves the old content. "
+        "A second signal stops at once.",
+    ),
     ("server", "tls_cert"): (
         "",
         _str,

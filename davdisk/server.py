@@ -1,13 +1,11 @@
-"""Runs the WSGI app on cheroot until SIGINT/SIGTERM, and sets up logging once."""
+"""Runs the WSGI app on cheroot until SIGINT/SIGTERM (then stops gracefully: web/shutdown.py),
+and sets up logging once."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import logging
-import signal
-import threading
-from typing import Any
 
 from cheroot import wsgi
 
@@ -15,8 +13,9 @@ from davdisk import tls
 from davdisk.app import DAV_PREFIX, build_app
 from davdisk.services import Services
 from davdisk.tls import load_server_tls, tls_settings
-from davdisk.web.connection import ClosingGateway
+from davdisk.web import connection
 from davdisk.web.errors import quiet_server_log
+from davdisk.web.shutdown import GracefulStop, InFlight
 from davdisk.web.transport import startup_notes
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number
@@ -75,11 +74,15 @@ def serve(services: Services, host: str, port: int) -> int:
     server.keep_alive_conn_limit = max(256, 4 * config.get("server", "threads"))
     # cheroot answers 413/414 itself when the request line and headers exceed this.
     server.max_request_header_size = config.get("limits", "max_header_bytes")
-    # Close, rather than drain into memory, a request body the answer left unread (web/limits.py).
-    server.gateway = ClosingGateway
     quiet_server_log(server)  # web/errors.py logs each failed request once
     if server_tls is not None:
         tls.install(server, server_tls)
+    # Close, rather than drain into memory, a request body the answer left unread (web/limits.py),
+    # and send "100 Continue" only when the body is read (after the checks that may refuse it).
+    in_flight = InFlight()
+    connection.install(server, in_flight)
+    # How often cheroot's accept loop looks up (default 0.5 s): a stop waits for it.
+    server.expiration_interval = 0.1
     # Large PUTs arrive in big reads; cheroot's default socket buffers are small.
     server.prepare()
     bound_host, bound_port = server.bind_addr[:2]
@@ -93,20 +96,12 @@ def serve(services: Services, host: str, port: int) -> int:
     scheme = "https" if server_tls else "http"
     logger.info("serving %s://%s:%s%s/ (Ctrl-C to stop)", scheme, shown, bound_port, DAV_PREFIX)
 
-    stopping = threading.Event()
-
-    def _stop(signum: int, _frame: Any) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            logger.info("stopping (signal %d)", signum)
-            threading.Thread(target=server.stop, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = GracefulStop(server, config.get("server", "shutdown_grace"), in_flight)
+    stop.install()
     try:
         server.serve()
     finally:
-        server.stop()
+        stop.finish()  # returns once no request runs any more
         services.close()
         logger.info("stopped")
     return 0

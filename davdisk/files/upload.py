@@ -69,6 +69,16 @@ def _hash_workers() -> ThreadPoolExecutor:
         return _hash_pool
 
 
+def _hash_aside(hash_block: Callable[[memoryview], None], block: memoryview) -> Future[None] | None:
+    """Hash ``block`` on a worker thread; here, if the pool takes no more work (the interpreter
+    is exiting: its pools refuse new jobs while a request may still be finishing)."""
+    try:
+        return _hash_workers().submit(hash_block, block)
+    except RuntimeError:
+        hash_block(block)
+        return None
+
+
 def _fill(src: Readable, view: memoryview) -> int:
     """Fill ``view`` from ``src`` unless the end comes first; returns the bytes read."""
     done = 0
@@ -198,7 +208,7 @@ class Upload:
                 if _HASH_ASIDE and n >= _HASH_ASIDE_MIN:
                     # The other buffer is filled next; this one is reused only after its hashes
                     # are done (waited for above, one block later).
-                    hash_job = _hash_workers().submit(self._hash, block)
+                    hash_job = _hash_aside(self._hash, block)
                 else:
                     self._hash(block)
                 with self._storing():

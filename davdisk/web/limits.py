@@ -37,7 +37,7 @@ from davdisk.config import Config
 from davdisk.errors import DavdiskError, TooLarge
 from davdisk.files.admin import parse_size
 from davdisk.files.names import check_path
-from davdisk.web.connection import CLOSE_CONNECTION
+from davdisk.web.connection import CLOSE_CONNECTION, CONTINUE
 from davdisk.web.request_body import TrackedInput, read_capped
 from davdisk.web.xml_guard import check_xml_body
 
@@ -104,7 +104,10 @@ class RequestLimits:
             length = _content_length(environ)
         except Refused as e:
             return self._refuse(environ, start_response, e, None)
-        body = environ["wsgi.input"] = TrackedInput(environ["wsgi.input"], length)
+        waiting = environ.get(CONTINUE)
+        body = environ["wsgi.input"] = TrackedInput(
+            environ["wsgi.input"], length, before_read=waiting.send if waiting else None
+        )
         try:
             self._check_target(environ)
             self._check_destination(environ)
@@ -265,5 +268,8 @@ def _settle_unread(environ: dict[str, Any], body: TrackedInput | None) -> None:
 
 
 def _awaits_continue(environ: dict[str, Any], body: TrackedInput) -> bool:
-    # Reading would make cheroot send "100 Continue" and the client the whole body for nothing.
+    # Reading would send "100 Continue" and make the client send the whole body for nothing.
+    waiting = environ.get(CONTINUE)
+    if waiting is not None:
+        return bool(waiting.pending)
     return body.consumed == 0 and "100-continue" in environ.get("HTTP_EXPECT", "").lower()

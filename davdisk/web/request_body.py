@@ -12,7 +12,7 @@ next request stays in cheroot's buffer.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cheroot.makefile import StreamReader
@@ -29,11 +29,19 @@ class TrackedInput:
     :class:`TooLarge` as soon as more than ``limit`` bytes arrive (None = no limit).
 
     ``length`` is the Content-Length, or None for a chunked body (its end is known only once
-    a read returns nothing).
+    a read returns nothing). ``before_read`` runs once, before the first read that may need the
+    client: it sends the ``100 Continue`` a client may wait for (``web/connection.py``).
     """
 
-    def __init__(self, raw: Any, length: int | None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        raw: Any,
+        length: int | None,
+        limit: int | None = None,
+        before_read: Callable[[], None] | None = None,
+    ) -> None:
         self._raw = raw
+        self._before_read = before_read
         self.length = length
         self.limit = limit
         self.consumed = 0
@@ -60,6 +68,7 @@ class TrackedInput:
             return 0
         if self.length is not None:
             view = view[: self.length - self.consumed]
+        self._started()
         direct = self._direct_reader()
         if direct is not None:
             n = direct.readinto(view)
@@ -81,6 +90,7 @@ class TrackedInput:
             return b""
         if self.length is not None:
             size = min(size, self.length - self.consumed)
+        self._started()
         if self._direct is not None:
             buf = bytearray(size)
             del buf[self.readinto(buf) :]
@@ -98,6 +108,7 @@ class TrackedInput:
             size = _STEP
         if self.length is not None:
             size = min(size, self.length - self.consumed)
+        self._started()
         self._raw_used = True
         data = self._raw.readline(size) if size else b""
         self._count(len(data))
@@ -108,6 +119,11 @@ class TrackedInput:
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")
+
+    def _started(self) -> None:
+        if self._before_read is not None:
+            before, self._before_read = self._before_read, None
+            before()
 
     def _raw_read(self, size: int) -> bytes:
         self._raw_used = True

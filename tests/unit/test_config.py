@@ -38,6 +38,8 @@ def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ("[server]\nport = 'x'\n", "port"),
         ("[server]\nbogus = 1\n", "unknown setting [server] bogus"),
         ("[auth]\nbcrypt_cost = 3\n", "bcrypt_cost"),
+        ("[server]\nshutdown_grace = -1\n", "shutdown_grace must be an integer >= 0"),
+        ("[server]\nshutdown_grace = '30s'\n", "shutdown_grace"),
         ("[logging]\nlevel = 'loud'\n", "level"),
         ("server = 1\n", "must be a [section]"),
         ("[server\n", "davdisk.toml"),
