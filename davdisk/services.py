@@ -6,14 +6,16 @@ Shared by the server and the CLI; it imports nothing of the WebDAV face, so CLI 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from davdisk.blobs.local import LocalBlobStore
 from davdisk.config import Config
-from davdisk.crypto.keys import MasterKeys
-from davdisk.errors import UsageError
+from davdisk.crypto.keys import MasterKeys, pending_key_path
+from davdisk.errors import KeyMaterialError, UsageError
 from davdisk.files.admin import Admin, parse_size
 from davdisk.files.api import Files
 from davdisk.files.keyring import Keyring
+from davdisk.meta import store
 from davdisk.meta.db import Database
 
 
@@ -32,9 +34,13 @@ class Services:
             if not create:
                 raise UsageError(f"no data dir at {data} (start the server or add a user first)")
             data.mkdir(parents=True, mode=0o700)
-        masters = MasterKeys.load(config.master_key_file, create=create)
         db = Database(config.database_url, pool_size=config.get("server", "threads") + 4)
-        db.migrate()
+        try:
+            db.migrate()
+            masters = _master_keys(config.master_key_file, db, create=create)
+        except BaseException:
+            db.dispose()
+            raise
         blobs = LocalBlobStore(config.blob_dir)
         files = Files(db, blobs, Keyring(db, masters))
         admin = Admin(
@@ -46,3 +52,23 @@ class Services:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def _master_keys(key_file: Path, db: Database, *, create: bool) -> MasterKeys:
+    """The data dir's master keys; a missing key file is created only while no user has a key.
+
+    Once users exist their keys are wrapped under one particular master key: a new one would
+    open none of them (and every write of theirs would fail), so its absence is an error that
+    says where the key is expected and how to provide it.
+    """
+    if not key_file.exists() and not pending_key_path(key_file).exists():
+        with db.read() as conn:
+            holders = store.users_with_keys(conn)
+        if holders:
+            raise KeyMaterialError(
+                f"master key file {key_file} does not exist, but the keys of {holders} "
+                f"user{'s' if holders != 1 else ''} are wrapped under it: restore it from a "
+                "backup, or set DAVDISK_MASTER_KEY_FILE (or [storage] master_key_file) to where "
+                "it is; a new key would open none of them"
+            )
+    return MasterKeys.load(key_file, create=create)

@@ -255,6 +255,11 @@ def get_user_keys(conn: Connection, user_id: int) -> list[tuple[int, bytes]]:
     return [(r.version, r.wrapped_key) for r in rows]
 
 
+def users_with_keys(conn: Connection) -> int:
+    """How many users have a wrapped key: if any, the master key they need must exist."""
+    return conn.scalar(select(func.count(func.distinct(user_keys.c.user_id)))) or 0
+
+
 def add_user_key(
     conn: Connection, user_id: int, version: int, wrapped: bytes, master_key_id: str
 ) -> None:
