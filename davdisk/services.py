@@ -5,18 +5,21 @@ Shared by the server and the CLI; it imports nothing of the WebDAV face, so CLI 
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.exc import DatabaseError
 
 from davdisk.blobs.local import LocalBlobStore
 from davdisk.config import Config
 from davdisk.crypto.keys import MasterKeys, pending_key_path
-from davdisk.errors import KeyMaterialError, UsageError
+from davdisk.errors import IntegrityError, KeyMaterialError, UsageError
 from davdisk.files.admin import Admin, parse_size
 from davdisk.files.api import Files
 from davdisk.files.keyring import Keyring
 from davdisk.meta import store
-from davdisk.meta.db import Database
+from davdisk.meta.db import Database, is_damaged
 
 
 @dataclass
@@ -27,8 +30,10 @@ class Services:
     admin: Admin
 
     @classmethod
-    def open(cls, config: Config, *, create: bool) -> Services:
-        """Open the data dir; with ``create``, make whatever is missing (first start)."""
+    def open(cls, config: Config, *, create: bool, check_database: bool = False) -> Services:
+        """Open the data dir; with ``create``, make whatever is missing (first start). With
+        ``check_database`` (the server), refuse a database that fails its quick check rather
+        than keep writing into it."""
         data = config.data_dir
         if not data.is_dir():
             if not create:
@@ -36,7 +41,14 @@ class Services:
             data.mkdir(parents=True, mode=0o700)
         db = Database(config.database_url, pool_size=config.get("server", "threads") + 4)
         try:
-            db.migrate()
+            if check_database:
+                _refuse_damaged(db)
+            try:
+                db.migrate()
+            except (DatabaseError, sqlite3.DatabaseError) as e:
+                if not is_damaged(e):
+                    raise
+                raise IntegrityError(_damaged_message(db, str(getattr(e, "orig", e)))) from None
             masters = _master_keys(config.master_key_file, db, create=create)
         except BaseException:
             db.dispose()
@@ -52,6 +64,20 @@ class Services:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def _refuse_damaged(db: Database) -> None:
+    problems = db.integrity_problems(quick=True)
+    if problems:
+        more = f"; and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise IntegrityError(_damaged_message(db, problems[0] + more))
+
+
+def _damaged_message(db: Database, problem: str) -> str:
+    return (
+        f"the database {db.location} is damaged ({problem}); davdisk will not write into it: "
+        "restore it from a backup, then run davdisk fsck"
+    )
 
 
 def _master_keys(key_file: Path, db: Database, *, create: bool) -> MasterKeys:
