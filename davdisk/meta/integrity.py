@@ -15,6 +15,11 @@ from __future__ import annotations
 import os
 import sqlite3
 
+from davdisk.errors import DavdiskError
+
+# SQLITE_CORRUPT and SQLITE_NOTADB: what a damaged file gives, unlike a locked or unreadable one.
+DAMAGED_CODES = (11, 26)
+
 
 def sqlite_problems(path: str, *, quick: bool) -> list[str]:
     """What SQLite finds wrong with the database file at ``path``, one line each; [] if sound
@@ -25,7 +30,7 @@ def sqlite_problems(path: str, *, quick: bool) -> list[str]:
         # mode=rw: never create a file here; a check must not change what it checks.
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
     except sqlite3.Error as e:
-        return [f"cannot open: {e}"]
+        raise _unreadable(path, e) from None
     problems: list[str] = []
     try:
         conn.execute("PRAGMA busy_timeout=30000")  # a running server may be writing
@@ -39,11 +44,17 @@ def sqlite_problems(path: str, *, quick: bool) -> list[str]:
                     f"foreign_key_check: row {rowid} of {table} refers to a missing {parent} row"
                 )
     except sqlite3.DatabaseError as e:
+        if getattr(e, "sqlite_errorcode", None) not in DAMAGED_CODES:
+            raise _unreadable(path, e) from None  # e.g. no permission: not damage
         # "database disk image is malformed", "file is not a database": too damaged to check.
-        problems.append(f"{_one_line(str(e))}")
+        problems.append(_one_line(str(e)))
     finally:
         conn.close()
     return problems
+
+
+def _unreadable(path: str, e: sqlite3.Error) -> DavdiskError:
+    return DavdiskError(f"cannot check the database {path}: {e}")
 
 
 def _one_line(message: str) -> str:

@@ -129,6 +129,10 @@ def test_garbage_page(pristine: Path, tmp_path: Path, target: str, seed: int) ->
     assert sqlite_check(db, "integrity_check") != ["ok"], "the damage is not real"
     assert_fsck_names_the_database(data)
     assert_serve_refuses(data)
+    # Other commands may not touch the damaged page; if they do, one line and no traceback.
+    proc = cli(data, "user", "list")
+    assert "Traceback" not in proc.stderr, describe(proc)
+    assert proc.returncode == 0 or len(proc.stderr.strip().splitlines()) == 1, describe(proc)
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
