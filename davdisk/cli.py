@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         if args.tls_key is not None:
             cfg.set("server", "tls_key", args.tls_key, "--tls-key")
         setup_logging(cfg.get("logging", "level"))
-        services = Services.open(cfg, create=True)
+        services = Services.open(cfg, create=True, check_database=True)
         return serve(services, cfg.get("server", "host"), cfg.get("server", "port"))
 
     if args.command in ("cert", "key", "fsck"):
@@ -296,3 +296,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         print(f"davdisk: error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
+    except Exception as e:
+        from davdisk.meta.db import is_damaged
+
+        if not is_damaged(e):
+            raise
+        # The server refuses such a database at start and fsck reports it; the other commands
+        # meet it in whatever query they make: one line saying what it is and what to do.
+        orig = getattr(e, "orig", e)
+        print(
+            f"davdisk: error: the database is damaged ({orig}): restore it from a backup, "
+            "then run davdisk fsck",
+            file=sys.stderr,
+        )
+        return 7

@@ -5,16 +5,21 @@ Shared by the server and the CLI; it imports nothing of the WebDAV face, so CLI 
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.exc import DatabaseError
 
 from davdisk.blobs.local import LocalBlobStore
 from davdisk.config import Config
-from davdisk.crypto.keys import MasterKeys
-from davdisk.errors import UsageError
+from davdisk.crypto.keys import MasterKeys, pending_key_path
+from davdisk.errors import IntegrityError, KeyMaterialError, UsageError
 from davdisk.files.admin import Admin, parse_size
 from davdisk.files.api import Files
 from davdisk.files.keyring import Keyring
-from davdisk.meta.db import Database
+from davdisk.meta import store
+from davdisk.meta.db import Database, is_damaged
 
 
 @dataclass
@@ -25,16 +30,29 @@ class Services:
     admin: Admin
 
     @classmethod
-    def open(cls, config: Config, *, create: bool) -> Services:
-        """Open the data dir; with ``create``, make whatever is missing (first start)."""
+    def open(cls, config: Config, *, create: bool, check_database: bool = False) -> Services:
+        """Open the data dir; with ``create``, make whatever is missing (first start). With
+        ``check_database`` (the server), refuse a database that fails its quick check rather
+        than keep writing into it."""
         data = config.data_dir
         if not data.is_dir():
             if not create:
                 raise UsageError(f"no data dir at {data} (start the server or add a user first)")
             data.mkdir(parents=True, mode=0o700)
-        masters = MasterKeys.load(config.master_key_file, create=create)
         db = Database(config.database_url, pool_size=config.get("server", "threads") + 4)
-        db.migrate()
+        try:
+            if check_database:
+                _refuse_damaged(db)
+            try:
+                db.migrate()
+            except (DatabaseError, sqlite3.DatabaseError) as e:
+                if not is_damaged(e):
+                    raise
+                raise IntegrityError(_damaged_message(db, str(getattr(e, "orig", e)))) from None
+            masters = _master_keys(config.master_key_file, db, create=create)
+        except BaseException:
+            db.dispose()
+            raise
         blobs = LocalBlobStore(config.blob_dir)
         files = Files(db, blobs, Keyring(db, masters))
         admin = Admin(
@@ -46,3 +64,37 @@ class Services:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def _refuse_damaged(db: Database) -> None:
+    problems = db.integrity_problems(quick=True)
+    if problems:
+        more = f"; and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise IntegrityError(_damaged_message(db, problems[0] + more))
+
+
+def _damaged_message(db: Database, problem: str) -> str:
+    return (
+        f"the database {db.location} is damaged ({problem}); davdisk will not write into it: "
+        "restore it from a backup, then run davdisk fsck"
+    )
+
+
+def _master_keys(key_file: Path, db: Database, *, create: bool) -> MasterKeys:
+    """The data dir's master keys; a missing key file is created only while no user has a key.
+
+    Once users exist their keys are wrapped under one particular master key: a new one would
+    open none of them (and every write of theirs would fail), so its absence is an error that
+    says where the key is expected and how to provide it.
+    """
+    if not key_file.exists() and not pending_key_path(key_file).exists():
+        with db.read() as conn:
+            holders = store.users_with_keys(conn)
+        if holders:
+            raise KeyMaterialError(
+                f"master key file {key_file} does not exist, but the keys of {holders} "
+                f"user{'s' if holders != 1 else ''} are wrapped under it: restore it from a "
+                "backup, or set DAVDISK_MASTER_KEY_FILE (or [storage] master_key_file) to where "
+                "it is; a new key would open none of them"
+            )
+    return MasterKeys.load(key_file, create=create)

@@ -15,15 +15,17 @@ EXIT_REPAIRED = 9  # problems were found and --repair fixed every one of them
 def register(sub: argparse._SubParsersAction) -> None:
     fsck = sub.add_parser(
         "fsck",
-        help="check blobs against the database",
+        help="check the database, and blobs against it",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Check that every user key unwraps and every file's blob exists, has the\n"
-        "right size and its header verifies (--deep: every segment decrypts); report orphan,\n"
-        "unreferenced, missing and corrupt blobs, leftover temp files and quota drift.\n"
+        description="Check the database's own consistency (SQLite's integrity and foreign-key\n"
+        "checks; if it is damaged, nothing else), that every user key unwraps and every file's\n"
+        "blob exists, has the right size and its header verifies (--deep: every segment\n"
+        "decrypts); report orphan, unreferenced, missing and corrupt blobs, leftover temp\n"
+        "files and quota drift.\n"
         "Prints one line per finding, then a summary. Safe while a server runs.",
         epilog="""findings:
-  error     user data may be damaged (missing or corrupt blob, a key that does not
-            unwrap, inconsistent metadata); never changed by --repair
+  error     user data may be damaged (a damaged database, missing or corrupt blob, a key
+            that does not unwrap, inconsistent metadata); never changed by --repair
   fixable   leftovers and drift --repair removes or recomputes
   warning   not a problem: files younger than --min-age, like uploads in progress
 
@@ -50,11 +52,23 @@ exit status:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from davdisk.files.fsck import Fsck
+    from davdisk.files.fsck import Fsck, check_database
+    from davdisk.meta.db import Database
     from davdisk.services import Services
 
     if args.min_age < 0:
         raise UsageError("--min-age cannot be negative")
+    # The database first, on its own: opening the services already reads it.
+    db = Database(cfg.database_url, pool_size=1)
+    try:
+        damage = check_database(db)
+    finally:
+        db.dispose()
+    if damage.problems:
+        for finding in damage.findings:
+            print(finding)
+        print(damage.summary())
+        return EXIT_PROBLEMS
     services = Services.open(cfg, create=False)
     try:
         fsck = Fsck(services.admin, deep=args.deep, min_age=args.min_age)

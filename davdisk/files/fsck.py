@@ -2,6 +2,9 @@
 
 Checks, cheapest first:
 
+- the database's own consistency check (SQLite ``integrity_check`` and ``foreign_key_check``,
+  :func:`check_database`), first and alone: every other check reads the database, so on a
+  damaged one they are skipped (they could crash or report nonsense) and fsck says to restore it;
 - every user key unwraps under the master key its row names;
 - every file's node points at a blob row of the same owner and plaintext size (or, when empty,
   at none), and ``users.used_bytes`` equals the bytes of the files they own (the sum
@@ -40,6 +43,7 @@ from davdisk.errors import DavdiskError
 from davdisk.files.admin import Admin
 from davdisk.files.keyring import user_keys
 from davdisk.meta import store
+from davdisk.meta.db import Database
 from davdisk.meta.models import Blob, Node, User
 from davdisk.progress import Progress
 
@@ -80,6 +84,7 @@ class FsckReport:
     bytes_verified: int = 0
     repaired: list[str] = field(default_factory=list)
     problems_found: int = 0  # errors + fixable before any repair
+    damaged_database: str = ""  # set by check_database: where the damaged database is
 
     def count(self, severity: str) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -90,6 +95,11 @@ class FsckReport:
         return self.count(ERROR) + self.count(FIXABLE)
 
     def summary(self) -> str:
+        if self.damaged_database:
+            return (
+                f"fsck: the database {self.damaged_database} is damaged; nothing else was "
+                "checked. Stop the server, restore the database from a backup and run fsck again"
+            )
         mode = "deep" if self.deep else "headers"
         text = (
             f"fsck: {self.users} users, {self.keys} user keys, {self.files} files, "
@@ -99,6 +109,26 @@ class FsckReport:
         if self.repaired:
             text += "; repaired: " + ", ".join(self.repaired)
         return text
+
+
+_MAX_DATABASE_FINDINGS = 10
+
+
+def check_database(db: Database) -> FsckReport:
+    """The database's own check (see ``meta/integrity.py``), as a report of its own: one error
+    line per problem, each naming the database, the first ten of them. Safe on a file too
+    damaged to open, and beside a running server (it reads one snapshot)."""
+    report = FsckReport(deep=False)
+    problems = db.integrity_problems()
+    if problems:
+        report.damaged_database = db.location
+        shown = problems[:_MAX_DATABASE_FINDINGS]
+        if len(problems) > len(shown):
+            shown[-1] += f" (and {len(problems) - len(shown)} more)"
+        for problem in shown:
+            report.findings.append(Finding(ERROR, "database-damaged", db.location, problem))
+    report.problems_found = report.problems
+    return report
 
 
 def where_used(conn: Connection, blob_id: str) -> str:

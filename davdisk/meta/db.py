@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from davdisk.errors import InsufficientStorage
+from davdisk.meta.integrity import DAMAGED_CODES, sqlite_problems
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,12 @@ def is_disk_full(exc: BaseException) -> bool:
     if getattr(orig, "sqlite_errorcode", None) == 13:  # sqlite3.SQLITE_FULL
         return True
     return "53100" in (getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None))
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Whether a database error says its file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+    driver_error = getattr(exc, "orig", exc)  # SQLAlchemy wraps it, except in connect hooks
+    return getattr(driver_error, "sqlite_errorcode", None) in DAMAGED_CODES
 
 
 def _sqlite_engine(url: str, pool_size: int) -> Engine:
@@ -254,6 +261,21 @@ class Database:
                 raise
             logger.warning("database disk full: %s", e.orig)
             raise InsufficientStorage("no space left on the server for the database") from None
+
+    @property
+    def location(self) -> str:
+        """Where the database is, for messages: its file, or its URL without the password."""
+        if self.is_sqlite:
+            return self.writer.url.database or ""
+        return self.writer.url.render_as_string(hide_password=True)
+
+    def integrity_problems(self, *, quick: bool = False) -> list[str]:
+        """The database's own consistency check, one line per problem ([] if sound): on SQLite
+        ``integrity_check`` and ``foreign_key_check``, or with ``quick`` only ``quick_check``
+        (see ``integrity.py``). Works on a file too damaged for the engines to open."""
+        if self.is_sqlite:
+            return sqlite_problems(self.location, quick=quick)
+        return []  # PostgreSQL: its own checksums and WAL; an amcheck run would go here
 
     def schema_revision(self) -> str | None:
         """The alembic revision the database is at; None for an empty database."""

@@ -4,10 +4,19 @@ Every function takes an open :class:`~sqlalchemy.Connection` (from ``Database.re
 ``Database.write()``), so callers decide what one transaction covers. Nodes come back as
 :class:`Entry` — a plain, immutable snapshot of a row. This module knows nothing of storage,
 crypto or HTTP.
+
+Lookups of a node by name (a path, a folder's child) and of a link by its token check the row
+they get against the key they asked for. SQLite trusts an index entry once it matched: it takes
+the rowid it names, reads the indexed columns from the index itself, and does not test the terms
+against the row. A damaged index (one a start's quick check does not see) would hand out another
+file or link instead. So these statements join the table a second time by rowid (a table read,
+not an index read) and compare that row's name, folder and token; a mismatch is an
+:class:`~davdisk.errors.IntegrityError`, logged, never another file's content.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 
+from davdisk.errors import IntegrityError
 from davdisk.meta.db import Database
 from davdisk.meta.models import (
     AppToken,
@@ -38,6 +48,8 @@ from davdisk.meta.models import (
     User,
     UserKey,
 )
+
+logger = logging.getLogger(__name__)
 
 nodes = cast(Table, Node.__table__)
 users = cast(Table, User.__table__)
@@ -93,17 +105,26 @@ class UserRow:
 
 
 def _entry(row: Any) -> Entry:
-    return Entry(*row)
+    return Entry(*row[:_N_NODE_COLS])
 
 
 def _entry_of_tuple(row: tuple[Any, ...]) -> Entry:
     """An Entry from a driver row (``Database.read_one``), whose booleans are 0/1."""
-    values = list(row)
+    values = list(row[:_N_NODE_COLS])
     values[4] = bool(values[4])
     return Entry(*values)
 
 
+_N_NODE_COLS = len(_NODE_COLS)
 _live = nodes.c.deleted_at.is_(None)
+
+
+def damaged(what: str) -> IntegrityError:
+    """The error for a row that is not what its index lookup asked for (see the docstring)."""
+    message = f"database index damaged: {what}; stop the server and run davdisk fsck"
+    logger.error("%s", message)
+    return IntegrityError(message)
+
 
 # The queries every request makes are built once: constructing a select() costs ~250 us of
 # Python per call, executing a prebuilt one ~50 us (SQLAlchemy caches the compiled form either
@@ -120,8 +141,12 @@ _USER_COLS = (
 _GET_USER = select(*_USER_COLS).where(users.c.name == bindparam("name"))
 _GET_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
 _GET_NODE = select(*_NODE_COLS).where(nodes.c.id == bindparam("node_id"), _live)
-_GET_CHILD = select(*_NODE_COLS).where(
-    nodes.c.parent_id == bindparam("parent_id"), nodes.c.name == bindparam("name"), _live
+# ``_row``: the node again, read from the table by rowid (see the module docstring).
+_row = nodes.alias("row")
+_GET_CHILD = (
+    select(*[_row.c[c.name] for c in _NODE_COLS], _row.c.deleted_at)
+    .join_from(nodes, _row, _row.c.id == nodes.c.id)
+    .where(nodes.c.parent_id == bindparam("parent_id"), nodes.c.name == bindparam("name"), _live)
 )
 _LIST_CHILDREN = (
     select(*_NODE_COLS)
@@ -153,7 +178,9 @@ def _user(row: Any) -> UserRow:
 
 def get_user(conn: Connection, name: str) -> UserRow | None:
     row = conn.execute(_GET_USER, {"name": name}).first()
-    return _user(row) if row else None
+    if not row:
+        return None
+    return _user(row)
 
 
 def get_user_single(db: Database, name: str) -> UserRow | None:
@@ -255,6 +282,11 @@ def get_user_keys(conn: Connection, user_id: int) -> list[tuple[int, bytes]]:
     return [(r.version, r.wrapped_key) for r in rows]
 
 
+def users_with_keys(conn: Connection) -> int:
+    """How many users have a wrapped key: if any, the master key they need must exist."""
+    return conn.scalar(select(func.count(func.distinct(user_keys.c.user_id)))) or 0
+
+
 def add_user_key(
     conn: Connection, user_id: int, version: int, wrapped: bytes, master_key_id: str
 ) -> None:
@@ -279,7 +311,31 @@ def get_node(conn: Connection, node_id: int) -> Entry | None:
 
 def get_child(conn: Connection, parent_id: int, name: str) -> Entry | None:
     row = conn.execute(_GET_CHILD, {"parent_id": parent_id, "name": name}).first()
-    return _entry(row) if row else None
+    if not row:
+        return None
+    _check_member(parent_id, name, row[2], row[3], row[_N_NODE_COLS])
+    return _entry(row)
+
+
+def _check_member(
+    parent_id: int, name: str, got_parent: int, got_name: str, deleted: float | None
+) -> None:
+    """Is the row an index lookup found the live member ``name`` of folder ``parent_id``?"""
+    if got_parent != parent_id or got_name != name or deleted is not None:
+        raise damaged(
+            f"looking up {name!r} in folder {parent_id} found {got_name!r} in folder {got_parent}"
+            + (" (deleted)" if deleted is not None else "")
+        )
+
+
+def _check_path(row: Sequence[Any], parent_id: int, names: Sequence[str]) -> None:
+    """A :func:`_resolve_statement` row: each level's (id, parent_id, name, deleted_at) follows
+    the node's columns; each must be the member asked for of the level above."""
+    at = _N_NODE_COLS
+    for name in names:
+        node_id, got_parent, got_name, deleted = row[at : at + 4]
+        _check_member(parent_id, name, got_parent, got_name, deleted)
+        parent_id, at = node_id, at + 4
 
 
 # Paths this deep are resolved in one query; deeper ones (rare; limits.max_path_depth bounds
@@ -290,7 +346,9 @@ _resolve_statements: dict[int, Any] = {}
 
 def _resolve_statement(depth: int) -> Any:
     """SELECT the node at ``depth`` names below ``:parent_id`` (``:name0`` ... ), joining one
-    alias per level over the (parent_id, name) index; every level but the last a live folder."""
+    alias per level over the (parent_id, name) index; every level but the last a live folder.
+    Each level is read once more from the table by rowid: the node's columns, then per level
+    (id, parent_id, name, deleted_at) as stored, for :func:`_check_path`."""
     statement = _resolve_statements.get(depth)
     if statement is None:
         levels = [nodes.alias(f"n{i}") for i in range(depth)]
@@ -302,8 +360,12 @@ def _resolve_statement(depth: int) -> Any:
                 where.append(level.c.parent_id == levels[i - 1].c.id)
             if i < depth - 1:
                 where.append(level.c.is_dir.is_(True))
-        last = levels[-1]
-        statement = select(*[last.c[c.name] for c in _NODE_COLS]).where(*where)
+        rows = [nodes.alias(f"r{i}") for i in range(depth)]
+        where += [row.c.id == level.c.id for row, level in zip(rows, levels, strict=True)]
+        chain = [
+            c for row in rows for c in (row.c.id, row.c.parent_id, row.c.name, row.c.deleted_at)
+        ]
+        statement = select(*[rows[-1].c[c.name] for c in _NODE_COLS], *chain).where(*where)
         _resolve_statements[depth] = statement
     return statement
 
@@ -324,6 +386,7 @@ def resolve(conn: Connection, root_id: int, names: Sequence[str]) -> Entry | Non
         row = conn.execute(_resolve_statement(len(step)), params).first()
         if row is None:
             return None
+        _check_path(row, parent_id, step)
         entry = _entry(row)
         parent_id = entry.id
     return entry
@@ -338,12 +401,17 @@ def resolve_single(db: Database, root_id: int, names: Sequence[str]) -> Entry | 
         params: dict[str, Any] = {f"name{i}": name for i, name in enumerate(names)}
         params["parent_id"] = root_id
         row = db.read_one(_resolve_statement(len(names)), params)
+        if row is not None:
+            _check_path(row, root_id, names)
     else:
         return None
     return _entry_of_tuple(row) if row is not None else None
 
 
 def list_children(conn: Connection, parent_id: int) -> list[Entry]:
+    # Not checked against the table (a listing shows metadata, no content; a second read of
+    # every member would cost a big folder's PROPFIND): opening or changing a member resolves
+    # it by name, which is checked.
     rows = conn.execute(_LIST_CHILDREN, {"parent_id": parent_id}).all()
     return [_entry(r) for r in rows]
 
@@ -601,8 +669,21 @@ def get_share(conn: Connection, share_id: int) -> ShareRow | None:
 
 
 def share_by_token_hash(conn: Connection, token_hash: str) -> ShareRow | None:
-    row = conn.execute(select(shares).where(shares.c.token_hash == token_hash)).first()
-    return _share(row) if row else None
+    row = conn.execute(_SHARE_BY_TOKEN, {"token_hash": token_hash}).first()
+    if not row:
+        return None
+    if row.token_hash != token_hash:
+        raise damaged(f"looking up a link token found share {row.id}, which has another token")
+    return _share(row)
+
+
+# The share again, read from the table by rowid (see the module docstring).
+_share_row = shares.alias("row")
+_SHARE_BY_TOKEN = (
+    select(_share_row)
+    .join_from(shares, _share_row, _share_row.c.id == shares.c.id)
+    .where(shares.c.token_hash == bindparam("token_hash"))
+)
 
 
 def delete_share(conn: Connection, share_id: int) -> None:
