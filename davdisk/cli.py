@@ -16,6 +16,7 @@ import getpass
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from typing import Any
 from davdisk import __version__
 from davdisk import config as config_mod
 from davdisk.commands import cert, fsck, keys, tokens
-from davdisk.errors import DavdiskError, UsageError
+from davdisk.errors import DatabaseUnavailable, DavdiskError, UsageError
 
 logger = logging.getLogger("davdisk")
 
@@ -44,7 +45,11 @@ def _read_password(from_stdin: bool) -> str:
         if not line:
             raise UsageError("no password on standard input")
         return line.rstrip("\r\n")
-    first = getpass.getpass("New password: ")
+    # getpass would fall back to reading a pipe (with a warning): a password piped in without
+    # --password-stdin is more likely a mistake than the answer, and /dev/null would end it.
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password: use --password-stdin")
+    first = getpass.getpass("New password: ")  # Ctrl-D: EOFError, reported by main()
     second = getpass.getpass("Repeat password: ")
     if first != second:
         raise UsageError("the passwords do not match")
@@ -166,11 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
     from davdisk.files.admin import parse_size
     from davdisk.services import Services
 
-    cfg = config_mod.load(args.config, args.data_dir)
     if args.command == "serve":
         from davdisk.server import serve, setup_logging
 
@@ -193,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
     create = args.command == "user" and args.user_command == "add"
     if args.command == "share":
         return _share_command(args, cfg, Services.open(cfg, create=False))
+    password = ""
+    if args.command == "user" and args.user_command in ("add", "passwd"):
+        # asked before the data dir is opened: a prompt that fails must not leave a new one
+        password = _read_password(args.password_stdin)
     services = Services.open(cfg, create=create)
     try:
         admin = services.admin
@@ -202,10 +210,10 @@ def run(args: argparse.Namespace) -> int:
             report = admin.gc(args.min_age)
             print(f"removed {report.blobs} blobs, {_size(report.bytes)} ({report.bytes} bytes)")
         elif args.user_command == "add":
-            admin.add_user(args.name, _read_password(args.password_stdin))
+            admin.add_user(args.name, password)
             print(f"added user {args.name!r}")
         elif args.user_command == "passwd":
-            admin.set_password(args.name, _read_password(args.password_stdin))
+            admin.set_password(args.name, password)
             print(f"changed the password of {args.name!r}")
         elif args.user_command == "del":
             removed = admin.delete_user(args.name)
@@ -278,21 +286,67 @@ def _default_base_url(cfg: config_mod.Config) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def _database_location(cfg: config_mod.Config) -> str:
+    url = cfg.database_url
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _known_failure(exc: Exception, cfg: config_mod.Config | None) -> DavdiskError | None:
+    """The DavdiskError for a failure of the environment that surfaces as a foreign exception,
+    or None for anything else (a bug, which keeps its traceback)."""
+    if cfg is None:
+        return None
+    # The database cannot be opened, read or written (read-only file system, not a database
+    # file, I/O error, locked): the driver's "operational" errors and plain DatabaseErrors.
+    # Constraint and programming errors are bugs. SQLAlchemy wraps the driver's error; it is
+    # only imported if the command used it.
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    cause: BaseException | None = None
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
+        if isinstance(exc, sa_exc.OperationalError) or type(exc) is sa_exc.DatabaseError:
+            cause = exc.orig
+    elif type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError):
+        cause = exc  # from the few queries that go to the driver directly
+    if cause is None:
+        return None
+    msg = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return DatabaseUnavailable(where=_database_location(cfg), msg=msg)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Everything davdisk creates (database, blobs, keys) is for its own eyes only.
     os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
+    cfg: config_mod.Config | None = None
     try:
-        return run(args)
+        cfg = config_mod.load(args.config, args.data_dir)
+        return run(args, cfg)
     except DavdiskError as e:
-        print(f"davdisk: error: {e.message}", file=sys.stderr)
-        return e.exit_code
+        return _fail(e)
     except KeyboardInterrupt:
         print("davdisk: interrupted", file=sys.stderr)
         return 130
+    except EOFError:  # Ctrl-D at a prompt, which leaves the cursor on the prompt's line
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        return _fail(UsageError("no answer: the input ended"))
     except OSError as e:
         # e.g. an unwritable data dir or a port in use: say what and where, not a traceback.
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         print(f"davdisk: error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
+    except Exception as e:
+        known = _known_failure(e, cfg)
+        if known is None:
+            raise
+        return _fail(known)
+
+
+def _fail(e: DavdiskError) -> int:
+    print(f"davdisk: error: {e.message}", file=sys.stderr)
+    return e.exit_code
