@@ -19,16 +19,19 @@ from tests.live.sharing_helpers import (
     cli_errors,
     cli_many,
     cli_ok,
+    get_ok,
     link_session,
     mkdirs,
     parse_link,
     put_ok,
     quota,
+    root_names,
     sess,
     share_add,
     share_line,
     share_list,
     start_share_server,
+    status_of,
     uid,
 )
 
@@ -121,6 +124,44 @@ def test_share_add_errors(srv: Server) -> None:
     ]
     cli_errors(srv, errors)
     assert share_list(srv) == before
+
+
+def test_share_add_again_updates_and_revives(srv: Server) -> None:
+    """``share add`` for an item and grantee that already have a share changes that share (its
+    rights) and brings it back if the grantee hid it: never a second mount."""
+    name = folder(srv)
+    b = sess(srv, BOB)
+    new_file = srv.dav + q(name) + "/from-bob.txt"
+
+    def bobs_mounts() -> list[str]:
+        return sorted(n for n in root_names(b, srv.dav) if n.startswith(name))
+
+    def rows() -> list[str]:
+        return [ln for ln in share_list(srv, BOB) if ("/" + name) in fields(ln)]
+
+    first = share_add(srv, ALICE, "/" + name, BOB)
+    assert share_add(srv, ALICE, "/" + name, BOB) == first
+    assert bobs_mounts() == [name], "a second share add made a second mount"
+    assert len(rows()) == 1, rows()
+    assert status_of(b, "PUT", new_file, data=b"no") == 403
+
+    # again with --write: the same share, now writable (and back to read-only without it)
+    assert share_add(srv, ALICE, "/" + name, BOB, write=True) == first
+    assert "write" in fields(share_line(srv, first))
+    put_ok(b, new_file, b"bob was here")
+    assert share_add(srv, ALICE, "/" + name, BOB) == first
+    assert "write" not in fields(share_line(srv, first))
+    assert status_of(b, "PUT", new_file, data=b"no") == 403
+
+    # bob removes the mount (hides the share); sharing again brings that share back
+    assert b.delete(srv.dav + q(name) + "/").status_code == 204
+    assert bobs_mounts() == []
+    assert "hidden" in share_line(srv, first)
+    assert share_add(srv, ALICE, "/" + name, BOB) == first
+    assert bobs_mounts() == [name]
+    assert "hidden" not in share_line(srv, first)
+    assert len(rows()) == 1, rows()
+    assert get_ok(b, new_file) == b"bob was here"
 
 
 # --------------------------------------------------------------------------- share link
