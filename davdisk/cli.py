@@ -2,7 +2,7 @@
 
     davdisk [--data-dir DIR] [--config FILE] serve [--host H] [--port P]
     davdisk [--data-dir DIR] user add|passwd NAME [--password-stdin]
-    davdisk [--data-dir DIR] user del NAME
+    davdisk [--data-dir DIR] user del NAME [--yes]
     davdisk [--data-dir DIR] user list
     davdisk [--data-dir DIR] gc [--min-age SECONDS]
 
@@ -25,7 +25,7 @@ from typing import Any
 from davdisk import __version__
 from davdisk import config as config_mod
 from davdisk.commands import cert, fsck, keys, tokens
-from davdisk.errors import DatabaseUnavailable, DavdiskError, UsageError
+from davdisk.errors import DatabaseUnavailable, DavdiskError, NotFound, UsageError
 
 logger = logging.getLogger("davdisk")
 
@@ -99,9 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     delete = usub.add_parser(
         "del",
         help="remove a user with all their files",
-        description="Remove a user, their files, blobs and keys. This cannot be undone.",
+        description="Remove a user, their files, blobs and keys. This cannot be undone: on a "
+        "terminal it asks you to type the user name; elsewhere it needs --yes.",
     )
     delete.add_argument("name")
+    delete.add_argument(
+        "--yes", action="store_true", help="do not ask (needed without a terminal, in scripts)"
+    )
     usub.add_parser(
         "list", help="list users", description="List users with their file count and bytes."
     )
@@ -216,6 +220,7 @@ def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
             admin.set_password(args.name, password)
             print(f"changed the password of {args.name!r}")
         elif args.user_command == "del":
+            _confirm_delete(admin, args.name, args.yes)
             removed = admin.delete_user(args.name)
             print(f"removed user {args.name!r} and {removed} blobs")
         elif args.user_command == "quota":
@@ -233,6 +238,27 @@ def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
     finally:
         services.close()
     return 0
+
+
+def _confirm_delete(admin: Any, name: str, yes: bool) -> None:
+    """``user del`` cannot be undone: it needs the user's name typed on a terminal, or --yes."""
+    found = [u for u in admin.list_users() if u.name == name]
+    if not found:
+        raise NotFound(f"user {name!r}")  # before asking: no question about a typo
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"user del removes {name!r} and all their files for good; "
+            "no terminal to ask for confirmation: add --yes"
+        )
+    user = found[0]
+    print(
+        f"This removes user {name!r} with {user.files} files ({_size(user.bytes)}), "
+        "their shares, links and keys. It cannot be undone."
+    )
+    if input("Type the user name to confirm: ") != name:  # Ctrl-D: EOFError, see main()
+        raise UsageError("not confirmed: nothing was deleted")
 
 
 def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: Any) -> int:

@@ -107,7 +107,8 @@ def test_user_errors(data_dir: Path) -> None:
     cases = {
         "duplicate user": ("user", "add", ALICE, "--password-stdin"),
         "passwd unknown": ("user", "passwd", "ghost", "--password-stdin"),
-        "del unknown": ("user", "del", "ghost"),
+        "del unknown": ("user", "del", "ghost", "--yes"),
+        "del unknown, unconfirmed": ("user", "del", "ghost"),
     }
     for label, args in cases.items():
         err = assert_clean_error(cli(data_dir, *args, input="another-password\n"))
@@ -181,7 +182,7 @@ def test_user_list_counts_and_user_del(server_factory: ServerFactory) -> None:
 
     blobs_before = len(blob_files(srv.data_dir))
     assert blobs_before == blobs_empty + 3
-    proc = cli(srv.data_dir, "user", "del", ALICE)
+    proc = cli(srv.data_dir, "user", "del", ALICE, "--yes")
     assert proc.returncode == 0, describe(proc)
     assert "Traceback" not in proc.stderr
     assert len(blob_files(srv.data_dir)) == blobs_before - 2, "alice's 2 blobs must be removed"
@@ -212,6 +213,31 @@ def test_user_list_counts_and_user_del(server_factory: ServerFactory) -> None:
     )
     assert r.status_code == 207
     assert "one.bin" not in r.text and "folder" not in r.text
+
+
+def test_user_del_asks_for_confirmation(data_dir: Path) -> None:
+    add_user(data_dir, BOB, USERS[BOB])
+    # no terminal and no --yes: refused, even when the name is piped in
+    for piped in ("", ALICE + "\n", "y\n"):
+        err = assert_clean_error(cli(data_dir, "user", "del", ALICE, input=piped))
+        print(f"piped {piped!r}: {err}")
+        assert "--yes" in err
+    assert listed(data_dir, ALICE)
+    # on a terminal: anything but the user's name, or Ctrl-D, deletes nothing
+    for answer in ("y\n", "yes\n", BOB + "\n", "\n", "\x04"):
+        run = cli_on_tty(data_dir, "user", "del", ALICE, dialog=[("to confirm:", answer)])
+        print(f"answer {answer!r}: {run}")
+        assert run.returncode != 0, str(run)
+        assert "Traceback" not in run.output, str(run)
+        assert run.output.strip().splitlines()[-1].startswith("davdisk: error: "), str(run)
+        assert listed(data_dir, ALICE)
+    run = cli_on_tty(data_dir, "user", "del", ALICE, dialog=[("to confirm:", ALICE + "\n")])
+    assert run.returncode == 0 and "removed user" in run.output, str(run)
+    assert not listed(data_dir, ALICE) and listed(data_dir, BOB)
+    # --yes: no question
+    proc = cli(data_dir, "user", "del", BOB, "--yes")
+    assert proc.returncode == 0, describe(proc)
+    assert not listed(data_dir, BOB)
 
 
 def test_user_passwd(server_factory: ServerFactory) -> None:
