@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     slink.add_argument("--upload", action="store_true", help="allow uploads into the folder")
     slink.add_argument(
-        "--base-url", metavar="URL", help="how clients reach the server (default from config)"
+        "--base-url",
+        metavar="URL",
+        help="how clients reach the server (default: [server] public_url, else host and port)",
     )
     slist = ssub.add_parser("list", help="list shares", description="List shares.")
     slist.add_argument("--user", metavar="NAME", help="only shares NAME owns or receives")
@@ -274,6 +276,8 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
                 )
             )
         elif args.share_command == "link":
+            if args.base_url is not None:  # checked like the setting it stands in for
+                cfg.set("server", "public_url", args.base_url, "--base-url")
             expires = parse_expiry(args.expires) if args.expires else None
             password = _read_password(True) if args.password_stdin else None
             if password is not None:
@@ -281,8 +285,7 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
             _id, token = shares.add_link(
                 args.owner, args.path, expires_at=expires, password=password, upload=args.upload
             )
-            base = args.base_url or _default_base_url(cfg)
-            print(f"{base.rstrip('/')}/s/{token}")
+            print(f"{_link_base(cfg)}/s/{token}")
         elif args.share_command == "list":
             rows = shares.list(args.user)
             print(f"{'ID':>4}  {'OWNER':<12} {'WITH':<12} {'PERMISSIONS':<20} {'EXPIRES':<20} PATH")
@@ -301,6 +304,21 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
     finally:
         services.close()
     return 0
+
+
+def _link_base(cfg: config_mod.Config) -> str:
+    """Where printed links point: [server] public_url (or --base-url), else a guess from the
+    configured host and port, which a proxy, another port or a firewall can make wrong: say so."""
+    public: str = cfg.get("server", "public_url")
+    if public:
+        return public
+    guess = _default_base_url(cfg)
+    print(
+        f"davdisk: note: link built from [server] host and port ({guess}); set [server] "
+        "public_url (or --base-url) to the address clients use",
+        file=sys.stderr,
+    )
+    return guess
 
 
 def _default_base_url(cfg: config_mod.Config) -> str:

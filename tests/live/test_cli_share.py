@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from tests.live.conftest import ALICE, BOB, Server, describe, q
+from tests.live.conftest import ALICE, BOB, Server, cli, describe, q
 from tests.live.sharing_helpers import (
     CAROL,
     RO,
@@ -221,6 +222,8 @@ def test_share_link_errors(srv: Server) -> None:
         ("share", "link", ALICE, "/missing-" + uid(), *base),
         ("share", "link", "nosuchowner", "/" + name, *base),
         ("share", "link", ALICE, "/" + name, "--password-stdin", *base),  # empty stdin
+        ("share", "link", ALICE, "/" + name, "--base-url", "dav.example.com"),  # not a URL
+        ("share", "link", ALICE, "/" + name, "--base-url", "https://dav.example.com/?x"),
     ]
     cli_errors(srv, errors)
     assert share_list(srv) == before
@@ -233,6 +236,34 @@ def test_share_link_default_base_url(srv: Server) -> None:
     m = re.fullmatch(r"(https?://[^/\s]+)/s/[A-Za-z0-9_-]{22,}", out)
     assert m, out
     parse_link(out, m.group(1))
+
+
+def test_share_link_public_url(srv: Server, tmp_path: Path) -> None:
+    """``[server] public_url`` is where printed links point; without it the link is built from
+    the configured host and port, and the command says so."""
+    name = folder(srv)
+    config = tmp_path / "public.toml"
+    config.write_text(f'[server]\npublic_url = "{srv.url}/"\n')
+    proc = cli(srv.data_dir, "--config", str(config), "share", "link", ALICE, "/" + name)
+    assert proc.returncode == 0 and proc.stderr == "", describe(proc)
+    link = parse_link(proc.stdout, srv.url)
+    assert link_session(srv, None).get(link.s + "/f.txt").content == b"f"
+    # --base-url still wins
+    proc = cli(
+        srv.data_dir, "--config", str(config), "share", "link", ALICE, "/" + name,
+        "--base-url", "https://dav.example.com",
+    )  # fmt: skip
+    assert proc.returncode == 0, describe(proc)
+    parse_link(proc.stdout, "https://dav.example.com")
+
+    # no public_url: host and port from the config (the server's real port here), and a note
+    config.write_text(f"[server]\nport = {srv.port}\n")
+    proc = cli(srv.data_dir, "--config", str(config), "share", "link", ALICE, "/" + name)
+    assert proc.returncode == 0, describe(proc)
+    link = parse_link(proc.stdout, f"http://127.0.0.1:{srv.port}")
+    assert link_session(srv, None).get(link.s + "/f.txt").content == b"f"
+    assert "public_url" in proc.stderr and f"127.0.0.1:{srv.port}" in proc.stderr, describe(proc)
+    assert "Traceback" not in proc.stderr
 
 
 # --------------------------------------------------------------------------- share rm
