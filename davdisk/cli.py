@@ -2,7 +2,7 @@
 
     davdisk [--data-dir DIR] [--config FILE] serve [--host H] [--port P]
     davdisk [--data-dir DIR] user add|passwd NAME [--password-stdin]
-    davdisk [--data-dir DIR] user del NAME
+    davdisk [--data-dir DIR] user del NAME [--yes]
     davdisk [--data-dir DIR] user list
     davdisk [--data-dir DIR] gc [--min-age SECONDS]
 
@@ -16,6 +16,7 @@ import getpass
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from typing import Any
 from davdisk import __version__
 from davdisk import config as config_mod
 from davdisk.commands import cert, fsck, keys, tokens
-from davdisk.errors import DavdiskError, UsageError
+from davdisk.errors import DatabaseUnavailable, DavdiskError, NotFound, UsageError
 
 logger = logging.getLogger("davdisk")
 
@@ -44,7 +45,11 @@ def _read_password(from_stdin: bool) -> str:
         if not line:
             raise UsageError("no password on standard input")
         return line.rstrip("\r\n")
-    first = getpass.getpass("New password: ")
+    # getpass would fall back to reading a pipe (with a warning): a password piped in without
+    # --password-stdin is more likely a mistake than the answer, and /dev/null would end it.
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password: use --password-stdin")
+    first = getpass.getpass("New password: ")  # Ctrl-D: EOFError, reported by main()
     second = getpass.getpass("Repeat password: ")
     if first != second:
         raise UsageError("the passwords do not match")
@@ -94,9 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     delete = usub.add_parser(
         "del",
         help="remove a user with all their files",
-        description="Remove a user, their files, blobs and keys. This cannot be undone.",
+        description="Remove a user, their files, blobs and keys. This cannot be undone: on a "
+        "terminal it asks you to type the user name; elsewhere it needs --yes.",
     )
     delete.add_argument("name")
+    delete.add_argument(
+        "--yes", action="store_true", help="do not ask (needed without a terminal, in scripts)"
+    )
     usub.add_parser(
         "list", help="list users", description="List users with their file count and bytes."
     )
@@ -136,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     slink.add_argument("--upload", action="store_true", help="allow uploads into the folder")
     slink.add_argument(
-        "--base-url", metavar="URL", help="how clients reach the server (default from config)"
+        "--base-url",
+        metavar="URL",
+        help="how clients reach the server (default: [server] public_url, else host and port)",
     )
     slist = ssub.add_parser("list", help="list shares", description="List shares.")
     slist.add_argument("--user", metavar="NAME", help="only shares NAME owns or receives")
@@ -166,11 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
     from davdisk.files.admin import parse_size
     from davdisk.services import Services
 
-    cfg = config_mod.load(args.config, args.data_dir)
     if args.command == "serve":
         from davdisk.server import serve, setup_logging
 
@@ -193,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
     create = args.command == "user" and args.user_command == "add"
     if args.command == "share":
         return _share_command(args, cfg, Services.open(cfg, create=False))
+    password = ""
+    if args.command == "user" and args.user_command in ("add", "passwd"):
+        # asked before the data dir is opened: a prompt that fails must not leave a new one
+        password = _read_password(args.password_stdin)
     services = Services.open(cfg, create=create)
     try:
         admin = services.admin
@@ -202,12 +216,13 @@ def run(args: argparse.Namespace) -> int:
             report = admin.gc(args.min_age)
             print(f"removed {report.blobs} blobs, {_size(report.bytes)} ({report.bytes} bytes)")
         elif args.user_command == "add":
-            admin.add_user(args.name, _read_password(args.password_stdin))
+            admin.add_user(args.name, password)
             print(f"added user {args.name!r}")
         elif args.user_command == "passwd":
-            admin.set_password(args.name, _read_password(args.password_stdin))
+            admin.set_password(args.name, password)
             print(f"changed the password of {args.name!r}")
         elif args.user_command == "del":
+            _confirm_delete(admin, args.name, args.yes)
             removed = admin.delete_user(args.name)
             print(f"removed user {args.name!r} and {removed} blobs")
         elif args.user_command == "quota":
@@ -227,6 +242,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirm_delete(admin: Any, name: str, yes: bool) -> None:
+    """``user del`` cannot be undone: it needs the user's name typed on a terminal, or --yes."""
+    found = [u for u in admin.list_users() if u.name == name]
+    if not found:
+        raise NotFound(f"user {name!r}")  # before asking: no question about a typo
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"user del removes {name!r} and all their files for good; "
+            "no terminal to ask for confirmation: add --yes"
+        )
+    user = found[0]
+    print(
+        f"This removes user {name!r} with {user.files} files ({_size(user.bytes)}), "
+        "their shares, links and keys. It cannot be undone."
+    )
+    if input("Type the user name to confirm: ") != name:  # Ctrl-D: EOFError, see main()
+        raise UsageError("not confirmed: nothing was deleted")
+
+
 def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: Any) -> int:
     from davdisk.files.admin import check_password_policy
     from davdisk.files.shares import Shares, parse_expiry
@@ -240,6 +276,8 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
                 )
             )
         elif args.share_command == "link":
+            if args.base_url is not None:  # checked like the setting it stands in for
+                cfg.set("server", "public_url", args.base_url, "--base-url")
             expires = parse_expiry(args.expires) if args.expires else None
             password = _read_password(True) if args.password_stdin else None
             if password is not None:
@@ -247,8 +285,7 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
             _id, token = shares.add_link(
                 args.owner, args.path, expires_at=expires, password=password, upload=args.upload
             )
-            base = args.base_url or _default_base_url(cfg)
-            print(f"{base.rstrip('/')}/s/{token}")
+            print(f"{_link_base(cfg)}/s/{token}")
         elif args.share_command == "list":
             rows = shares.list(args.user)
             print(f"{'ID':>4}  {'OWNER':<12} {'WITH':<12} {'PERMISSIONS':<20} {'EXPIRES':<20} PATH")
@@ -269,6 +306,21 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
     return 0
 
 
+def _link_base(cfg: config_mod.Config) -> str:
+    """Where printed links point: [server] public_url (or --base-url), else a guess from the
+    configured host and port, which a proxy, another port or a firewall can make wrong: say so."""
+    public: str = cfg.get("server", "public_url")
+    if public:
+        return public
+    guess = _default_base_url(cfg)
+    print(
+        f"davdisk: note: link built from [server] host and port ({guess}); set [server] "
+        "public_url (or --base-url) to the address clients use",
+        file=sys.stderr,
+    )
+    return guess
+
+
 def _default_base_url(cfg: config_mod.Config) -> str:
     host = cfg.get("server", "host")
     if host in ("0.0.0.0", "::", ""):
@@ -278,19 +330,55 @@ def _default_base_url(cfg: config_mod.Config) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def _database_location(cfg: config_mod.Config) -> str:
+    url = cfg.database_url
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _known_failure(exc: Exception, cfg: config_mod.Config | None) -> DavdiskError | None:
+    """The DavdiskError for a failure of the environment that surfaces as a foreign exception,
+    or None for anything else (a bug, which keeps its traceback)."""
+    if cfg is None:
+        return None
+    # The database cannot be opened, read or written (read-only file system, not a database
+    # file, I/O error, locked): the driver's "operational" errors and plain DatabaseErrors.
+    # Constraint and programming errors are bugs. SQLAlchemy wraps the driver's error; it is
+    # only imported if the command used it.
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    cause: BaseException | None = None
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
+        if isinstance(exc, sa_exc.OperationalError) or type(exc) is sa_exc.DatabaseError:
+            cause = exc.orig
+    elif type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError):
+        cause = exc  # from the few queries that go to the driver directly
+    if cause is None:
+        return None
+    msg = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return DatabaseUnavailable(where=_database_location(cfg), msg=msg)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Everything davdisk creates (database, blobs, keys) is for its own eyes only.
     os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
+    cfg: config_mod.Config | None = None
     try:
-        return run(args)
+        cfg = config_mod.load(args.config, args.data_dir)
+        return run(args, cfg)
     except DavdiskError as e:
-        print(f"davdisk: error: {e.message}", file=sys.stderr)
-        return e.exit_code
+        return _fail(e)
     except KeyboardInterrupt:
         print("davdisk: interrupted", file=sys.stderr)
         return 130
+    except EOFError:  # Ctrl-D at a prompt, which leaves the cursor on the prompt's line
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        return _fail(UsageError("no answer: the input ended"))
     except OSError as e:
         # e.g. an unwritable data dir or a port in use: say what and where, not a traceback.
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
@@ -299,14 +387,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         from davdisk.meta.db import is_damaged
 
-        if not is_damaged(e):
+        if is_damaged(e):
+            # The server refuses such a database at start and fsck reports it; the other
+            # commands meet it in whatever query they make: one line saying what to do.
+            orig = getattr(e, "orig", e)
+            print(
+                f"davdisk: error: the database is damaged ({orig}): restore it from a backup, "
+                "then run davdisk fsck",
+                file=sys.stderr,
+            )
+            return 7
+        known = _known_failure(e, cfg)
+        if known is None:
             raise
-        # The server refuses such a database at start and fsck reports it; the other commands
-        # meet it in whatever query they make: one line saying what it is and what to do.
-        orig = getattr(e, "orig", e)
-        print(
-            f"davdisk: error: the database is damaged ({orig}): restore it from a backup, "
-            "then run davdisk fsck",
-            file=sys.stderr,
-        )
-        return 7
+        return _fail(known)
+
+
+def _fail(e: DavdiskError) -> int:
+    print(f"davdisk: error: {e.message}", file=sys.stderr)
+    return e.exit_code

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from davdisk.errors import ConfigError
 
@@ -66,6 +67,26 @@ def _non_negative_int(v: Any) -> int:
     return v
 
 
+def _public_url(v: Any) -> str:
+    """ "" or an http(s) URL with a host, an optional port and path, and nothing after: links
+    are built by appending to it. Stored without a trailing slash."""
+    if not isinstance(v, str):
+        raise ValueError("must be a string")
+    if v == "":
+        return v
+    why = 'must be an http(s) URL like "https://dav.example.com" (no query, fragment or login)'
+    if not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s?#]*)?", v):
+        raise ValueError(why)
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError for a bad or out-of-range port
+    except ValueError:
+        raise ValueError(why) from None
+    if not parts.hostname:
+        raise ValueError(why)
+    return v.rstrip("/")
+
+
 def _log_level(v: Any) -> str:
     levels = ("debug", "info", "warning", "error")
     if not isinstance(v, str) or v.lower() not in levels:
@@ -97,6 +118,12 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         "Make a test one with: davdisk cert self-signed --out DIR",
     ),
     ("server", "tls_key"): ("", _str, "PEM private key of tls_cert."),
+    ("server", "public_url"): (
+        "",
+        _public_url,
+        'How clients reach the server, e.g. "https://dav.example.com": the base of the links '
+        'share link prints. "" = built from host and port.',
+    ),
     ("server", "allow_insecure_http"): (
         False,
         _bool,

@@ -47,6 +47,10 @@ class ConfigError(DavdiskError):
     exit_code = 2
 
 
+class DatabaseUnavailable(DavdiskError):
+    """cannot use the database at {where}: {msg}"""
+
+
 class NotFound(DavdiskError):
     """not found: {msg}"""
 

@@ -136,9 +136,11 @@ def _public_der(public_key: Any) -> bytes:
     )
 
 
-def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the DER certificate as clients show it: ``AB:CD:...``."""
-    return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+def fingerprint(cert: x509.Certificate, algorithm: hashes.HashAlgorithm | None = None) -> str:
+    """SHA-256 (or ``algorithm``) of the DER certificate as clients show it: ``AB:CD:...``.
+    Some clients show only SHA-1 (GNOME's gvfs): only for comparing, never for trusting."""
+    digest = cert.fingerprint(algorithm or hashes.SHA256())
+    return ":".join(f"{b:02X}" for b in digest)
 
 
 def subject_names(cert: x509.Certificate) -> list[str]:

@@ -39,6 +39,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
             f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
             "davdisk never overwrites a certificate or key: remove them or choose another --out"
         )
+    from cryptography.hazmat.primitives import hashes
+
     from davdisk import tls  # cryptography.x509: only this command pays for the import
 
     hosts = args.host or tls.default_hosts()
@@ -56,6 +58,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     print(f"wrote {key_path} (private key, mode 0600: keep it secret)")
     print(f"valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
     print(f"SHA-256 fingerprint: {tls.fingerprint(cert)}")
+    # GNOME Files (gvfs) shows only this one in its "identity not verified" question
+    print(f"SHA-1 fingerprint: {tls.fingerprint(cert, hashes.SHA1())}")
     print("serve with:")
     print(
         f"  davdisk serve --tls-cert {shlex.quote(str(cert_path))} "
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     )
     print(
         "Clients will warn that nobody vouches for this certificate: compare the fingerprint "
-        "they show with the one above before you accept it, or import cert.pem as trusted."
+        "they show (SHA-256, or SHA-1 in GNOME) with the one above before you accept it, or "
+        "import cert.pem as trusted."
     )
     return 0

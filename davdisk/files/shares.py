@@ -84,7 +84,10 @@ class Shares:
         return entry
 
     def add(self, sharer: str, path: str, grantee: str, *, write: bool, reshare: bool) -> int:
-        """Share ``path`` (in ``sharer``'s namespace) with ``grantee``; return the share id."""
+        """Share ``path`` (in ``sharer``'s namespace) with ``grantee``; return the share id.
+
+        An item has at most one share per grantee: if there is one, it gets these rights and is
+        shown again if the grantee had hidden it (its id, and where it is mounted, stay)."""
         actor = self._actor(sharer)
         target = self._actor(grantee)
         entry = self._shareable(actor, path)
@@ -93,6 +96,15 @@ class Shares:
         if write and not self.files._allowed(actor, entry, "write"):
             raise Forbidden(f"{sharer!r} may not grant write access to {path!r}")
         with self.db.write() as conn:
+            existing = store.user_shares_of(conn, entry.id, target.id)
+            if existing:
+                keep, *extra = existing
+                store.update_share(
+                    conn, keep.id, can_write=write, can_reshare=reshare, hidden=False
+                )
+                for dup in extra:  # left by older versions; same item, same grantee
+                    store.delete_share(conn, dup.id)
+                return keep.id
             return store.create_share(
                 conn,
                 owner_id=entry.owner_id,

@@ -663,6 +663,21 @@ def create_share(conn: Connection, **values: Any) -> int:
     return int(conn.execute(insert(shares).values(**values)).inserted_primary_key[0])  # type: ignore[index]
 
 
+def user_shares_of(conn: Connection, node_id: int, grantee_id: int) -> list[ShareRow]:
+    """The shares of one node with one user, oldest first (one, or none; databases from before
+    ``share add`` reused an existing share may hold several)."""
+    query = (
+        select(shares)
+        .where(shares.c.node_id == node_id, shares.c.grantee_id == grantee_id)
+        .order_by(shares.c.id)
+    )
+    return [_share(r) for r in conn.execute(query)]
+
+
+def update_share(conn: Connection, share_id: int, **values: Any) -> None:
+    conn.execute(update(shares).where(shares.c.id == share_id).values(**values))
+
+
 def get_share(conn: Connection, share_id: int) -> ShareRow | None:
     row = conn.execute(select(shares).where(shares.c.id == share_id)).first()
     return _share(row) if row else None

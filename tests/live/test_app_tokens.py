@@ -108,7 +108,7 @@ def test_app_password_lifecycle(server_factory: ServerFactory) -> None:
     # Deleting the user deletes their tokens; a new alice does not inherit them.
     bob_token = token_add(data, BOB, "bob's tablet")
     assert stored_tokens(data) == 2
-    proc = cli(data, "user", "del", ALICE)
+    proc = cli(data, "user", "del", ALICE, "--yes")
     assert proc.returncode == 0, describe(proc)
     assert stored_tokens(data) == 1
     add_user(data, ALICE, USERS[ALICE])

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +16,20 @@ import requests
 from tests.live.conftest import (
     ALICE,
     BOB,
+    CLI_TIMEOUT,
     USERS,
     ServerFactory,
+    _env,
     add_user,
     blob_files,
     cli,
+    davdisk_argv,
     describe,
     get_bytes,
     put,
     wait_until,
 )
+from tests.live.terminal import cli_on_tty
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -99,7 +107,8 @@ def test_user_errors(data_dir: Path) -> None:
     cases = {
         "duplicate user": ("user", "add", ALICE, "--password-stdin"),
         "passwd unknown": ("user", "passwd", "ghost", "--password-stdin"),
-        "del unknown": ("user", "del", "ghost"),
+        "del unknown": ("user", "del", "ghost", "--yes"),
+        "del unknown, unconfirmed": ("user", "del", "ghost"),
     }
     for label, args in cases.items():
         err = assert_clean_error(cli(data_dir, *args, input="another-password\n"))
@@ -173,7 +182,7 @@ def test_user_list_counts_and_user_del(server_factory: ServerFactory) -> None:
 
     blobs_before = len(blob_files(srv.data_dir))
     assert blobs_before == blobs_empty + 3
-    proc = cli(srv.data_dir, "user", "del", ALICE)
+    proc = cli(srv.data_dir, "user", "del", ALICE, "--yes")
     assert proc.returncode == 0, describe(proc)
     assert "Traceback" not in proc.stderr
     assert len(blob_files(srv.data_dir)) == blobs_before - 2, "alice's 2 blobs must be removed"
@@ -206,6 +215,31 @@ def test_user_list_counts_and_user_del(server_factory: ServerFactory) -> None:
     assert "one.bin" not in r.text and "folder" not in r.text
 
 
+def test_user_del_asks_for_confirmation(data_dir: Path) -> None:
+    add_user(data_dir, BOB, USERS[BOB])
+    # no terminal and no --yes: refused, even when the name is piped in
+    for piped in ("", ALICE + "\n", "y\n"):
+        err = assert_clean_error(cli(data_dir, "user", "del", ALICE, input=piped))
+        print(f"piped {piped!r}: {err}")
+        assert "--yes" in err
+    assert listed(data_dir, ALICE)
+    # on a terminal: anything but the user's name, or Ctrl-D, deletes nothing
+    for answer in ("y\n", "yes\n", BOB + "\n", "\n", "\x04"):
+        run = cli_on_tty(data_dir, "user", "del", ALICE, dialog=[("to confirm:", answer)])
+        print(f"answer {answer!r}: {run}")
+        assert run.returncode != 0, str(run)
+        assert "Traceback" not in run.output, str(run)
+        assert run.output.strip().splitlines()[-1].startswith("davdisk: error: "), str(run)
+        assert listed(data_dir, ALICE)
+    run = cli_on_tty(data_dir, "user", "del", ALICE, dialog=[("to confirm:", ALICE + "\n")])
+    assert run.returncode == 0 and "removed user" in run.output, str(run)
+    assert not listed(data_dir, ALICE) and listed(data_dir, BOB)
+    # --yes: no question
+    proc = cli(data_dir, "user", "del", BOB, "--yes")
+    assert proc.returncode == 0, describe(proc)
+    assert not listed(data_dir, BOB)
+
+
 def test_user_passwd(server_factory: ServerFactory) -> None:
     srv = server_factory()
     r = requests.request("PROPFIND", srv.dav, auth=(BOB, USERS[BOB]), headers={"Depth": "0"})
@@ -224,3 +258,122 @@ def test_user_passwd(server_factory: ServerFactory) -> None:
         )
 
     wait_until(old_refused, 30, "the old password to be refused", interval=0.25)
+
+
+# --------------------------------------------------------------------------- unusable data dir
+
+
+@contextlib.contextmanager
+def read_only_mount(target: Path, *, bind: bool) -> Iterator[None]:
+    """Make ``target`` really read-only, for root too: a bind mount of it remounted ``ro``
+    (``bind``), or a tmpfs holding a copy of the directory, remounted ``ro``. Needs root (as the
+    disk-full tests do); fails, not skips, without it."""
+    if os.geteuid() != 0:
+        pytest.fail("the read-only tests mount file systems and must run as root")
+
+    def run(*argv: str) -> None:
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.fail(f"{' '.join(argv)}: {proc.stderr.strip()}")
+
+    if bind:
+        run("mount", "--bind", str(target), str(target))
+        run("mount", "-o", "remount,ro,bind", str(target))
+    else:
+        copy = target.with_name(target.name + ".copy")
+        shutil.copytree(target, copy)
+        run("mount", "-t", "tmpfs", "-o", "mode=0700", "tmpfs", str(target))
+        shutil.copytree(copy, target, dirs_exist_ok=True)
+        run("mount", "-o", "remount,ro", str(target))
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=True)
+
+
+def check_commands_fail_cleanly(
+    data_dir: Path, commands: list[tuple[str, ...]], reason: str
+) -> None:
+    for args in commands:
+        err = assert_clean_error(cli(data_dir, *args, input="another-password\n"))
+        print(f"{' '.join(args)}: {err}")
+        assert str(data_dir / "davdisk.db") in err, f"the error must name the database: {err}"
+        assert reason in err, f"{reason!r} not in {err!r}"
+
+
+WRITERS: list[tuple[str, ...]] = [
+    ("user", "add", BOB, "--password-stdin"),
+    ("user", "passwd", ALICE, "--password-stdin"),
+    ("user", "quota", ALICE, "1G"),
+]
+READERS: list[tuple[str, ...]] = [("user", "list"), ("share", "list"), ("gc",)]
+
+
+def test_database_that_is_a_directory_is_a_one_line_error(data_dir: Path) -> None:
+    for leftover in data_dir.glob("davdisk.db*"):
+        leftover.unlink()
+    (data_dir / "davdisk.db").mkdir()
+    commands = [*READERS, *WRITERS, ("serve", "--port", "0")]
+    check_commands_fail_cleanly(data_dir, commands, "unable to open database file")
+
+
+def test_read_only_data_dir_is_a_one_line_error(data_dir: Path) -> None:
+    with read_only_mount(data_dir, bind=False):
+        commands = [*READERS, *WRITERS, ("serve", "--port", "0")]
+        check_commands_fail_cleanly(data_dir, commands, "unable to open database file")
+    assert listed(data_dir, ALICE)
+
+
+def test_read_only_database_file_is_a_one_line_error(data_dir: Path) -> None:
+    before = user_list(data_dir)
+    with read_only_mount(data_dir / "davdisk.db", bind=True):
+        assert user_list(data_dir) == before  # reading still works
+        check_commands_fail_cleanly(data_dir, WRITERS, "attempt to write a readonly database")
+    assert user_list(data_dir) == before
+
+
+# --------------------------------------------------------------------------- password prompts
+
+
+def test_password_prompt_without_a_terminal(tmp_path: Path, data_dir: Path) -> None:
+    # a password piped in without --password-stdin: no prompt can be shown, and the pipe is
+    # not silently taken for the answer
+    for args in (("user", "passwd", ALICE), ("user", "add", BOB)):
+        err = assert_clean_error(cli(data_dir, *args, input="piped-password-1\n"))
+        print(f"{' '.join(args)}: {err}")
+        assert "--password-stdin" in err
+    # stdin at end of file (< /dev/null), on a data dir that does not exist yet: nothing made
+    fresh = tmp_path / "fresh"
+    proc = subprocess.run(
+        davdisk_argv(fresh, "user", "add", "x"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=CLI_TIMEOUT,
+    )
+    assert "--password-stdin" in assert_clean_error(proc)
+    assert not fresh.exists(), "a refused user add created the data dir"
+    assert not listed(data_dir, BOB)
+
+
+def test_password_prompt_on_a_terminal(data_dir: Path) -> None:
+    # Ctrl-D at the first and at the second prompt
+    for dialog in (
+        [("New password:", "\x04")],
+        [("New password:", "first-password\n"), ("Repeat password:", "\x04")],
+    ):
+        run = cli_on_tty(data_dir, "user", "passwd", ALICE, dialog=dialog)
+        print(run)
+        assert run.returncode != 0, str(run)
+        assert "Traceback" not in run.output, str(run)
+        assert run.output.strip().splitlines()[-1].startswith("davdisk: error: "), str(run)
+    # and typing it twice works
+    run = cli_on_tty(
+        data_dir,
+        "user",
+        "passwd",
+        ALICE,
+        dialog=[("New password:", "typed-password\n"), ("Repeat password:", "typed-password\n")],
+    )
+    assert run.returncode == 0 and "changed the password" in run.output, str(run)

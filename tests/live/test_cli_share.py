@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from tests.live.conftest import ALICE, BOB, Server, describe, q
+from tests.live.conftest import ALICE, BOB, Server, cli, describe, q
 from tests.live.sharing_helpers import (
     CAROL,
     RO,
@@ -19,16 +20,19 @@ from tests.live.sharing_helpers import (
     cli_errors,
     cli_many,
     cli_ok,
+    get_ok,
     link_session,
     mkdirs,
     parse_link,
     put_ok,
     quota,
+    root_names,
     sess,
     share_add,
     share_line,
     share_list,
     start_share_server,
+    status_of,
     uid,
 )
 
@@ -123,6 +127,44 @@ def test_share_add_errors(srv: Server) -> None:
     assert share_list(srv) == before
 
 
+def test_share_add_again_updates_and_revives(srv: Server) -> None:
+    """``share add`` for an item and grantee that already have a share changes that share (its
+    rights) and brings it back if the grantee hid it: never a second mount."""
+    name = folder(srv)
+    b = sess(srv, BOB)
+    new_file = srv.dav + q(name) + "/from-bob.txt"
+
+    def bobs_mounts() -> list[str]:
+        return sorted(n for n in root_names(b, srv.dav) if n.startswith(name))
+
+    def rows() -> list[str]:
+        return [ln for ln in share_list(srv, BOB) if ("/" + name) in fields(ln)]
+
+    first = share_add(srv, ALICE, "/" + name, BOB)
+    assert share_add(srv, ALICE, "/" + name, BOB) == first
+    assert bobs_mounts() == [name], "a second share add made a second mount"
+    assert len(rows()) == 1, rows()
+    assert status_of(b, "PUT", new_file, data=b"no") == 403
+
+    # again with --write: the same share, now writable (and back to read-only without it)
+    assert share_add(srv, ALICE, "/" + name, BOB, write=True) == first
+    assert "write" in fields(share_line(srv, first))
+    put_ok(b, new_file, b"bob was here")
+    assert share_add(srv, ALICE, "/" + name, BOB) == first
+    assert "write" not in fields(share_line(srv, first))
+    assert status_of(b, "PUT", new_file, data=b"no") == 403
+
+    # bob removes the mount (hides the share); sharing again brings that share back
+    assert b.delete(srv.dav + q(name) + "/").status_code == 204
+    assert bobs_mounts() == []
+    assert "hidden" in share_line(srv, first)
+    assert share_add(srv, ALICE, "/" + name, BOB) == first
+    assert bobs_mounts() == [name]
+    assert "hidden" not in share_line(srv, first)
+    assert len(rows()) == 1, rows()
+    assert get_ok(b, new_file) == b"bob was here"
+
+
 # --------------------------------------------------------------------------- share link
 
 
@@ -180,6 +222,8 @@ def test_share_link_errors(srv: Server) -> None:
         ("share", "link", ALICE, "/missing-" + uid(), *base),
         ("share", "link", "nosuchowner", "/" + name, *base),
         ("share", "link", ALICE, "/" + name, "--password-stdin", *base),  # empty stdin
+        ("share", "link", ALICE, "/" + name, "--base-url", "dav.example.com"),  # not a URL
+        ("share", "link", ALICE, "/" + name, "--base-url", "https://dav.example.com/?x"),
     ]
     cli_errors(srv, errors)
     assert share_list(srv) == before
@@ -192,6 +236,34 @@ def test_share_link_default_base_url(srv: Server) -> None:
     m = re.fullmatch(r"(https?://[^/\s]+)/s/[A-Za-z0-9_-]{22,}", out)
     assert m, out
     parse_link(out, m.group(1))
+
+
+def test_share_link_public_url(srv: Server, tmp_path: Path) -> None:
+    """``[server] public_url`` is where printed links point; without it the link is built from
+    the configured host and port, and the command says so."""
+    name = folder(srv)
+    config = tmp_path / "public.toml"
+    config.write_text(f'[server]\npublic_url = "{srv.url}/"\n')
+    proc = cli(srv.data_dir, "--config", str(config), "share", "link", ALICE, "/" + name)
+    assert proc.returncode == 0 and proc.stderr == "", describe(proc)
+    link = parse_link(proc.stdout, srv.url)
+    assert link_session(srv, None).get(link.s + "/f.txt").content == b"f"
+    # --base-url still wins
+    proc = cli(
+        srv.data_dir, "--config", str(config), "share", "link", ALICE, "/" + name,
+        "--base-url", "https://dav.example.com",
+    )  # fmt: skip
+    assert proc.returncode == 0, describe(proc)
+    parse_link(proc.stdout, "https://dav.example.com")
+
+    # no public_url: host and port from the config (the server's real port here), and a note
+    config.write_text(f"[server]\nport = {srv.port}\n")
+    proc = cli(srv.data_dir, "--config", str(config), "share", "link", ALICE, "/" + name)
+    assert proc.returncode == 0, describe(proc)
+    link = parse_link(proc.stdout, f"http://127.0.0.1:{srv.port}")
+    assert link_session(srv, None).get(link.s + "/f.txt").content == b"f"
+    assert "public_url" in proc.stderr and f"127.0.0.1:{srv.port}" in proc.stderr, describe(proc)
+    assert "Traceback" not in proc.stderr
 
 
 # --------------------------------------------------------------------------- share rm

@@ -317,6 +317,9 @@ def test_cert_self_signed_command(
     assert days == 365  # the default, plus the hour of slack before now
     fingerprint = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
     assert f"SHA-256 fingerprint: {fingerprint}" in printed
+    # GNOME (gvfs) shows the SHA-1 fingerprint when it asks about the certificate
+    sha1 = ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA1()))
+    assert f"SHA-1 fingerprint: {sha1}" in printed
     assert f"davdisk serve --tls-cert {cert_path} --tls-key {key_path}" in printed
 
     # Never overwrites: the files stay byte for byte.

@@ -57,3 +57,46 @@ def test_bad_settings_name_the_file_and_key(tmp_path: Path, text: str, needle: s
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.toml"):
         config.load(tmp_path / "nope.toml", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("", ""),
+        ("https://dav.example.com", "https://dav.example.com"),
+        ("https://dav.example.com/", "https://dav.example.com"),
+        ("http://10.0.0.5:8443", "http://10.0.0.5:8443"),
+        ("https://example.com/davdisk/", "https://example.com/davdisk"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+    ],
+)
+def test_public_url(tmp_path: Path, value: str, stored: str) -> None:
+    f = tmp_path / "davdisk.toml"
+    f.write_text(f'[server]\npublic_url = "{value}"\n')
+    assert config.load(f, data_dir=tmp_path).get("server", "public_url") == stored
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "dav.example.com",
+        "ftp://dav.example.com",
+        "https://",
+        "https:///path",
+        "https://dav.example.com?x=1",
+        "https://dav.example.com/#top",
+        "https://dav.example.com/a b",
+        "https://dav.example.com:99999",
+        "https://dav.example.com:port",
+        "https://user:secret@dav.example.com",
+        " https://dav.example.com",
+        "https://dav.example.com\\n",
+    ],
+)
+def test_bad_public_url(tmp_path: Path, value: str) -> None:
+    f = tmp_path / "davdisk.toml"
+    f.write_text(f'[server]\npublic_url = "{value}"\n')
+    with pytest.raises(ConfigError) as e:
+        config.load(f, data_dir=tmp_path)
+    assert "public_url" in e.value.message and str(f) in e.value.message
+    print(e.value.message)

@@ -236,3 +236,11 @@ def test_parse_networks_accepts_addresses_and_networks_only() -> None:
 def test_loopback_hosts() -> None:
     assert all(is_loopback_host(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "localhost"))
     assert not any(is_loopback_host(h) for h in ("0.0.0.0", "::", "192.0.2.2", "nas.example"))
+
+
+def test_self_signed_fingerprint_sha1_for_gnome() -> None:
+    cert, _, _ = tls.self_signed(["localhost"], 1)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    digest = hashlib.sha1(der).hexdigest().upper()  # what GNOME shows
+    assert tls.fingerprint(cert, hashes.SHA1()).replace(":", "") == digest
+    assert len(tls.fingerprint(cert, hashes.SHA1()).split(":")) == 20
