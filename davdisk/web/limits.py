@@ -113,7 +113,13 @@ class RequestLimits:
             self._check_destination(environ)
             body.limit = self._upload_limit(environ, length)
             if environ["REQUEST_METHOD"] != "PUT" and body.unread != 0:
-                self._take_body(environ, body)
+                waiting = environ.get(CONTINUE)
+                if waiting is not None and waiting.pending and body.length is not None:
+                    # The client waits for a 100 before it sends the body: ask for it (and vet
+                    # it) only when the request is read, after the login (a 401 comes first).
+                    self._take_body_later(environ, body)
+                else:
+                    self._take_body(environ, body)
         except DavdiskError as e:
             return self._refuse(environ, start_response, Refused.of(e), body)
         except Refused as e:
@@ -208,6 +214,15 @@ class RequestLimits:
         environ.pop("HTTP_TRANSFER_ENCODING", None)
         environ["wsgi.input_terminated"] = True
 
+    def _take_body_later(self, environ: dict[str, Any], body: TrackedInput) -> None:
+        """:meth:`_take_body`, done at the first read of ``wsgi.input`` (a fixed-length body):
+        a refusal then reaches the face as its DavdiskError (400 or 413)."""
+        assert body.length is not None
+        if body.length > self.max_xml_body:
+            raise TooLarge(f"request bodies may be at most {self.max_xml_body} bytes")
+        xml = environ["REQUEST_METHOD"] in XML_METHODS
+        environ["wsgi.input"] = _VettedOnRead(body, self.max_xml_body, xml)
+
     # --- answers -----------------------------------------------------------------------------
 
     def _refuse(
@@ -232,6 +247,37 @@ class RequestLimits:
             [("Content-Type", content_type), ("Content-Length", str(len(page.encode())))],
         )
         return [data]
+
+
+class _VettedOnRead(io.RawIOBase):
+    """A non-PUT body read in full, capped and (for XML methods) vetted, at its first read."""
+
+    def __init__(self, body: TrackedInput, cap: int, xml: bool) -> None:
+        super().__init__()
+        self._body = body
+        self._cap = cap
+        self._xml = xml
+        self._data: io.BytesIO | None = None
+
+    def _loaded(self) -> io.BytesIO:
+        if self._data is None:
+            data = read_capped(self._body, self._cap)
+            if data and self._xml:
+                check_xml_body(data)
+            self._data = io.BytesIO(data)
+        return self._data
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._loaded().read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._loaded().readinto(buffer)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._loaded().readline(size)
 
 
 def _dav_error(message: str) -> str:

@@ -170,3 +170,59 @@ def test_chunked_upload_with_wrong_password_is_401_without_100(srv: Server) -> N
         )
         first = c.read_response("PUT")
     assert first.status == 401, first.status
+
+
+PROPFIND_BODY = (
+    b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
+    b"<D:getetag/></D:prop></D:propfind>"
+)
+LOCK_BODY = (
+    b'<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:">'
+    b"<D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype>"
+    b"</D:lockinfo>"
+)
+BOMB = (
+    b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">]>'
+    b'<D:propfind xmlns:D="DAV:"><D:prop>&a;</D:prop></D:propfind>'
+)
+
+
+def expect_xml(
+    srv: Server, method: str, path: str, body: bytes, password: str | None = None
+) -> list[int]:
+    """An XML request with ``Expect: 100-continue``; the statuses received (100 included)."""
+    with RawClient(srv, timeout=10) as c:
+        c.send_head(
+            method,
+            path,
+            [
+                ("Authorization", srv.auth_header(ALICE, password or PASSWORDS[ALICE])),
+                ("Content-Type", "application/xml"),
+                ("Content-Length", str(len(body))),
+                ("Depth", "0"),
+                ("Expect", "100-continue"),
+            ],
+        )
+        first = c.read_response(method)
+        if first.status != 100:
+            assert b"Traceback" not in first.body
+            return [first.status]
+        c.send(body)
+        return [100, c.read_response(method).status]
+
+
+@pytest.mark.parametrize(("method", "body"), [("PROPFIND", PROPFIND_BODY), ("LOCK", LOCK_BODY)])
+def test_xml_request_with_wrong_password_is_401_without_100(
+    srv: Server, method: str, body: bytes
+) -> None:
+    """Not only PUT: an XML body is vetted before it is handed on, and that read must not come
+    before the login either."""
+    put(sess(srv, ALICE), srv.dav + "expect-xml.txt", b"x")
+    assert expect_xml(srv, method, "/dav/expect-xml.txt", body, password="wrong") == [401]
+
+
+def test_xml_request_is_asked_for_and_vetted_after_the_login(srv: Server) -> None:
+    put(sess(srv, ALICE), srv.dav + "expect-xml2.txt", b"x")
+    assert expect_xml(srv, "PROPFIND", "/dav/expect-xml2.txt", PROPFIND_BODY) == [100, 207]
+    # A refused body is still refused (400), once it has been asked for.
+    assert expect_xml(srv, "PROPFIND", "/dav/expect-xml2.txt", BOMB) == [100, 400]
