@@ -75,13 +75,17 @@ def wait_until(
 # --------------------------------------------------------------------------- CLI
 
 
-# Every CLI call and server of the harness reads this config first; a test's own ``--config``
-# comes later on the command line and wins. Many tests send wrong credentials dozens of times from
-# 127.0.0.1 and expect 401 each time, which login throttling would answer with 429 after five;
+# Every CLI call and server of the harness reads this config, unless a test passes a ``--config``
+# of its own, which comes later on the command line and replaces it. Many tests send wrong
+# credentials dozens of times from 127.0.0.1 and expect 401 each time, which login throttling
+# would answer with 429 after five;
 # and bcrypt at cost 4 instead of 12 saves about a quarter of the suite's CPU (every user added,
 # every server's dummy hash, every first login). Throttling and login timing are tested with
-# configs of their own (test_throttle.py).
-HARNESS_CONFIG = "[auth]\nthrottle_free_failures = 1000000\nbcrypt_cost = 4\n"
+# configs of their own (test_throttle.py). A server stopped while a test has left a request half
+# sent waits for it at most 10 s (shutdown_grace), well inside STOP_TIMEOUT.
+HARNESS_CONFIG = (
+    "[auth]\nthrottle_free_failures = 1000000\nbcrypt_cost = 4\n[server]\nshutdown_grace = 10\n"
+)
 _HARNESS_DIR = Path(tempfile.mkdtemp(prefix="davdisk-harness-"))
 HARNESS_CONFIG_FILE = _HARNESS_DIR / "harness.toml"
 HARNESS_CONFIG_FILE.write_text(HARNESS_CONFIG)
