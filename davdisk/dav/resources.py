@@ -272,13 +272,9 @@ class _NodeMixin:
     def handle_move(self, dest_path: str) -> bool:
         parent, name, _ = self._destination(dest_path)
         src_ref, dest_ref = self.get_ref_url(), self._dest_ref(parent, name)
+        source_checks = [(src_ref, "infinity"), (util.get_uri_parent(src_ref), "0")]
         guard = self._lock_guard(
-            [
-                (src_ref, "infinity"),
-                (util.get_uri_parent(src_ref), "0"),
-                (parent.get_ref_url(), "0"),
-                (dest_ref, "infinity"),
-            ],
+            [*source_checks, (parent.get_ref_url(), "0"), (dest_ref, "infinity")],
             [src_ref, dest_ref],
         )
         with dav_errors():
@@ -290,6 +286,7 @@ class _NodeMixin:
                 overwrite=self.environ.get("HTTP_OVERWRITE", "T") == "T",
                 mtime=self._requested_mtime(),
                 guard=guard,
+                source_guard=self._lock_guard(source_checks, [src_ref]),
             )
         self.environ["davdisk.created"] = created
         self.provider.forget(self.environ)

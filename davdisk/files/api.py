@@ -443,8 +443,9 @@ class Files:
         """Point ``parent/name`` at a stored blob; return the entry and blobs now unused."""
         now = time.time()
         with self.db.write() as conn:
-            if guard is not None:
-                guard.check(conn)  # e.g. a lock granted while the body was arriving
+            if guard is None:
+                guard = NO_GUARD
+            guard.check(conn)  # e.g. a lock granted while the body was arriving
             if target is not None:
                 existing = store.get_node(conn, target.id)
                 if existing is None:
@@ -492,6 +493,7 @@ class Files:
                 self._charge(conn, parent.owner_id, size)
                 dead = []
             entry = _still_there(store.get_node(conn, node_id))
+            guard.done(conn)
         return entry, dead
 
     def create_empty(self, actor: Actor, parent: Entry, name: str) -> Entry:
@@ -594,8 +596,14 @@ class Files:
         overwrite: bool,
         mtime: float | None = None,
         guard: WriteGuard = NO_GUARD,
+        source_guard: WriteGuard | None = None,
     ) -> tuple[Entry, bool]:
         """Move/rename ``entry`` to ``parent/name``; returns (new entry, destination was new).
+
+        ``guard`` runs in the transaction that makes the move. A move across owners is a copy,
+        then a delete of the source: ``guard`` runs where the destination is replaced, and
+        ``source_guard`` (what concerns the source alone; default ``guard``) where the source
+        is deleted.
 
         A file moved over a file keeps the destination's node id (so what hangs on that id —
         shares, versions — survives an editor's save-by-rename) and takes the source's content,
@@ -610,11 +618,12 @@ class Files:
             raise Forbidden("a shared item cannot be moved by whom it is shared with")
         if entry.owner_id != parent.owner_id:
             # Content is encrypted for its owner: crossing owners means re-encrypting a copy,
-            # file by file. The guard is asked first, and again where the source is deleted.
+            # file by file. The guard is asked first (a quick 423 before a long copy), then in
+            # the transaction that replaces the destination, and again where the source goes.
             with self.db.write() as conn:
                 guard.check(conn)
-            moved, created = self._copy_across(actor, entry, parent, name, overwrite, mtime)
-            self.delete(actor, entry, guard=guard)
+            moved, created = self._copy_across(actor, entry, parent, name, overwrite, mtime, guard)
+            self.delete(actor, entry, guard=guard if source_guard is None else source_guard)
             return moved, created
         dead: list[str] = []
         with self.db.write() as conn:
@@ -659,11 +668,8 @@ class Files:
         check_name(name)
         if entry.owner_id != parent.owner_id:
             with self.db.write() as conn:
-                guard.check(conn)
-            across = self._copy_across(actor, entry, parent, name, overwrite, mtime, recursive)
-            with self.db.write() as conn:
-                guard.done(conn)
-            return across
+                guard.check(conn)  # a quick 423 before a long copy; asked again as it lands
+            return self._copy_across(actor, entry, parent, name, overwrite, mtime, guard, recursive)
         dead: list[str] = []
         with self.db.write() as conn:
             guard.check(conn)
@@ -717,11 +723,13 @@ class Files:
         name: str,
         overwrite: bool,
         mtime: float | None,
+        guard: WriteGuard = NO_GUARD,
         recursive: bool = True,
     ) -> tuple[Entry, bool]:
         """Copy into another owner's tree: every file is decrypted and encrypted anew for the
         destination's owner (and counted against their quota). Each file lands atomically; a
-        failure part way leaves what was copied so far."""
+        failure part way leaves what was copied so far. ``guard`` is run in the transaction
+        that replaces or deletes what stood at the destination."""
         with self.db.read() as conn:
             existing = store.get_child(conn, parent.id, name)
             if existing is not None and (existing.is_dir or entry.is_dir):
@@ -734,8 +742,11 @@ class Files:
         if existing is not None and not overwrite:
             raise PreconditionFailed("destination exists")
         if existing is not None and (existing.is_dir or entry.is_dir):
-            self.delete(actor, existing)
+            self.delete(actor, existing, guard=guard)
             existing = None
+        elif existing is None:
+            with self.db.write() as conn:
+                guard.check(conn)  # nothing to replace; the new item lands in its own commit
         if not entry.is_dir:
             with self.open_read(actor, entry) as src:
                 up = self.upload(
@@ -746,6 +757,7 @@ class Files:
                     content_type=entry.content_type,
                     expected_size=entry.size,
                     mtime=entry.mtime if mtime is None else mtime,
+                    guard=guard if existing is not None else NO_GUARD,
                 )
                 with up:
                     while chunk := src.read(1 << 20):

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.live.conftest import ALICE, RawConnection, Server, ServerFactory, put
+from tests.live.conftest import ALICE, BOB, RawConnection, Server, ServerFactory, cli, put
 
 RACES = 300  # per kind of write and per topology
 LOCK_BODY = (
@@ -41,12 +41,12 @@ LOCKDISCOVERY = (
 
 
 class Client:
-    """One keep-alive connection to a server, as alice."""
+    """One keep-alive connection to a server, as alice (or ``user``)."""
 
-    def __init__(self, srv: Server) -> None:
+    def __init__(self, srv: Server, user: str = ALICE) -> None:
         self.srv = srv
         self.prefix = urlsplit(srv.dav).path
-        self.auth = srv.auth_header(ALICE)
+        self.auth = srv.auth_header(user)
         self.conn = http.client.HTTPConnection(srv.host, srv.port, timeout=60)
 
     def request(
@@ -88,6 +88,7 @@ def _race(
     write: Callable[[Client, int], tuple[int, dict[str, str], bytes]],
     lock_name: Callable[[int], str],
     kind: str,
+    check: Callable[[int, int, int], None] | None = None,
 ) -> Counter[str]:
     outcomes: Counter[str] = Counter()
     for i in range(RACES):
@@ -125,6 +126,8 @@ def _race(
         write_status, _, write_body = results["write"]
         assert lock_status < 500 and write_status < 500, (kind, i, lock_status, write_status)
         assert write_status in (201, 204, 423), (kind, i, write_status, write_body[:300])
+        if check is not None:
+            check(i, lock_status, write_status)
         if lock_status in (200, 201):
             token = lock_headers["lock-token"].strip("<>")
             held = _tokens_at(lock_client, lock_name(i))
@@ -265,3 +268,46 @@ def test_lock_asked_while_an_upload_arrives(
         assert put_status == 423, f"LOCK {r.status_code}, then the PUT answered {put_status}"
         assert s.get(url).content == old
         assert r.headers["Lock-Token"].strip("<>") in _tokens_at(Client(srv), "doc.txt")
+
+
+@pytest.mark.parametrize("method", ["MOVE", "COPY"])
+def test_lock_never_lost_to_a_write_across_owners(
+    server_factory: ServerFactory, method: str
+) -> None:
+    """Alice moves or copies her file over a file in a folder bob shares with her: the content is
+    re-encrypted for bob, file by file, outside one transaction. Bob LOCKs the destination at
+    the same moment: his lock is never lost, and a refused (423) request has not replaced the
+    destination."""
+    srv = server_factory()
+    bob, alice = Client(srv, BOB), Client(srv, ALICE)
+    try:
+        assert bob.request("MKCOL", "inbox/")[0] == 201
+        share = cli(srv.data_dir, "share", "add", BOB, "/inbox", "--with", ALICE, "--write")
+        assert share.returncode == 0, share.stderr
+
+        def setup(_: Client, i: int) -> None:
+            _put(bob, f"inbox/t{i}.txt", b"bob's own")
+            _put(alice, f"a{i}.txt", b"alice's")
+
+        def write(c: Client, i: int) -> tuple[int, dict[str, str], bytes]:
+            dest = c.dest(f"inbox/t{i}.txt")
+            return c.request(method, f"a{i}.txt", headers={"Destination": dest, "Overwrite": "T"})
+
+        def refused_changes_nothing(i: int, lock_status: int, write_status: int) -> None:
+            if write_status == 423:
+                status, _, body = bob.request("GET", f"inbox/t{i}.txt")
+                assert (status, body) == (200, b"bob's own"), (method, i, lock_status, status)
+
+        out = _race(
+            bob,
+            alice,
+            setup,
+            write,
+            lambda i: f"inbox/t{i}.txt",
+            f"{method} across owners",
+            refused_changes_nothing,
+        )
+        print(method, "across owners", dict(out))
+    finally:
+        bob.close()
+        alice.close()
