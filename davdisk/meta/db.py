@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from davdisk.errors import InsufficientStorage
-from davdisk.meta.integrity import DAMAGED_CODES, sqlite_problems
+from davdisk.meta.integrity import is_damage_code, sqlite_problems
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def is_disk_full(exc: BaseException) -> bool:
 def is_damaged(exc: BaseException) -> bool:
     """Whether a database error says its file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB)."""
     driver_error = getattr(exc, "orig", exc)  # SQLAlchemy wraps it, except in connect hooks
-    return getattr(driver_error, "sqlite_errorcode", None) in DAMAGED_CODES
+    return is_damage_code(getattr(driver_error, "sqlite_errorcode", None))
 
 
 def _sqlite_engine(url: str, pool_size: int) -> Engine:

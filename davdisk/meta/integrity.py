@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from pathlib import Path
 
 from davdisk.errors import DavdiskError
 
 # SQLITE_CORRUPT and SQLITE_NOTADB: what a damaged file gives, unlike a locked or unreadable one.
 DAMAGED_CODES = (11, 26)
+
+
+def is_damage_code(code: int | None) -> bool:
+    """Whether an SQLite (extended) result code says the file is damaged: Python reports the
+    extended code, e.g. SQLITE_CORRUPT_INDEX (779) for an index that disagrees with its table."""
+    return code is not None and code & 0xFF in DAMAGED_CODES
 
 
 def sqlite_problems(path: str, *, quick: bool) -> list[str]:
@@ -28,7 +35,9 @@ def sqlite_problems(path: str, *, quick: bool) -> list[str]:
         return []
     try:
         # mode=rw: never create a file here; a check must not change what it checks.
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+        # (as_uri() escapes the path: a '#', '?' or '%' in it would cut or change a raw URI.)
+        uri = Path(path).absolute().as_uri() + "?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as e:
         raise _unreadable(path, e) from None
     problems: list[str] = []
@@ -44,7 +53,7 @@ def sqlite_problems(path: str, *, quick: bool) -> list[str]:
                     f"foreign_key_check: row {rowid} of {table} refers to a missing {parent} row"
                 )
     except sqlite3.DatabaseError as e:
-        if getattr(e, "sqlite_errorcode", None) not in DAMAGED_CODES:
+        if not is_damage_code(getattr(e, "sqlite_errorcode", None)):
             raise _unreadable(path, e) from None  # e.g. no permission: not damage
         # "database disk image is malformed", "file is not a database": too damaged to check.
         problems.append(_one_line(str(e)))

@@ -16,7 +16,6 @@ not an index read) and compare that row's name, folder and token; a mismatch is 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,8 +47,6 @@ from davdisk.meta.models import (
     User,
     UserKey,
 )
-
-logger = logging.getLogger(__name__)
 
 nodes = cast(Table, Node.__table__)
 users = cast(Table, User.__table__)
@@ -120,10 +117,9 @@ _live = nodes.c.deleted_at.is_(None)
 
 
 def damaged(what: str) -> IntegrityError:
-    """The error for a row that is not what its index lookup asked for (see the docstring)."""
-    message = f"database index damaged: {what}; stop the server and run davdisk fsck"
-    logger.error("%s", message)
-    return IntegrityError(message)
+    """The error for a row that is not what its index lookup asked for (see the docstring);
+    the face that meets it logs it (web/errors.py) or prints it (the CLI)."""
+    return IntegrityError(f"database index damaged: {what}; stop the server and run davdisk fsck")
 
 
 # The queries every request makes are built once: constructing a select() costs ~250 us of
@@ -819,8 +815,21 @@ def create_app_token(conn: Connection, user_id: int, label: str, token_hash: str
 
 
 def app_token_by_hash(conn: Connection, token_hash: str) -> AppTokenRow | None:
-    row = conn.execute(select(app_tokens).where(app_tokens.c.token_hash == token_hash)).first()
-    return _app_token(row) if row else None
+    row = conn.execute(_APP_TOKEN_BY_HASH, {"token_hash": token_hash}).first()
+    if not row:
+        return None
+    if row.token_hash != token_hash:  # an app password must never log in as another user
+        raise damaged(f"looking up an app password found token {row.id}, which has another hash")
+    return _app_token(row)
+
+
+# The token again, read from the table by rowid (see the module docstring).
+_app_token_row = app_tokens.alias("row")
+_APP_TOKEN_BY_HASH = (
+    select(_app_token_row)
+    .join_from(app_tokens, _app_token_row, _app_token_row.c.id == app_tokens.c.id)
+    .where(app_tokens.c.token_hash == bindparam("token_hash"))
+)
 
 
 def list_app_tokens(conn: Connection, user_id: int) -> list[AppTokenRow]:

@@ -97,10 +97,9 @@ class GracefulStop:
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self._stopper is not None:
-            running = self._in_flight.count()
-            logger.warning(
-                "signal %d again: stopping now, cutting %d running request(s)", signum, running
-            )
+            # No InFlight.count() here: the handler runs on the main thread, which may hold
+            # InFlight's lock (finish() cuts waiting connections under it) - a deadlock.
+            logger.warning("signal %d again: stopping now, cutting what still runs", signum)
             os._exit(128 + signum)
         running = self._in_flight.count()
         if running:

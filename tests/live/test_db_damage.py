@@ -21,10 +21,12 @@ import pytest
 
 from tests.live.conftest import (
     ALICE,
+    BOB,
     REPO_ROOT,
     USERS,
     ServerFactory,
     _env,
+    add_user,
     cli,
     davdisk_argv,
     describe,
@@ -151,8 +153,9 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 _INT_SIZES = {1: 1, 2: 2, 3: 3, 4: 4, 5: 6, 6: 8, 8: 0, 9: 0}
 
 
-def swap_index_rowids(db: Path, index: str, name_a: str, name_b: str) -> None:
-    """In the leaf page of ``index`` (parent_id, name -> rowid), make the entries of two names
+def swap_index_rowids(db: Path, index: str, name_a: str, name_b: str, key_column: int = 1) -> None:
+    """In the leaf page of ``index`` (by default (parent_id, name) -> rowid; ``key_column`` is
+    the text column that names an entry, the rowid follows it), make the entries of two keys
     point at each other's rows: a well-formed page that quick_check does not question."""
     page, size = root_page(db, index)
     raw = bytearray(db.read_bytes())
@@ -171,10 +174,11 @@ def swap_index_rowids(db: Path, index: str, name_a: str, name_b: str) -> None:
         body = pos + header_size
         sizes = [_INT_SIZES[t] if t in _INT_SIZES else (t - 13) // 2 for t in types]
         offsets = [body + sum(sizes[:k]) for k in range(len(sizes))]
-        name = bytes(raw[offsets[1] : offsets[1] + sizes[1]]).decode()
+        k = key_column
+        name = bytes(raw[offsets[k] : offsets[k] + sizes[k]]).decode()
         if name in (name_a, name_b) and name not in rowid_at:  # the first (top-level) entry
-            assert types[2] in (1, 2), types
-            rowid_at[name] = (offsets[2], sizes[2])
+            assert types[k + 1] in (1, 2), types
+            rowid_at[name] = (offsets[k + 1], sizes[k + 1])
     (oa, la), (ob, lb) = rowid_at[name_a], rowid_at[name_b]
     assert la == lb
     raw[oa : oa + la], raw[ob : ob + lb] = raw[ob : ob + lb], raw[oa : oa + la]
@@ -202,3 +206,40 @@ def test_index_pointing_at_another_row(
     # Only the two damaged entries fail; everything else still reads.
     ok = {name for name in FILES if alice.get(srv.dav + name).status_code == 200}
     assert ok == set(FILES) - {"file-1.txt", "file-2.txt"}
+
+
+def test_app_password_index_pointing_at_another_users_token(
+    pristine: Path, tmp_path: Path, server_factory: ServerFactory
+) -> None:
+    """An app password whose index entry points at another user's token row must not log in
+    as that user (the lookup compares the row it read with the hash it asked for)."""
+    data = copy_of(pristine, tmp_path)
+    add_user(data, BOB, USERS[BOB])
+    # A first token takes rowid 1, which SQLite stores in no bytes at all: the two swapped
+    # below (rowids 2 and 3) take one byte each.
+    assert cli(data, "user", "token", "add", ALICE, "first").returncode == 0
+    tokens = {}
+    for user in (ALICE, BOB):
+        proc = cli(data, "user", "token", "add", user, "laptop")
+        assert proc.returncode == 0, describe(proc)
+        tokens[user] = proc.stdout.split()[-1]
+    db = data / "davdisk.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (index,) = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'app_tokens'"
+        " AND sql IS NULL"  # the unique constraint's own index
+    ).fetchone()
+    hashes = {
+        u: h
+        for u, h in conn.execute(
+            "SELECT users.name, token_hash FROM app_tokens JOIN users ON users.id = user_id"
+        )
+    }
+    conn.close()
+    swap_index_rowids(db, index, hashes[ALICE], hashes[BOB], key_column=0)
+    assert sqlite_check(db, "integrity_check") != ["ok"], "the damage is not real"
+    srv = server_factory(data_dir=data)
+    # Alice's app password, offered as bob's: never bob's files.
+    r = srv.session(BOB, tokens[ALICE]).request("PROPFIND", srv.dav, headers={"Depth": "0"})
+    assert r.status_code not in (200, 207), r.status_code
