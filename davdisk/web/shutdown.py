@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -72,10 +73,27 @@ class InFlight:
         blocked reads and writes fail at once."""
         with self._lock:
             conns = [c for c, running in self._conns.items() if not (waiting_only and running)]
+        if waiting_only:
+            # A request that has arrived but whose line is not parsed yet is not waiting: a
+            # reset would lose it (a MOVE or LOCK a client may not simply send again).
+            conns = [c for c in conns if not _bytes_waiting(c)]
         for conn in conns:
             with contextlib.suppress(OSError, AttributeError):
                 conn.socket.shutdown(socket.SHUT_RDWR)
         return len(conns)
+
+
+def _bytes_waiting(conn: Any) -> bool:
+    """Whether the client has sent something this connection has not parsed yet."""
+    rfile = getattr(conn, "rfile", None)
+    has_data = getattr(rfile, "has_data", None)
+    if has_data is not None and has_data():
+        return True
+    try:
+        readable, _, _ = select.select([conn.socket], [], [], 0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(readable)
 
 
 class GracefulStop:
