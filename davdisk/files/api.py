@@ -494,9 +494,12 @@ class Files:
             entry = _still_there(store.get_node(conn, node_id))
         return entry, dead
 
-    def create_empty(self, actor: Actor, parent: Entry, name: str) -> Entry:
+    def create_empty(
+        self, actor: Actor, parent: Entry, name: str, *, guard: WriteGuard = NO_GUARD
+    ) -> Entry:
         """Create an empty file (a LOCK on an unmapped URL creates one). A file that another
-        request created meanwhile is returned as it is: the LOCK then simply comes second."""
+        request created meanwhile is returned as it is: the LOCK then simply comes second.
+        ``guard`` is asked only when the file is really created."""
         self._allow(actor, parent, "write")
         check_name(name)
         now = time.time()
@@ -508,6 +511,7 @@ class Files:
                 if existing.is_dir:
                     raise AlreadyExists(name)
                 return existing
+            guard.check(conn)
             return store.insert_node(
                 conn,
                 owner_id=parent.owner_id,
