@@ -34,7 +34,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.live.conftest import ALICE, LOCK_BODY, USERS, Server, ServerFactory, members, q
+from tests.live.conftest import ALICE, BOB, LOCK_BODY, Server, ServerFactory, members, q
+from tests.live.sharing_helpers import share_add
 
 NAMES = ("a", "b", "ü x")
 MAX_DEPTH = 3
@@ -46,7 +47,8 @@ CREATED, NO_CONTENT = 201, 204
 # also an answer clients handle, and WsgiDAV gives it for some of these shapes.
 SELF_OVERLAP = frozenset({403, 409})
 
-EXAMPLES = 300
+EXAMPLES = 250
+SHARED_EXAMPLES = 60
 STEPS = 30
 
 
@@ -126,11 +128,13 @@ class DavModel(RuleBasedStateMachine):
     """One example: a fresh top folder, a fresh model, the same server."""
 
     server: Server  # set by the test before Hypothesis runs the machine
+    user = ALICE
+    base = ""  # the folder (URL below /dav/, "" or ending in "/") the examples are made in
 
     def __init__(self) -> None:
         super().__init__()
-        self.s = self.server.session(ALICE)
-        self.top = self.server.dav + q("model-" + uuid.uuid4().hex[:10]) + "/"
+        self.s = self.server.session(self.user)
+        self.top = self.server.dav + self.base + q("model-" + uuid.uuid4().hex[:10]) + "/"
         r = self.s.request("MKCOL", self.top)
         assert r.status_code == CREATED, (r.status_code, r.text[:300])
         self.model = Model()
@@ -441,19 +445,23 @@ class DavModel(RuleBasedStateMachine):
         )
 
 
-@pytest.fixture(scope="module")
-def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    factory = ServerFactory(tmp_path_factory.mktemp("model"))
-    yield factory(users={ALICE: USERS[ALICE]})
-    factory.finish()
+class SharedDavModel(DavModel):
+    """The same, sent by bob through his mount of a folder alice shared with him (write)."""
+
+    user = BOB
+
+    def teardown(self) -> None:
+        """The owner sees what the grantee made (bob's mount has the folder's own name, so
+        the example's folder has the same URL for alice)."""
+        self.s = self.server.session(ALICE)
+        self.same_tree()
 
 
-def test_random_request_sequences_match_the_model(model_server: Server) -> None:
-    DavModel.server = model_server
+def run(machine: type[DavModel], examples: int) -> None:
     run_state_machine_as_test(
-        DavModel,
+        machine,
         settings=settings(
-            max_examples=EXAMPLES,
+            max_examples=examples,
             stateful_step_count=STEPS,
             deadline=None,
             derandomize=True,
@@ -461,3 +469,25 @@ def test_random_request_sequences_match_the_model(model_server: Server) -> None:
             report_multiple_bugs=False,
         ),
     )
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    factory = ServerFactory(tmp_path_factory.mktemp("model"))
+    yield factory()
+    factory.finish()
+
+
+def test_random_request_sequences_match_the_model(model_server: Server) -> None:
+    DavModel.server = model_server
+    run(DavModel, EXAMPLES)
+
+
+def test_random_request_sequences_through_a_share(model_server: Server) -> None:
+    name = "shared-" + uuid.uuid4().hex[:8]
+    r = model_server.session(ALICE).request("MKCOL", model_server.dav + q(name))
+    assert r.status_code == CREATED, r.status_code
+    share_add(model_server, ALICE, "/" + name, BOB, write=True)
+    SharedDavModel.server = model_server
+    SharedDavModel.base = q(name) + "/"
+    run(SharedDavModel, SHARED_EXAMPLES)
