@@ -269,11 +269,13 @@ class SQLLockManager(LockManager):
         tokens: list[str],
         checks: list[tuple[str, str]],
         drops: list[str],
+        lockable: str | None = None,
     ) -> LockGuard:
         """A :class:`~davdisk.files.api.WriteGuard` that refuses the write (423) if any of
         ``checks`` (reference URL, depth "0" or "infinity") is locked by a lock the request
-        did not submit, and removes the locks on and below ``drops`` with the write."""
-        return LockGuard(self, principal, tokens, checks, drops)
+        did not submit, or if ``lockable`` could not be locked at all (see ``lockable_in``);
+        it removes the locks on and below ``drops`` with the write."""
+        return LockGuard(self, principal, tokens, checks, drops, lockable)
 
     def conflicts_in(
         self, conn: Connection, checks: list[tuple[str, str]], tokens: list[str], principal: str
@@ -285,6 +287,13 @@ class SQLLockManager(LockManager):
                 )
                 if errcond.hrefs:
                     raise DAVError(HTTP_LOCKED, err_condition=errcond)
+
+    def lockable_in(self, conn: Connection, url: str, tokens: list[str], principal: str) -> None:
+        """Raise 423 if no LOCK at all could be granted on ``url``: even the weakest request
+        (shared, Depth 0) conflicts with a lock on it or an exclusive Depth infinity lock
+        above it, whoever holds that lock."""
+        with self._public_errors(), self.storage.joined(conn):
+            self._check_lock_permission(url, "write", "shared", "0", tokens, principal)
 
     def drop_in(self, conn: Connection, urls: list[str]) -> None:
         with self.storage.joined(conn):
@@ -349,16 +358,20 @@ class LockGuard:
         tokens: list[str],
         checks: list[tuple[str, str]],
         drops: list[str],
+        lockable: str | None = None,
     ) -> None:
         self._manager = manager
         self._principal = principal
         self._tokens = tokens
         self._checks = checks
         self._drops = drops
+        self._lockable = lockable
 
     def check(self, conn: Connection) -> None:
         try:
             self._manager.conflicts_in(conn, self._checks, self._tokens, self._principal)
+            if self._lockable is not None:
+                self._manager.lockable_in(conn, self._lockable, self._tokens, self._principal)
         except DAVError as e:
             raise LockConflict(e) from None
 

@@ -45,6 +45,7 @@ def lock_guard(
     environ: dict[str, Any],
     checks: list[tuple[str, str]],
     drops: list[str] = (),  # type: ignore[assignment]
+    lockable: str | None = None,
 ) -> WriteGuard:
     """The lock decisions of a write, made inside its transaction (files.api.WriteGuard):
     refuse (423) if any of ``checks`` (reference URL, depth) is locked by a lock the request
@@ -60,6 +61,7 @@ def lock_guard(
         tokens=environ["wsgidav.ifLockTokenList"],
         checks=checks,
         drops=list(drops),
+        lockable=lockable,
     )
 
 
@@ -416,8 +418,20 @@ class Folder(_NodeMixin, DAVCollection):
         if self.environ.get("REQUEST_METHOD") == "PUT":
             # A PUT makes the file exist only when its body has been stored (atomic writes).
             return PendingFile(path, self.environ, self, name)
+        # A LOCK on an unmapped URL (RFC 4918 9.10.4). WsgiDAV creates the file before it asks
+        # for the lock, so a refused LOCK used to leave an empty file behind, even in a folder
+        # someone else had locked. Decided in the creating transaction: a new member of a
+        # locked folder needs the folder's token (7.4, as for PUT), and nothing is created
+        # where the lock could not be granted anyway.
+        new_ref = self._dest_ref(self, name)
+        guard = lock_guard(
+            self.provider,
+            self.environ,
+            [(self.get_ref_url(), "0"), (new_ref, "0")],
+            lockable=new_ref,
+        )
         with dav_errors():
-            entry = self.files.create_empty(self.actor, self.entry, name)
+            entry = self.files.create_empty(self.actor, self.entry, name, guard=guard)
         self.provider.forget(self.environ)
         return File(path, self.environ, entry, self.actor)
 

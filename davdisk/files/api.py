@@ -496,9 +496,12 @@ class Files:
             guard.done(conn)
         return entry, dead
 
-    def create_empty(self, actor: Actor, parent: Entry, name: str) -> Entry:
+    def create_empty(
+        self, actor: Actor, parent: Entry, name: str, *, guard: WriteGuard = NO_GUARD
+    ) -> Entry:
         """Create an empty file (a LOCK on an unmapped URL creates one). A file that another
-        request created meanwhile is returned as it is: the LOCK then simply comes second."""
+        request created meanwhile is returned as it is: the LOCK then simply comes second.
+        ``guard`` is asked only when the file is really created."""
         self._allow(actor, parent, "write")
         check_name(name)
         now = time.time()
@@ -510,6 +513,7 @@ class Files:
                 if existing.is_dir:
                     raise AlreadyExists(name)
                 return existing
+            guard.check(conn)
             return store.insert_node(
                 conn,
                 owner_id=parent.owner_id,

@@ -1,0 +1,493 @@
+"""Model-based test: random sequences of WebDAV requests against one live server and a model.
+
+A Hypothesis ``RuleBasedStateMachine`` sends real HTTP requests (PUT, MKCOL, DELETE, MOVE,
+COPY, GET, PROPFIND, LOCK, UNLOCK) to one ``davdisk serve`` and keeps, next to it, an in-memory
+model of the tree (path -> bytes for files, a set of folders, the locks granted). For every
+request the model predicts the status (RFC 4918) and the tree afterwards; after every step the
+server's tree (a PROPFIND Depth 1 walk and a GET of every file) must equal the model's.
+
+Paths come from a tiny alphabet (``a``, ``b``, ``ü x``) nested up to depth 3, so sources and
+destinations collide, contain each other and overwrite each other often. Each example works in
+its own uniquely named folder of alice's home on the one server the test starts, so examples
+do not see each other and no server is restarted between them.
+
+Where RFC 4918 leaves the server a choice (403 or 409 for a destination that contains or lies
+inside the source; which of several applicable errors comes first), the model accepts the set;
+a refused request must still leave the tree exactly as it was.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from tests.live.conftest import ALICE, BOB, LOCK_BODY, Server, ServerFactory, members, q
+from tests.live.sharing_helpers import share_add
+
+NAMES = ("a", "b", "ü x")
+MAX_DEPTH = 3
+
+# Written to alice's own tree, so any of these can be predicted exactly.
+CREATED, NO_CONTENT = 201, 204
+# RFC 4918 9.8.5 / 9.9.4: a destination that is the source, holds it or lies inside it is
+# refused with 403; 409 (the destination's parent "does not exist" as a separate resource) is
+# also an answer clients handle, and WsgiDAV gives it for some of these shapes.
+SELF_OVERLAP = frozenset({403, 409})
+
+EXAMPLES = 250
+SHARED_EXAMPLES = 60
+STEPS = 30
+
+
+# --------------------------------------------------------------------------- model
+
+
+def parent_of(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def within(root: str, path: str) -> bool:
+    """``path`` is ``root`` or lies below it ("" is the example's top folder)."""
+    return root == "" or path == root or path.startswith(root + "/")
+
+
+@dataclass
+class Lock:
+    root: str
+    infinite: bool
+
+
+@dataclass
+class Model:
+    """The tree below the example's top folder ("" is the top folder itself)."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=set)
+    locks: dict[str, Lock] = field(default_factory=dict)  # token -> lock
+
+    def is_dir(self, path: str) -> bool:
+        return path == "" or path in self.dirs
+
+    def exists(self, path: str) -> bool:
+        return self.is_dir(path) or path in self.files
+
+    def paths(self) -> list[str]:
+        return sorted(self.dirs | set(self.files))
+
+    def covered(self, path: str) -> bool:
+        """A lock on ``path`` or a Depth infinity lock on one of its ancestors."""
+        return any(
+            lk.root == path or (lk.infinite and within(lk.root, path) and lk.root != path)
+            for lk in self.locks.values()
+        )
+
+    def covered_tree(self, path: str) -> bool:
+        """``path`` is covered, or something below it is locked (a Depth infinity check)."""
+        return self.covered(path) or any(within(path, lk.root) for lk in self.locks.values())
+
+    # --- changes ---
+
+    def remove(self, path: str) -> None:
+        """Delete ``path`` and everything below it, with the locks rooted there."""
+        self.files = {p: b for p, b in self.files.items() if not within(path, p)}
+        self.dirs = {p for p in self.dirs if not within(path, p)}
+        self.locks = {t: lk for t, lk in self.locks.items() if not within(path, lk.root)}
+
+    def copy_tree(self, src: str, dst: str, *, recursive: bool) -> None:
+        """Copy ``src`` (and, if ``recursive``, what is below it) to the free name ``dst``."""
+
+        def moved(p: str) -> str:
+            return dst + p[len(src) :]
+
+        if src in self.files:
+            self.files[dst] = self.files[src]
+            return
+        self.dirs.add(dst)
+        if recursive:
+            self.dirs |= {moved(p) for p in self.dirs if p.startswith(src + "/")}
+            self.files |= {moved(p): b for p, b in self.files.items() if p.startswith(src + "/")}
+
+
+# --------------------------------------------------------------------------- machine
+
+
+class DavModel(RuleBasedStateMachine):
+    """One example: a fresh top folder, a fresh model, the same server."""
+
+    server: Server  # set by the test before Hypothesis runs the machine
+    user = ALICE
+    base = ""  # the folder (URL below /dav/, "" or ending in "/") the examples are made in
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.s = self.server.session(self.user)
+        self.top = self.server.dav + self.base + q("model-" + uuid.uuid4().hex[:10]) + "/"
+        r = self.s.request("MKCOL", self.top)
+        assert r.status_code == CREATED, (r.status_code, r.text[:300])
+        self.model = Model()
+        self.log: list[str] = []
+
+    # --- requests ---
+
+    def url(self, path: str) -> str:
+        return self.top + "/".join(q(n) for n in path.split("/")) if path else self.top
+
+    def if_header(self, with_token: bool) -> dict[str, str]:
+        """Submit every lock the model holds, each tagged with its root (RFC 4918 10.4): a
+        tagged list is evaluated only against its own resource, so the request is not refused
+        with 412 for tokens that belong to other resources it touches."""
+        if not with_token or not self.model.locks:
+            return {}
+        lists = " ".join(f"<{self.url(lk.root)}> (<{t}>)" for t, lk in self.model.locks.items())
+        return {"If": lists}
+
+    def send(
+        self, method: str, path: str, expect: set[int] | frozenset[int], **kw: object
+    ) -> requests.Response:
+        r = self.s.request(method, self.url(path), **kw)  # type: ignore[arg-type]
+        hdrs = kw.get("headers") or {}
+        self.log.append(f"{method} {path!r} {hdrs} -> {r.status_code}")
+        assert r.status_code in expect, (
+            f"{method} {path!r} {hdrs}: expected {sorted(expect)}, got {r.status_code} "
+            f"{r.text[:300]}\nmodel: files={sorted(self.model.files)} "
+            f"dirs={sorted(self.model.dirs)} locks={self.model.locks}\n" + "\n".join(self.log)
+        )
+        return r
+
+    # --- path choice ---
+
+    def pick(self, data: st.DataObject, label: str) -> str:
+        """An existing path, a free name in an existing folder, or any path of the alphabet
+        (missing parents, files as parents), so that every outcome comes up often."""
+        m = self.model
+        kind = data.draw(st.integers(0, 9), label=label + "-kind")
+        existing = m.paths()
+        if kind < 5 and existing:
+            return data.draw(st.sampled_from(existing), label=label)
+        if kind < 8:
+            folders = [d for d in ["", *sorted(m.dirs)] if d.count("/") < MAX_DEPTH - 1]
+            folder = data.draw(st.sampled_from(folders), label=label + "-in")
+            name = data.draw(st.sampled_from(NAMES), label=label)
+            return f"{folder}/{name}" if folder else name
+        names = st.lists(st.sampled_from(NAMES), min_size=1, max_size=MAX_DEPTH)
+        return "/".join(data.draw(names, label=label))
+
+    def pick_near(self, data: st.DataObject, src: str, label: str) -> str:
+        """A destination for ``src``: often related to it (itself, an ancestor, a child)."""
+        kind = data.draw(st.integers(0, 9), label=label + "-kind")
+        if kind == 0:
+            return src
+        if kind == 1 and "/" in src:
+            return parent_of(src)
+        if kind == 2 and src.count("/") < MAX_DEPTH - 1:
+            return src + "/" + data.draw(st.sampled_from(NAMES))
+        if kind == 3 and "/" in src:
+            return parent_of(src) + "/" + data.draw(st.sampled_from(NAMES))
+        return self.pick(data, label)
+
+    # --- rules ---
+
+    @initialize(
+        seed=st.lists(
+            st.tuples(
+                st.lists(st.sampled_from(NAMES), min_size=1, max_size=MAX_DEPTH),
+                st.booleans(),
+                st.binary(max_size=20),
+            ),
+            max_size=6,
+        )
+    )
+    def seed_tree(self, seed: list[tuple[list[str], bool, bytes]]) -> None:
+        """Start from a small random tree, so that moves, copies and locks have things to
+        act on from the first step (rules then start from a populated example)."""
+        m = self.model
+        for names, is_dir, body in seed:
+            path = "/".join(names)
+            if any(p in m.files for p in (parent_of(path), path)) or m.exists(path):
+                continue
+            for i in range(1, len(names)):
+                folder = "/".join(names[:i])
+                if folder in m.files:
+                    break
+                if folder not in m.dirs:
+                    self.send("MKCOL", folder, {CREATED})
+                    m.dirs.add(folder)
+            else:
+                if is_dir:
+                    self.send("MKCOL", path, {CREATED})
+                    m.dirs.add(path)
+                else:
+                    self.send("PUT", path, {CREATED}, data=body)
+                    m.files[path] = body
+
+    @rule(data=st.data(), body=st.binary(max_size=40), with_token=st.booleans())
+    def put(self, data: st.DataObject, body: bytes, with_token: bool) -> None:
+        m = self.model
+        path = self.pick(data, "put")
+        errors: set[int] = set()
+        if not m.is_dir(parent_of(path)):
+            errors.add(409)  # RFC 4918 9.7.1: missing intermediate collection
+        elif path in m.dirs:
+            errors.add(405)  # RFC 4918 9.7.2: PUT onto a collection
+        if not with_token and (m.covered(path) or m.covered(parent_of(path))):
+            errors.add(423)
+        created = path not in m.files
+        self.send(
+            "PUT",
+            path,
+            errors or {CREATED if created else NO_CONTENT},
+            data=body,
+            headers=self.if_header(with_token),
+        )
+        if not errors:
+            m.files[path] = body
+
+    @rule(data=st.data(), with_token=st.booleans())
+    def mkcol(self, data: st.DataObject, with_token: bool) -> None:
+        m = self.model
+        path = self.pick(data, "mkcol")
+        errors: set[int] = set()
+        if m.exists(path):
+            errors.add(405)  # RFC 4918 9.3.1
+        elif not m.is_dir(parent_of(path)):
+            errors.add(409)
+        if not with_token and (m.covered(path) or m.covered(parent_of(path))):
+            errors.add(423)
+        self.send("MKCOL", path, errors or {CREATED}, headers=self.if_header(with_token))
+        if not errors:
+            m.dirs.add(path)
+
+    @rule(data=st.data(), with_token=st.booleans())
+    def delete(self, data: st.DataObject, with_token: bool) -> None:
+        m = self.model
+        path = self.pick(data, "delete")
+        errors: set[int] = set()
+        if not m.exists(path):
+            errors.add(404)
+        if not with_token and (m.covered(parent_of(path)) or m.covered_tree(path)):
+            errors.add(423)
+        self.send("DELETE", path, errors or {NO_CONTENT}, headers=self.if_header(with_token))
+        if not errors:
+            m.remove(path)
+
+    def _transfer_errors(self, src: str, dst: str, overwrite: bool) -> set[int]:
+        """The errors a MOVE or COPY of ``src`` to ``dst`` must get, locks aside."""
+        m = self.model
+        if not m.exists(src):
+            return {404}
+        if within(src, dst) or within(dst, src):
+            # An existing destination with Overwrite F may be refused for that reason first.
+            return set(SELF_OVERLAP) | ({412} if m.exists(dst) and not overwrite else set())
+        errors: set[int] = set()
+        if not m.is_dir(parent_of(dst)):
+            errors.add(409)  # RFC 4918 9.8.5 / 9.9.4
+        elif m.exists(dst) and not overwrite:
+            errors.add(412)
+        return errors
+
+    @rule(data=st.data(), overwrite=st.booleans(), with_token=st.booleans())
+    def move(self, data: st.DataObject, overwrite: bool, with_token: bool) -> None:
+        m = self.model
+        src = self.pick(data, "move-src")
+        dst = self.pick_near(data, src, "move-dst")
+        errors = self._transfer_errors(src, dst, overwrite)
+        if not with_token and (
+            m.covered_tree(src)
+            or m.covered(parent_of(src))
+            or m.covered(parent_of(dst))
+            or m.covered_tree(dst)
+        ):
+            errors.add(423)
+        existed = m.exists(dst)
+        headers = {
+            "Destination": self.url(dst),
+            "Overwrite": "T" if overwrite else "F",
+            **self.if_header(with_token),
+        }
+        self.send("MOVE", src, errors or {NO_CONTENT if existed else CREATED}, headers=headers)
+        if not errors:
+            m.remove(dst)
+            # Locks do not move with the resource (RFC 4918 7.5): they are dropped.
+            m.copy_tree(src, dst, recursive=True)
+            m.remove(src)
+
+    @rule(data=st.data(), overwrite=st.booleans(), with_token=st.booleans(), shallow=st.booleans())
+    def copy(self, data: st.DataObject, overwrite: bool, with_token: bool, shallow: bool) -> None:
+        m = self.model
+        src = self.pick(data, "copy-src")
+        dst = self.pick_near(data, src, "copy-dst")
+        errors = self._transfer_errors(src, dst, overwrite)
+        if not with_token and (m.covered(parent_of(dst)) or m.covered_tree(dst)):
+            errors.add(423)
+        existed = m.exists(dst)
+        depth = "0" if shallow and m.is_dir(src) else "infinity"
+        headers = {
+            "Destination": self.url(dst),
+            "Overwrite": "T" if overwrite else "F",
+            "Depth": depth,
+            **self.if_header(with_token),
+        }
+        self.send("COPY", src, errors or {NO_CONTENT if existed else CREATED}, headers=headers)
+        if not errors:
+            m.remove(dst)
+            m.copy_tree(src, dst, recursive=depth == "infinity")
+
+    @rule(data=st.data())
+    def get(self, data: st.DataObject) -> None:
+        m = self.model
+        path = self.pick(data, "get")
+        if path in m.files:
+            r = self.send("GET", path, {200})
+            assert r.content == m.files[path], (path, r.content, m.files[path])
+        elif not m.exists(path):
+            self.send("GET", path, {404})
+
+    @rule(data=st.data())
+    def propfind(self, data: st.DataObject) -> None:
+        m = self.model
+        path = self.pick(data, "propfind")
+        if not m.exists(path):
+            self.send("PROPFIND", path, {404}, headers={"Depth": "1"})
+            return
+        if path in m.files:
+            return  # files are listed by the invariant
+        names = set(members(self.s, self.url(path) + "/"))
+        want = {p.rsplit("/", 1)[-1] for p in m.paths() if parent_of(p) == path}
+        assert names == want, (path, names, want)
+
+    @rule(data=st.data())
+    def lock(self, data: st.DataObject) -> None:
+        m = self.model
+        path = self.pick(data, "lock")
+        infinite = m.is_dir(path)
+        errors: set[int] = set()
+        if not m.exists(path) and not m.is_dir(parent_of(path)):
+            errors.add(409)
+        elif m.covered_tree(path) if infinite else m.covered(path):
+            errors.add(423)
+        elif not m.exists(path) and m.covered(parent_of(path)):
+            errors.add(423)  # a LOCK on a free name creates a member of a locked folder
+        created = not m.exists(path)
+        r = self.send(
+            "LOCK",
+            path,
+            errors or {CREATED if created else 200},
+            headers={
+                "Depth": "infinity" if infinite else "0",
+                "Timeout": "Second-600",
+                "Content-Type": "application/xml",
+            },
+            data=LOCK_BODY.format(scope="exclusive", owner="model").encode(),
+        )
+        if errors:
+            return
+        token = (r.headers.get("Lock-Token") or "").strip().strip("<>")
+        assert token, f"LOCK {path!r} answered {r.status_code} without a Lock-Token"
+        if created:
+            # RFC 4918 9.10.4: a LOCK on an unmapped URL creates an empty resource.
+            m.files[path] = b""
+        m.locks[token] = Lock(path, infinite)
+
+    @rule(data=st.data())
+    def unlock(self, data: st.DataObject) -> None:
+        m = self.model
+        if not m.locks:
+            return
+        # By the order the locks were granted: the tokens are random, so an order by token
+        # would make the same draws pick different locks from one run to the next.
+        tokens = list(m.locks)
+        token = tokens[data.draw(st.integers(0, len(tokens) - 1), label="unlock")]
+        path = m.locks[token].root
+        self.send("UNLOCK", path, {NO_CONTENT}, headers={"Lock-Token": f"<{token}>"})
+        del m.locks[token]
+
+    # --- the tree ---
+
+    @invariant()
+    def same_tree(self) -> None:
+        """The server's tree (Depth 1 walk, every file's bytes) is the model's."""
+        m = self.model
+        seen_dirs: set[str] = set()
+        seen_files: dict[str, bytes] = {}
+        todo = [""]
+        while todo:
+            folder = todo.pop()
+            for name, entry in members(self.s, self.url(folder) + ("/" if folder else "")).items():
+                path = f"{folder}/{name}" if folder else name
+                if entry.is_collection:
+                    seen_dirs.add(path)
+                    todo.append(path)
+                else:
+                    seen_files[path] = b""
+        for path in seen_files:
+            r = self.s.get(self.url(path))
+            assert r.status_code == 200, f"GET {path!r} listed but answered {r.status_code}"
+            seen_files[path] = r.content
+        assert seen_dirs == m.dirs, (
+            f"folders differ: server {sorted(seen_dirs)} model {sorted(m.dirs)}\n"
+            + "\n".join(self.log)
+        )
+        assert seen_files == m.files, (
+            f"files differ: server {seen_files} model {m.files}\n" + "\n".join(self.log)
+        )
+
+
+class SharedDavModel(DavModel):
+    """The same, sent by bob through his mount of a folder alice shared with him (write)."""
+
+    user = BOB
+
+    def teardown(self) -> None:
+        """The owner sees what the grantee made (bob's mount has the folder's own name, so
+        the example's folder has the same URL for alice)."""
+        self.s = self.server.session(ALICE)
+        self.same_tree()
+
+
+def run(machine: type[DavModel], examples: int) -> None:
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=STEPS,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            report_multiple_bugs=False,
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    factory = ServerFactory(tmp_path_factory.mktemp("model"))
+    yield factory()
+    factory.finish()
+
+
+def test_random_request_sequences_match_the_model(model_server: Server) -> None:
+    DavModel.server = model_server
+    run(DavModel, EXAMPLES)
+
+
+def test_random_request_sequences_through_a_share(model_server: Server) -> None:
+    name = "shared-" + uuid.uuid4().hex[:8]
+    r = model_server.session(ALICE).request("MKCOL", model_server.dav + q(name))
+    assert r.status_code == CREATED, r.status_code
+    share_add(model_server, ALICE, "/" + name, BOB, write=True)
+    SharedDavModel.server = model_server
+    SharedDavModel.base = q(name) + "/"
+    run(SharedDavModel, SHARED_EXAMPLES)
