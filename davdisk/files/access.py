@@ -14,6 +14,9 @@ delete                yes     no / yes                     as granted   no / no
 lock                  yes     no / yes                     as granted   no / no
 share                 yes     no / no                      yes          no / no
 ====================  ======  ===========================  ===========  =====================
+
+A COPY or MOVE onto an existing item replaces it, which needs ``delete`` on that item: an upload
+link may add files and change their content, but never replace or remove anything.
 """
 
 from __future__ import annotations

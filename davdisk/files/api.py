@@ -632,7 +632,7 @@ class Files:
         dead: list[str] = []
         with self.db.write() as conn:
             guard.check(conn)
-            src, existing = self._target(conn, entry, parent, name, overwrite=overwrite)
+            src, existing = self._target(conn, actor, entry, parent, name, overwrite=overwrite)
             if existing is not None and existing.id == src.id:
                 return src, False
             if existing is not None and not existing.is_dir and not src.is_dir:
@@ -677,7 +677,7 @@ class Files:
         dead: list[str] = []
         with self.db.write() as conn:
             guard.check(conn)
-            src, existing = self._target(conn, entry, parent, name, overwrite=overwrite)
+            src, existing = self._target(conn, actor, entry, parent, name, overwrite=overwrite)
             if existing is not None and existing.id == src.id:
                 raise Forbidden("cannot copy onto itself")
             if existing is not None and not existing.is_dir and not src.is_dir:
@@ -700,7 +700,14 @@ class Files:
         return result, existing is None
 
     def _target(
-        self, conn: Connection, entry: Entry, parent: Entry, name: str, *, overwrite: bool
+        self,
+        conn: Connection,
+        actor: Actor,
+        entry: Entry,
+        parent: Entry,
+        name: str,
+        *,
+        overwrite: bool,
     ) -> tuple[Entry, Entry | None]:
         """Re-read the source and check the destination of a move or copy, in its transaction;
         return (source, what already stands at the destination)."""
@@ -717,6 +724,9 @@ class Files:
                 raise Forbidden("cannot move or copy onto a folder that holds the source")
             if not overwrite:
                 raise PreconditionFailed("destination exists")
+            # Replacing what stands there deletes it: an upload link (which may add, not
+            # delete) once wiped a folder by copying a file onto it.
+            self._allow(actor, existing, "delete", conn)
         return src, existing
 
     def _copy_across(
@@ -745,6 +755,8 @@ class Files:
                     raise InsufficientStorage(f"{needed} more bytes exceed the quota")
         if existing is not None and not overwrite:
             raise PreconditionFailed("destination exists")
+        if existing is not None:
+            self._allow(actor, existing, "delete")  # replacing it deletes it (see _target)
         if existing is not None and (existing.is_dir or entry.is_dir):
             self.delete(actor, existing, guard=guard)
             existing = None
