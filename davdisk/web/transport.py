@@ -18,14 +18,15 @@ Per request this middleware
 - refuses (403, no ``WWW-Authenticate``) everything that would carry or ask for a password over
   plain HTTP from another machine, unless ``[server] allow_insecure_http``.
 
-What "insecure" covers: a request is *trusted to be private* when it came over HTTPS, or from
-loopback (127.0.0.0/8, ::1) with no sign of having been forwarded - a request from a loopback
-proxy that is not in ``trusted_proxies`` but sends ``X-Forwarded-*`` comes from some other
-machine, over who knows what. Anything else may only make the anonymous probes Windows and
-others send before credentials (``OPTIONS`` on ``/``, ``*``, ``/dav/``) and read the landing page,
-and only without an ``Authorization`` header. Public links (``/s/<token>``,
-``/public/<token>/``) are refused too: their token is a bearer secret as good as a password,
-and link passwords travel as Basic auth.
+What "insecure" covers: a request is *trusted to be private* when it came over HTTPS (to us, or
+to a trusted proxy that says so), or from loopback (127.0.0.0/8, ::1) with no sign of having
+been forwarded - a request from a loopback proxy that is not in ``trusted_proxies`` but sends
+``X-Forwarded-*`` comes from some other machine, over who knows what, and a client address a
+trusted proxy reports is never taken for this machine (it may be the client's own header).
+Anything else may only make the anonymous probes Windows and others send before credentials
+(``OPTIONS`` on ``/``, ``*``, ``/dav/``) and read the landing page, and only without an
+``Authorization`` header. Public links (``/s/<token>``, ``/public/<token>/``) are refused too:
+their token is a bearer secret as good as a password, and link passwords travel as Basic auth.
 """
 
 from __future__ import annotations
@@ -145,7 +146,10 @@ class Transport:
             host = _last(environ.get("HTTP_X_FORWARDED_HOST", ""))
             if _HOST.match(host):
                 environ["HTTP_HOST"] = host
-            private = secure or (client is not None and client.is_loopback)
+            # Only the proxy's word that the client spoke HTTPS to it makes this private: the
+            # address it reports may be the client's own X-Forwarded-For passed on ("127.0.0.1"
+            # from anywhere), so a forwarded loopback address is not this machine.
+            private = secure
         else:
             if forwarded:
                 self._warn_untrusted_forwarder(remote_addr)

@@ -154,9 +154,10 @@ def test_trusted_proxy_with_a_remote_client_over_http_is_refused(make_app: Any) 
         "PUT", "/dav/x.txt", b"x", {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "http"}
     )
     assert r.status == 403
-    # A loopback client behind the proxy is this machine: allowed, like a direct one.
+    # A "loopback" client behind the proxy may be a remote client's own X-Forwarded-For passed
+    # on: not this machine, refused over plain HTTP (issue 12, item 19).
     r = alice.request("PUT", "/dav/x.txt", b"x", {"X-Forwarded-For": "127.0.0.1"})
-    assert r.status == 201
+    assert r.status == 403
     # A malformed hop where the client should be is an error of the proxy, not a guess.
     r = alice.request("PUT", "/dav/y.txt", b"x", {"X-Forwarded-For": "not-an-ip"})
     assert r.status == 400
