@@ -26,6 +26,7 @@ from davdisk import __version__
 from davdisk import config as config_mod
 from davdisk.commands import cert, fsck, keys, tokens
 from davdisk.errors import DatabaseUnavailable, DavdiskError, NotFound, UsageError
+from davdisk.files.names import printable
 
 logger = logging.getLogger("davdisk")
 
@@ -297,7 +298,8 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
                 )
                 grantee = r.grantee or "link"
                 perms = ",".join(r.permissions) + (" (hidden)" if r.hidden else "")
-                print(f"{r.id:>4}  {r.owner:<12} {grantee:<12} {perms:<20} {until:<20} {r.path}")
+                path = printable(r.path)  # an older name with a line feed forges no row
+                print(f"{r.id:>4}  {r.owner:<12} {grantee:<12} {perms:<20} {until:<20} {path}")
         elif args.share_command == "rm":
             shares.remove(args.id)
             print(f"removed share {args.id}")

@@ -14,6 +14,12 @@ from davdisk.errors import InvalidName, UsageError
 MAX_NAME_BYTES = 255
 # Characters XML 1.0 cannot carry (tab, LF and CR it can).
 _NOT_XML = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# Characters a new name may not have, beyond those: the rest of the C0 controls (tab, LF, CR),
+# DEL and the C1 controls, and the bidi embeddings, overrides and isolates, which make a name
+# read as something else ("invoice\u202etxt.exe" shows as "invoiceexe.txt") and a line feed
+# forge a row of a listing. Names stored before this rule stay reachable: request paths are held
+# to _NOT_XML only.
+_FORGING = re.compile("[\t\n\r\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _SHOWN_CHARS = 40  # of a refused name quoted back in an error message
 
 
@@ -36,7 +42,15 @@ def check_name(name: str) -> str:
     if "/" in name:
         raise InvalidName(name=_shown(name), why="contains '/'")
     _check_characters(name)
+    if _FORGING.search(name):
+        raise InvalidName(name=_shown(name), why="contains a control character")
     return name
+
+
+def printable(name: str) -> str:
+    """``name`` with the characters :func:`check_name` refuses escaped (for a CLI's output:
+    an older name with a line feed cannot forge a row)."""
+    return _FORGING.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), name)
 
 
 def _check_characters(name: str) -> None:
