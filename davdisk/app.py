@@ -14,6 +14,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 from davdisk import __version__
 from davdisk.auth.domain import Authenticator, BasicAuthenticator, DavdiskDomainController
 from davdisk.auth.links import LinkAuthenticator
+from davdisk.auth.principal import ActorPrincipal
 from davdisk.auth.throttle import Throttle
 from davdisk.dav.errors import ErrorPages
 from davdisk.dav.locks import SQLLockManager, SQLLockStorage
@@ -90,7 +91,8 @@ def build_app(services: Services) -> WSGIApp:
             },
             "lock_storage": lock_storage,
             "property_manager": None,
-            "middleware_stack": [ErrorPages, BasicAuthenticator, RequestResolver],
+            # ActorPrincipal: locks belong to who logged in, not to the name the client typed.
+            "middleware_stack": [ErrorPages, BasicAuthenticator, ActorPrincipal, RequestResolver],
             "block_size": config.get("dav", "block_size"),
             "add_header_MS_Author_Via": True,
             "suppress_version_info": True,

@@ -6,7 +6,9 @@
 2. a credential this process verified recently passes (``passwords.CredentialCache``);
 3. an app password of this user passes (one indexed query; never cached, so a revoked one
    fails on the next request);
-4. otherwise the database's lockout state is read and the password is checked with bcrypt,
+4. otherwise the database's lockout state is read, the attempt is counted as a failure in the
+   database before it is checked (a reservation, undone if the password is right: concurrent
+   guesses cannot all pass the throttle at once), and the password is checked with bcrypt,
    one check at a time per (user, password): concurrent requests with the same new
    credentials wait for the first one's verdict rather than each paying for bcrypt.
 
@@ -66,12 +68,15 @@ class Authenticator:
         with self._cache.verifying(user_name, password):
             if actor is not None and self._cache.hit(user_name, password, password_hash):
                 return actor  # verified by another request while this one waited
+            # A cheap read refuses during a lockout; the reservation (a write) makes concurrent
+            # guesses count one after another (see Throttle.reserve).
             self.throttle.check_shared(attempt)
+            reserved = self.throttle.reserve(attempt)
             if check_password(password, password_hash) and actor is not None:
                 self.throttle.success(attempt)
                 self._cache.add(user_name, password, password_hash)
                 return actor
-            self.throttle.failure(attempt)
+            self.throttle.failed(attempt, reserved)
         if actor is None:
             logger.info("login failed: unknown user")
         else:

@@ -52,8 +52,9 @@ class LinkAuthenticator:
             self.throttle.check_local(attempt)
             if not self._cache.hit(token, password, share.password_hash):
                 self.throttle.check_shared(attempt)
+                reserved = self.throttle.reserve(attempt)  # see Throttle.reserve
                 if not check_password(password, share.password_hash):
-                    self.throttle.failure(attempt)
+                    self.throttle.failed(attempt, reserved)
                     return LinkLogin(None, needs_password=True)
                 self.throttle.success(attempt)
                 self._cache.add(token, password, share.password_hash)

@@ -12,9 +12,15 @@ Unknown user names are counted exactly like real ones, so lockouts do not reveal
 Where the counters live, and what that costs:
 
 - The **database** (table ``login_failures``) is the truth every process on one data dir shares.
-  It is written only on a failure (or on the first success after failures), and read only on the
-  slow path, right before a bcrypt check (:meth:`Throttle.check_shared`) — next to 250 ms of
-  bcrypt, one indexed read is free.
+  It is touched only on the slow path, around a bcrypt check — next to 250 ms of bcrypt, a few
+  indexed statements are free: one read (:meth:`Throttle.check_shared`) refuses during a
+  lockout without writing; then the attempt is *reserved* (:meth:`Throttle.reserve`): counted
+  as a failure, in one write transaction, before bcrypt runs, and un-counted by
+  :meth:`Throttle.success` if the password was right. Checking and counting are thus one atomic
+  step across threads and processes, so a burst of concurrent guesses gets no more bcrypt checks
+  than the same guesses one after another (``free_failures`` + 1: the last one starts the
+  lockout). The price: while a right password that arrives after ``free_failures`` failures is
+  being checked, its reservation locks the name for others, for the ~250 ms of the check.
 - **Memory** holds this process's last view of each key (LRU, ``size`` keys per kind).
   :meth:`Throttle.check_local` consults only it, at no cost, before every login — including the
   fast paths that run no bcrypt: a credential this process verified recently (the credential
@@ -78,6 +84,10 @@ def _key(kind: str, value: str) -> str:
     if len(value.encode("utf-8")) > _MAX_KEY_VALUE:
         value = "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
     return f"{kind}:{value}"
+
+
+def _locked_until(counts: Mapping[str, FailureCount | None]) -> float:
+    return max((c.locked_until for c in counts.values() if c is not None), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -160,9 +170,11 @@ class Throttle:
 
     # --- checks ------------------------------------------------------------------------------
 
-    def _refuse_if_locked(self, counts: Mapping[str, FailureCount | None]) -> None:
-        now = self.clock()
-        until = max((c.locked_until for c in counts.values() if c is not None), default=0.0)
+    def _refuse_if_locked(
+        self, counts: Mapping[str, FailureCount | None], now: float | None = None
+    ) -> None:
+        now = self.clock() if now is None else now
+        until = _locked_until(counts)
         if until > now:
             raise LoginThrottled(max(1, math.ceil(until - now)))
 
@@ -178,10 +190,31 @@ class Throttle:
         with self.db.read() as conn:
             found = store.login_failures_for(conn, attempt.keys)
         counts = {k: found.get(k) for k in attempt.keys}
-        with self._lock:
-            for k, count in counts.items():
-                self._memory(k).put(k, count)
+        self._remember(counts)
         self._refuse_if_locked(counts)
+
+    def reserve(self, attempt: Attempt) -> dict[str, FailureCount]:
+        """Count the attempt as a failure before its password is checked, or refuse it if the
+        subject or the address is locked: one write transaction, so concurrent attempts, in
+        this process or another, each see the ones before. Without it, a burst of guesses all
+        read "not locked" before the first of them failed, and every one was checked. A
+        reservation that passes the free failures starts the lockout that refuses the next; it
+        is undone by :meth:`success` if the password is right, and stands as the failure if
+        not (then call :meth:`failed`). Returns the counts, for :meth:`failed`."""
+        now = self.clock()
+        with self.db.write() as conn:
+            old = store.login_failures_for(conn, attempt.keys)
+            current = {k: old.get(k) for k in attempt.keys}
+            locked = _locked_until(current) > now
+            counts = {} if locked else self._count(conn, attempt, old, now)
+        self._remember(current if locked else counts)
+        self._refuse_if_locked(current, now)
+        return counts
+
+    def failed(self, attempt: Attempt, counts: Mapping[str, FailureCount]) -> None:
+        """A reserved attempt's password was wrong: it stays counted; log the lockout it
+        started, if any."""
+        self._log_lockout(attempt, counts, self.clock())
 
     # --- outcomes ----------------------------------------------------------------------------
 
@@ -189,23 +222,38 @@ class Throttle:
         """Count a failed login against the subject and the address; log a lockout if one
         starts."""
         now = self.clock()
-        counts: dict[str, FailureCount] = {}
         with self.db.write() as conn:
             old = store.login_failures_for(conn, attempt.keys)
-            for k in attempt.keys:
-                prev = old.get(k)
-                fresh = prev is None or prev.last_failure < now - FORGET_AFTER
-                n = 1 if fresh or prev is None else prev.failures + 1
-                lock = self.lockout_seconds(n)
-                counts[k] = FailureCount(n, now + lock if lock else 0.0, now)
-                store.save_login_failure(conn, k, counts[k])
-            if now - self._last_prune > PRUNE_EVERY:
-                self._last_prune = now
-                store.prune_login_failures(conn, now - FORGET_AFTER, now)
+            counts = self._count(conn, attempt, old, now)
+        self._remember(counts)
+        self._log_lockout(attempt, counts, now)
+
+    def _count(
+        self, conn: Any, attempt: Attempt, old: Mapping[str, FailureCount], now: float
+    ) -> dict[str, FailureCount]:
+        """Add one failure to each key of ``attempt`` (in the caller's write transaction)."""
+        counts: dict[str, FailureCount] = {}
+        for k in attempt.keys:
+            prev = old.get(k)
+            fresh = prev is None or prev.last_failure < now - FORGET_AFTER
+            n = 1 if fresh or prev is None else prev.failures + 1
+            lock = self.lockout_seconds(n)
+            counts[k] = FailureCount(n, now + lock if lock else 0.0, now)
+            store.save_login_failure(conn, k, counts[k])
+        if now - self._last_prune > PRUNE_EVERY:
+            self._last_prune = now
+            store.prune_login_failures(conn, now - FORGET_AFTER, now)
+        return counts
+
+    def _remember(self, counts: Mapping[str, FailureCount | None]) -> None:
         with self._lock:
             for k, count in counts.items():
                 self._memory(k).put(k, count)
-        until = max(c.locked_until for c in counts.values())
+
+    def _log_lockout(
+        self, attempt: Attempt, counts: Mapping[str, FailureCount], now: float
+    ) -> None:
+        until = _locked_until(counts)
         if until > now:
             who = f"{attempt.shown} ({counts[attempt.subject].failures} failures)"
             if attempt.address:

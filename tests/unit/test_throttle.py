@@ -117,6 +117,28 @@ def test_two_processes_share_lockouts_through_the_database(db: Database, clock: 
     assert locked_for(second, alice) == 1  # a first failure again: 1 s, not 2
 
 
+def test_a_reservation_counts_before_the_check_in_every_process(db: Database, clock: Clock) -> None:
+    first, second = make(db, clock, free=2), make(db, clock, free=2)
+    alice = Attempt.user("alice", "10.0.0.1")
+    # Three attempts in flight at once, in two processes: each is counted as it is reserved,
+    # and the third (past the free two) starts the lockout that refuses the fourth.
+    first.reserve(alice)
+    second.reserve(alice)
+    held = first.reserve(alice)
+    with pytest.raises(LoginThrottled):
+        second.reserve(alice)
+    with db.read() as conn:
+        assert store.login_failures_for(conn, alice.keys)["user:alice"].failures == 3
+    first.failed(alice, held)  # a failed reservation stays counted
+    assert locked_for(second, alice) == 1
+    # A right password un-counts what it reserved: counting starts again from zero.
+    clock.now += 1
+    first.reserve(alice)
+    first.success(alice)
+    with db.read() as conn:
+        assert store.login_failures_for(conn, alice.keys) == {}
+
+
 def test_memory_is_bounded_per_kind(db: Database, clock: Clock) -> None:
     throttle = make(db, clock, size=5)
     for i in range(50):
