@@ -439,8 +439,11 @@ class Files:
         content_type: str,
         mtime: float | None,
         guard: WriteGuard | None = None,
+        actor: Actor | None = None,
     ) -> tuple[Entry, list[str]]:
-        """Point ``parent/name`` at a stored blob; return the entry and blobs now unused."""
+        """Point ``parent/name`` at a stored blob; return the entry and blobs now unused.
+        ``actor``'s right to write is asked again here: a share revoked while the body was
+        arriving grants nothing any more."""
         now = time.time()
         with self.db.write() as conn:
             if guard is None:
@@ -454,6 +457,8 @@ class Files:
                 if store.get_node(conn, parent.id) is None:
                     raise Conflict("the parent folder is gone")
                 existing = store.get_child(conn, parent.id, name)
+            if actor is not None:
+                self._allow(actor, existing if existing is not None else parent, "write", conn)
             if existing is not None and existing.is_dir:
                 raise AlreadyExists(f"{name!r} is a folder")
             if blob_id is not None:

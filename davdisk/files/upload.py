@@ -272,6 +272,7 @@ class Upload:
                 content_type=self._content_type,
                 mtime=self._mtime,
                 guard=self._guard,
+                actor=self._actor,
             )
         except DavdiskError:
             # Refused inside the transaction (or at a COMMIT that failed, e.g. a full database):
