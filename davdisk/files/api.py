@@ -636,10 +636,11 @@ class Files:
             if existing is not None and existing.id == src.id:
                 return src, False
             if existing is not None and not existing.is_dir and not src.is_dir:
+                # The destination's bytes go; the source's only change place.
+                store.add_used_bytes(conn, src.owner_id, -existing.size)
                 dead = self._take_content(conn, existing, src)
                 store.move_properties(conn, src.id, existing.id)
                 store.delete_subtree(conn, src.id)
-                store.add_used_bytes(conn, src.owner_id, -src.size)
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
@@ -681,8 +682,10 @@ class Files:
             if existing is not None and existing.id == src.id:
                 raise Forbidden("cannot copy onto itself")
             if existing is not None and not existing.is_dir and not src.is_dir:
+                # Charged (and refused) before anything changes: the copy is a new file's
+                # worth of bytes even though it shares the source's blob.
+                self._charge(conn, existing.owner_id, src.size - existing.size)
                 dead = self._take_content(conn, existing, src)
-                self._charge(conn, existing.owner_id, 0)  # growth was counted; check quota
                 replaced = dict.fromkeys(store.get_properties(conn, existing.id))
                 store.set_properties(
                     conn, existing.id, {**replaced, **store.get_properties(conn, src.id)}
@@ -729,22 +732,29 @@ class Files:
         mtime: float | None,
         guard: WriteGuard = NO_GUARD,
         recursive: bool = True,
+        *,
+        check_fit: bool = True,
     ) -> tuple[Entry, bool]:
         """Copy into another owner's tree: every file is decrypted and encrypted anew for the
         destination's owner (and counted against their quota). Each file lands atomically; a
-        failure part way leaves what was copied so far. ``guard`` is run in the transaction
-        that replaces or deletes what stood at the destination."""
+        failure part way (another upload took the room meanwhile, a full disk) leaves what was
+        copied so far. ``guard`` is run in the transaction that replaces or deletes what stood
+        at the destination. ``check_fit``: whether the whole copy's size is still to be checked
+        against the quota (the members of a folder were checked with it)."""
         with self.db.read() as conn:
             existing = store.get_child(conn, parent.id, name)
-            if existing is not None and (existing.is_dir or entry.is_dir):
-                # What replaces a folder must fit before the folder is deleted: a copy that
-                # runs out of quota half way must not have cost the destination too.
-                needed = store.subtree_size(conn, entry.id) - store.subtree_size(conn, existing.id)
-                left = self.allowance(parent.owner_id, conn)
-                if left is not None and needed > left:
+            if existing is not None and not overwrite:
+                raise PreconditionFailed("destination exists")
+            # The whole copy must fit before any of it lands (or what it replaces is deleted):
+            # each file is charged as it lands, so one that ran out of quota half way would
+            # leave part of a folder, or a deleted destination, behind its 507.
+            left = self.allowance(parent.owner_id, conn) if check_fit else None
+            if left is not None:
+                needed = store.subtree_size(conn, entry.id) if recursive or not entry.is_dir else 0
+                if existing is not None:
+                    needed -= store.subtree_size(conn, existing.id)
+                if needed > left:
                     raise InsufficientStorage(f"{needed} more bytes exceed the quota")
-        if existing is not None and not overwrite:
-            raise PreconditionFailed("destination exists")
         if existing is not None and (existing.is_dir or entry.is_dir):
             self.delete(actor, existing, guard=guard)
             existing = None
@@ -773,7 +783,7 @@ class Files:
         top = self.mkdir(actor, parent, name)
         if recursive:
             for child in self.children(actor, entry):
-                self._copy_across(actor, child, top, child.name, False, None)
+                self._copy_across(actor, child, top, child.name, False, None, check_fit=False)
         with self.db.write() as conn:
             store.set_properties(conn, top.id, store.get_properties(conn, entry.id))
             stamped = _still_there(self._stamp(conn, top, entry.mtime if mtime is None else mtime))
@@ -781,7 +791,8 @@ class Files:
 
     @staticmethod
     def _take_content(conn: Connection, dest: Entry, src: Entry) -> list[str]:
-        """Give file ``dest`` the content, times and hashes of ``src``; return unused blobs."""
+        """Give file ``dest`` the content, times and hashes of ``src``; return unused blobs.
+        The caller counts the bytes (a copy adds them, a move only moves them)."""
         store.update_node(
             conn,
             dest.id,
@@ -793,7 +804,6 @@ class Files:
             sha1=src.sha1,
             current_blob_id=src.blob_id,
         )
-        store.add_used_bytes(conn, dest.owner_id, src.size - dest.size)
         return store.drop_unreferenced_blobs(conn, [dest.blob_id])
 
     # --- helpers -----------------------------------------------------------------------------
