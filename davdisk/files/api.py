@@ -312,15 +312,28 @@ class Files:
         raise Conflict(f"{entry.name!r} changes faster than it can be read")
 
     def usage(self, actor: Actor, folder: Entry | None = None) -> tuple[int, int | None]:
-        """(bytes used, bytes still available) of whoever owns ``folder`` (default: the
-        actor): their quota's remainder, or the blob store's free space if that is smaller."""
+        """(bytes used, bytes still available) for ``folder`` (default: the actor's home).
+
+        In the actor's own tree: all they store, and their quota's remainder, or the blob
+        store's free space if that is smaller. In a folder shared with the actor, the owner's
+        total is none of the actor's business: used is what that folder holds (the actor can
+        list it anyway), and available the owner's room only if the actor may write there
+        (its uploads fill it), else None.
+        """
         owner_id = folder.owner_id if folder is not None else actor.id
         with self.db.read() as conn:
             user = store.get_user_by_id(conn, owner_id)
-        used = user.used_bytes if user else 0
+            if folder is not None and not owns(actor, folder):
+                if not Access.allowed(conn, actor, folder, "read"):
+                    raise Forbidden("read not allowed")
+                used = store.subtree_size(conn, folder.id)
+                if not Access.allowed(conn, actor, folder, "write"):
+                    return used, None
+            else:
+                used = user.used_bytes if user else 0
         free = self.blobs.free_bytes()
         if user is not None and user.quota_bytes > 0:
-            left = max(0, user.quota_bytes - used)
+            left = max(0, user.quota_bytes - user.used_bytes)
             free = left if free is None else min(free, left)
         return used, free
 
