@@ -11,7 +11,6 @@ from urllib.parse import quote
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
-from davdisk import __version__
 from davdisk.auth.domain import Authenticator, BasicAuthenticator, DavdiskDomainController
 from davdisk.auth.links import LinkAuthenticator
 from davdisk.auth.principal import ActorPrincipal
@@ -112,7 +111,8 @@ def build_app(services: Services) -> WSGIApp:
     link_pages = LinkPages(services.files, links, dav)
 
     landing = (
-        f"davdisk {__version__}\n\nMount {DAV_PREFIX}/ with a WebDAV client "
+        # No version: it would tell anyone who can reach the port which holes to try.
+        f"davdisk\n\nMount {DAV_PREFIX}/ with a WebDAV client "
         "(Finder, Explorer, rclone, cadaver...).\n"
     ).encode()
 

@@ -4,7 +4,9 @@
 :class:`ErrorPages` (in place of WsgiDAV's ``ErrorPrinter``) renders every ``DAVError`` as a short
 page — or the RFC 4918 XML error body when there is a precondition — and turns anything unexpected
 into a plain 500 whose details go to the log only: a client never sees a traceback, an exception
-text or an internal path.
+text or an internal path. It also strips WsgiDAV's page from the successes WsgiDAV answers with
+one (a 201 of PUT or MKCOL): that page names WsgiDAV and its version, which tells a scanner what
+to try.
 """
 
 from __future__ import annotations
@@ -60,6 +62,21 @@ def _status_line(e: DAVError) -> str:
     return line
 
 
+def _bare(status: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """The headers of a 201 or 204 answer without its page, or None when the answer keeps its
+    body: a 204 never has one (RFC 9110 15.3.5), and a 201's HTML can only be WsgiDAV's status
+    page (a LOCK's 201 carries the lock as XML, and keeps it)."""
+    code = status[:3]
+    if code == "201" and not any(
+        k.lower() == "content-type" and v.startswith("text/html") for k, v in headers
+    ):
+        return None
+    if code not in ("201", "204"):
+        return None
+    kept = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-length")]
+    return [*kept, ("Content-Length", "0")]
+
+
 def _page(e: DAVError) -> tuple[str, bytes]:
     if e.err_condition is not None:
         return "application/xml; charset=utf-8", e.err_condition.as_string().encode()
@@ -85,20 +102,29 @@ class ErrorPages(BaseMiddleware):
     ) -> Iterable[bytes]:
         sub = util.SubAppStartResponse()
         started = False
+        bare: list[tuple[str, str]] | None = None
+
+        def start() -> None:
+            nonlocal bare
+            bare = _bare(sub.status, sub.response_headers)
+            headers = sub.response_headers if bare is None else bare
+            start_response(sub.status, headers, sub.exc_info)
+
         try:
             try:
                 app_iter = self.next_app(environ, sub)
                 try:
                     for chunk in app_iter:
                         if not started:
-                            start_response(sub.status, sub.response_headers, sub.exc_info)
+                            start()
                             started = True
-                        yield chunk
+                        if bare is None:
+                            yield chunk
                 finally:
                     if hasattr(app_iter, "close"):
                         app_iter.close()
                 if not started:
-                    start_response(sub.status, sub.response_headers, sub.exc_info)
+                    start()
                 return
             except DAVError:
                 raise

@@ -196,8 +196,10 @@ class _Listing:
 
     def allprop_names(self, e: Entry, props: dict[str, bytes]) -> tuple[str, ...]:
         """_DAVResource.get_property_names(is_allprop=True) of a member (and so the same for
-        all owned files, and for all folders of one owner), plus its dead properties."""
-        key = (e.is_dir, e.owner_id if e.is_dir else 0)
+        all owned files, and for all folders the actor owns), plus its dead properties. A
+        folder shared with the actor has its own: whether it reports quota-available-bytes
+        depends on whether the actor may write there (see ``Files.usage``)."""
+        key = (e.is_dir, (e.owner_id if e.owner_id == self.actor.id else -e.id) if e.is_dir else 0)
         names = self.allprop.get(key)
         if names is None or e.ctime is None or e.mtime is None or e.etag is None:
             names = _allprop_names(self, e)

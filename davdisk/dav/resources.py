@@ -344,22 +344,24 @@ class Folder(_NodeMixin, DAVCollection):
         environ: dict[str, Any], files: Files, actor: Actor, entry: Entry
     ) -> tuple[int, int | None] | None:
         """(used, available) bytes for a folder's RFC 4331 quota properties, once per owner
-        and request; None for a link holder, who has no business with the owner's quota."""
+        (per folder in a share: see ``Files.usage``) and request; None for a link holder, who
+        has no business with the owner's quota."""
         if actor.is_link:
             return None
         cache = environ.setdefault("davdisk.usage", {})
-        found = cache.get(entry.owner_id)
+        key = entry.owner_id if entry.owner_id == actor.id else ("shared", entry.id)
+        found = cache.get(key)
         if found is None:
             with dav_errors():
-                found = cache[entry.owner_id] = files.usage(actor, entry)
+                found = cache[key] = files.usage(actor, entry)
         return found
 
     def _usage(self) -> tuple[int, int | None] | None:
         return self.usage_of(self.environ, self.files, self.actor, self.entry)
 
     def get_used_bytes(self) -> int | None:
-        """RFC 4331 quota-used-bytes: what the folder owner's files take (in a share: the
-        owner's, whose quota writes there count against); Finder shows the free space."""
+        """RFC 4331 quota-used-bytes: what the actor's files take (in a share: what the shared
+        folder holds); Finder shows the free space."""
         usage = self._usage()
         return usage[0] if usage else None
 

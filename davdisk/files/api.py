@@ -312,15 +312,28 @@ class Files:
         raise Conflict(f"{entry.name!r} changes faster than it can be read")
 
     def usage(self, actor: Actor, folder: Entry | None = None) -> tuple[int, int | None]:
-        """(bytes used, bytes still available) of whoever owns ``folder`` (default: the
-        actor): their quota's remainder, or the blob store's free space if that is smaller."""
+        """(bytes used, bytes still available) for ``folder`` (default: the actor's home).
+
+        In the actor's own tree: all they store, and their quota's remainder, or the blob
+        store's free space if that is smaller. In a folder shared with the actor, the owner's
+        total is none of the actor's business: used is what that folder holds (the actor can
+        list it anyway), and available the owner's room only if the actor may write there
+        (its uploads fill it), else None.
+        """
         owner_id = folder.owner_id if folder is not None else actor.id
         with self.db.read() as conn:
             user = store.get_user_by_id(conn, owner_id)
-        used = user.used_bytes if user else 0
+            if folder is not None and not owns(actor, folder):
+                if not Access.allowed(conn, actor, folder, "read"):
+                    raise Forbidden("read not allowed")
+                used = store.subtree_size(conn, folder.id)
+                if not Access.allowed(conn, actor, folder, "write"):
+                    return used, None
+            else:
+                used = user.used_bytes if user else 0
         free = self.blobs.free_bytes()
         if user is not None and user.quota_bytes > 0:
-            left = max(0, user.quota_bytes - used)
+            left = max(0, user.quota_bytes - user.used_bytes)
             free = left if free is None else min(free, left)
         return used, free
 
@@ -641,10 +654,11 @@ class Files:
             if existing is not None and existing.id == src.id:
                 return src, False
             if existing is not None and not existing.is_dir and not src.is_dir:
+                # The destination's bytes go; the source's only change place.
+                store.add_used_bytes(conn, src.owner_id, -existing.size)
                 dead = self._take_content(conn, existing, src)
                 store.move_properties(conn, src.id, existing.id)
                 store.delete_subtree(conn, src.id)
-                store.add_used_bytes(conn, src.owner_id, -src.size)
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
@@ -686,8 +700,10 @@ class Files:
             if existing is not None and existing.id == src.id:
                 raise Forbidden("cannot copy onto itself")
             if existing is not None and not existing.is_dir and not src.is_dir:
+                # Charged (and refused) before anything changes: the copy is a new file's
+                # worth of bytes even though it shares the source's blob.
+                self._charge(conn, existing.owner_id, src.size - existing.size)
                 dead = self._take_content(conn, existing, src)
-                self._charge(conn, existing.owner_id, 0)  # growth was counted; check quota
                 replaced = dict.fromkeys(store.get_properties(conn, existing.id))
                 store.set_properties(
                     conn, existing.id, {**replaced, **store.get_properties(conn, src.id)}
@@ -744,22 +760,29 @@ class Files:
         mtime: float | None,
         guard: WriteGuard = NO_GUARD,
         recursive: bool = True,
+        *,
+        check_fit: bool = True,
     ) -> tuple[Entry, bool]:
         """Copy into another owner's tree: every file is decrypted and encrypted anew for the
         destination's owner (and counted against their quota). Each file lands atomically; a
-        failure part way leaves what was copied so far. ``guard`` is run in the transaction
-        that replaces or deletes what stood at the destination."""
+        failure part way (another upload took the room meanwhile, a full disk) leaves what was
+        copied so far. ``guard`` is run in the transaction that replaces or deletes what stood
+        at the destination. ``check_fit``: whether the whole copy's size is still to be checked
+        against the quota (the members of a folder were checked with it)."""
         with self.db.read() as conn:
             existing = store.get_child(conn, parent.id, name)
-            if existing is not None and (existing.is_dir or entry.is_dir):
-                # What replaces a folder must fit before the folder is deleted: a copy that
-                # runs out of quota half way must not have cost the destination too.
-                needed = store.subtree_size(conn, entry.id) - store.subtree_size(conn, existing.id)
-                left = self.allowance(parent.owner_id, conn)
-                if left is not None and needed > left:
+            if existing is not None and not overwrite:
+                raise PreconditionFailed("destination exists")
+            # The whole copy must fit before any of it lands (or what it replaces is deleted):
+            # each file is charged as it lands, so one that ran out of quota half way would
+            # leave part of a folder, or a deleted destination, behind its 507.
+            left = self.allowance(parent.owner_id, conn) if check_fit else None
+            if left is not None:
+                needed = store.subtree_size(conn, entry.id) if recursive or not entry.is_dir else 0
+                if existing is not None:
+                    needed -= store.subtree_size(conn, existing.id)
+                if needed > left:
                     raise InsufficientStorage(f"{needed} more bytes exceed the quota")
-        if existing is not None and not overwrite:
-            raise PreconditionFailed("destination exists")
         if existing is not None:
             self._allow(actor, existing, "delete")  # replacing it deletes it (see _target)
         if existing is not None and (existing.is_dir or entry.is_dir):
@@ -790,7 +813,7 @@ class Files:
         top = self.mkdir(actor, parent, name)
         if recursive:
             for child in self.children(actor, entry):
-                self._copy_across(actor, child, top, child.name, False, None)
+                self._copy_across(actor, child, top, child.name, False, None, check_fit=False)
         with self.db.write() as conn:
             store.set_properties(conn, top.id, store.get_properties(conn, entry.id))
             stamped = _still_there(self._stamp(conn, top, entry.mtime if mtime is None else mtime))
@@ -798,7 +821,8 @@ class Files:
 
     @staticmethod
     def _take_content(conn: Connection, dest: Entry, src: Entry) -> list[str]:
-        """Give file ``dest`` the content, times and hashes of ``src``; return unused blobs."""
+        """Give file ``dest`` the content, times and hashes of ``src``; return unused blobs.
+        The caller counts the bytes (a copy adds them, a move only moves them)."""
         store.update_node(
             conn,
             dest.id,
@@ -810,7 +834,6 @@ class Files:
             sha1=src.sha1,
             current_blob_id=src.blob_id,
         )
-        store.add_used_bytes(conn, dest.owner_id, src.size - dest.size)
         return store.drop_unreferenced_blobs(conn, [dest.blob_id])
 
     # --- helpers -----------------------------------------------------------------------------

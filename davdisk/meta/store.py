@@ -244,7 +244,20 @@ def set_password_hash(conn: Connection, user_id: int, password_hash: str) -> Non
 
 
 def delete_user(conn: Connection, user_id: int) -> list[str]:
-    """Remove a user with their nodes, properties and keys; return their blob ids."""
+    """Remove a user with their nodes, properties, keys and WebDAV locks; return their blob
+    ids."""
+    name = conn.scalar(select(users.c.name).where(users.c.id == user_id))
+    # Locks are held by principal, the user name: left behind, a grantee's locks kept the
+    # owner out of their own files, and whoever was given the name next could use them.
+    # Locks on the user's own tree (anyone's) lock nothing any more.
+    home = f"/u/{user_id}"
+    conn.execute(
+        delete(locks).where(
+            (locks.c.principal == name)
+            | (locks.c.root == home)
+            | (func.substr(locks.c.root, 1, len(home) + 1) == home + "/")
+        )
+    )
     blob_ids = list(conn.scalars(select(blobs.c.id).where(blobs.c.owner_id == user_id)))
     conn.execute(delete(nodes).where(nodes.c.owner_id == user_id))
     conn.execute(delete(blobs).where(blobs.c.owner_id == user_id))
