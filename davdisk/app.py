@@ -22,6 +22,7 @@ from davdisk.dav.public import PUBLIC_PREFIX, PublicProvider
 from davdisk.services import Services
 from davdisk.web.audit import AuditLog
 from davdisk.web.errors import ServerErrors
+from davdisk.web.inert import InertContent
 from davdisk.web.limits import RequestLimits
 from davdisk.web.links import LINK_PREFIX, LinkPages
 from davdisk.web.transport import Transport
@@ -139,5 +140,8 @@ def build_app(services: Services) -> WSGIApp:
         return _simple(start_response, "404 Not Found", b"not found\n")
 
     # Outermost first: the audit log sees every answer, every 5xx is logged with its cause,
-    # the transport policy runs before any limit or login, and the limits before any work.
-    return AuditLog(ServerErrors(Transport(RequestLimits(heads, config), config)), config)
+    # every answer is inert in a browser, the transport policy runs before any limit or login,
+    # and the limits before any work.
+    return AuditLog(
+        ServerErrors(InertContent(Transport(RequestLimits(heads, config), config))), config
+    )
