@@ -529,6 +529,20 @@ def raw_request(
         conn.close()
 
 
+def read_status(sock: socket.socket) -> int | None:
+    """The status of a response on ``sock``, or None if the connection ends without one."""
+    buf = b""
+    try:
+        while b"\r\n" not in buf:
+            data = sock.recv(4096)
+            if not data:
+                return None
+            buf += data
+    except (ConnectionResetError, TimeoutError):
+        return None
+    return int(buf.split(b" ", 2)[1])
+
+
 class RawConnection:
     """A plain socket for sending deliberately broken requests."""
 
@@ -543,6 +557,11 @@ class RawConnection:
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def read_status(self, timeout: float = 60) -> int | None:
+        """The status of the answer (None if the connection ends without one)."""
+        self.sock.settimeout(timeout)
+        return read_status(self.sock)
 
     def abort(self) -> None:
         """Close the connection without finishing the request."""

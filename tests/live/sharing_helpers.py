@@ -331,12 +331,37 @@ class Item:
 
 
 def _locks(e: object) -> tuple[str, ...]:
+    """The lock tokens in an entry's lockdiscovery, sorted."""
     ld = e.props.get(D + "lockdiscovery")  # type: ignore[attr-defined]
     if ld is None:
         return ()
     return tuple(
-        sorted((h.text or "").strip() for h in ld.iter(D + "href") if h.text and "lock" in h.text)
+        sorted(
+            (h.text or "").strip()
+            for t in ld.iter(D + "locktoken")
+            for h in t.iter(D + "href")
+            if h.text
+        )
     )
+
+
+LOCKDISCOVERY = (
+    b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
+    b"<D:lockdiscovery/></D:prop></D:propfind>"
+)
+
+
+def lock_tokens(s: requests.Session, url: str) -> list[str]:
+    """The lock tokens ``s`` sees in the lockdiscovery of ``url``."""
+    r = s.request(
+        "PROPFIND",
+        url,
+        headers={"Depth": "0", "Content-Type": "application/xml"},
+        data=LOCKDISCOVERY,
+    )
+    assert r.status_code == 207, f"PROPFIND {url}: {r.status_code} {r.text[:300]}"
+    (e,) = parse_multistatus(r.content).values()
+    return list(_locks(e))
 
 
 def snapshot(s: requests.Session, url: str) -> dict[str, Item]:

@@ -34,6 +34,7 @@ from tests.live.conftest import (
     ServerFactory,
     blob_files,
     put,
+    read_status,
     temp_files,
     wait_until,
 )
@@ -123,20 +124,6 @@ def upload_temp_open(srv: Server) -> bool:
 
 def readable(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
-
-
-def read_status(sock: socket.socket) -> int | None:
-    """The status of a response on ``sock``, or None if the connection ends without one."""
-    buf = b""
-    try:
-        while b"\r\n" not in buf:
-            data = sock.recv(4096)
-            if not data:
-                return None
-            buf += data
-    except (ConnectionResetError, TimeoutError):
-        return None
-    return int(buf.split(b" ", 2)[1])
 
 
 @dataclass

@@ -213,17 +213,6 @@ def test_lock_never_lost_to_a_racing_write(server_factory: ServerFactory, proces
         assert "Traceback" not in srv.log(), srv.log()[-3000:]
 
 
-def _read_status(conn: RawConnection) -> int:
-    conn.sock.settimeout(60)
-    data = b""
-    while b"\r\n" not in data:
-        chunk = conn.sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return int(data.split(b" ", 2)[1])
-
-
 @pytest.mark.parametrize("processes", [1, 2])
 @pytest.mark.parametrize("existing", [True, False])
 def test_lock_asked_while_an_upload_arrives(
@@ -257,7 +246,7 @@ def test_lock_asked_while_an_upload_arrives(
             headers={"Depth": "0", "Timeout": "Second-600", "Content-Type": "application/xml"},
         )
         up.send(body[100_000:])
-        put_status = _read_status(up)
+        put_status = up.read_status()
     finally:
         up.abort()
     if r.status_code == 423:

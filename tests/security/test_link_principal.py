@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import requests
 
-from tests.live.conftest import ALICE, USERS, D, Server, parse_multistatus
+from tests.live.conftest import ALICE, USERS, Server
 from tests.live.sharing_helpers import (
     do_lock,
     get_ok,
     link_session,
+    lock_tokens,
     mkdirs,
     put_ok,
     share_link,
@@ -24,31 +25,6 @@ from tests.live.sharing_helpers import (
 )
 
 LINK_PASSWORD = "link-password-1234"
-LOCKDISCOVERY = (
-    b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
-    b"<D:lockdiscovery/></D:prop></D:propfind>"
-)
-
-
-def lock_tokens(s: requests.Session, url: str) -> list[str]:
-    """The lock tokens ``s`` sees in the lockdiscovery of ``url``."""
-    r = s.request(
-        "PROPFIND",
-        url,
-        headers={"Depth": "0", "Content-Type": "application/xml"},
-        data=LOCKDISCOVERY,
-    )
-    assert r.status_code == 207, f"PROPFIND {url}: {r.status_code} {r.text[:300]}"
-    (e,) = parse_multistatus(r.content).values()
-    ld = e.props.get(D + "lockdiscovery")
-    if ld is None:
-        return []
-    return [
-        (h.text or "").strip()
-        for t in ld.iter(D + "locktoken")
-        for h in t.iter(D + "href")
-        if h.text
-    ]
 
 
 def shared_folder(server: Server) -> tuple[requests.Session, str, str]:

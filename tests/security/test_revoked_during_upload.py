@@ -16,17 +16,6 @@ from tests.live.conftest import ALICE, BOB, RawConnection, ServerFactory, put
 from tests.live.sharing_helpers import share_add, share_rm
 
 
-def _status(conn: RawConnection) -> int:
-    conn.sock.settimeout(60)
-    data = b""
-    while b"\r\n" not in data:
-        chunk = conn.sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return int(data.split(b" ", 2)[1])
-
-
 @pytest.mark.parametrize("existing", [True, False])
 def test_upload_revoked_half_way_does_not_land(
     server_factory: ServerFactory, existing: bool
@@ -49,7 +38,7 @@ def test_upload_revoked_half_way_does_not_land(
         time.sleep(0.5)  # the server has let the PUT in and is reading its body
         share_rm(srv, share_id)
         up.send(body[200_000:])
-        status = _status(up)
+        status = up.read_status()
     finally:
         up.abort()
     assert status in (403, 404, 409), status
