@@ -13,10 +13,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
-from wsgidav.dav_error import HTTP_LOCKED, HTTP_NOT_FOUND, DAVError, DAVErrorCondition
+from wsgidav import util
+from wsgidav.dav_error import (
+    HTTP_LOCKED,
+    HTTP_NOT_FOUND,
+    DAVError,
+    DAVErrorCondition,
+    PRECONDITION_CODE_LockConflict,
+)
 from wsgidav.lock_man.lock_manager import (
     LockManager,
     generate_lock_token,
@@ -55,6 +63,30 @@ _SQLITE_LOCK_LISTS = {
     (True, True): select(locks).where(_ON_ROOT | _UNDER_RANGE, _NOT_EXPIRED),
 }
 _LOCK_COLUMNS = tuple(c.name for c in locks.c)
+
+
+_locks_on_statements: dict[int, Any] = {}
+
+
+def _locks_on_statement(n: int) -> Any:
+    """SELECT the live locks whose root is one of ``:r0`` ... ``:r<n-1>`` (built once per n:
+    a URL and its parents, a handful)."""
+    statement = _locks_on_statements.get(n)
+    if statement is None:
+        roots: list[Any] = [bindparam(f"r{i}") for i in range(n)]
+        statement = select(locks).where(locks.c.root.in_(roots), _NOT_EXPIRED)
+        _locks_on_statements[n] = statement
+    return statement
+
+
+def lock_chain(url: str) -> list[str]:
+    """``url`` and every folder above it, as lock roots, nearest first."""
+    chain = []
+    u = url
+    while u:
+        chain.append(normalize_lock_root(u))
+        u = util.get_uri_parent(u)
+    return chain
 
 
 def _lock_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -208,6 +240,18 @@ class SQLLockStorage:
             return [lock["token"] for lock in found]
         return found
 
+    def get_locks_on(self, roots: list[str]) -> list[dict[str, Any]]:
+        """The live locks whose root is one of ``roots`` (normalised), in one statement."""
+        statement = _locks_on_statement(len(roots))
+        params: dict[str, Any] = {f"r{i}": root for i, root in enumerate(roots)}
+        params["now"] = time.time()
+        current = getattr(self._tx, "conn", None)
+        if current is not None:  # inside a write transaction: read on it
+            rows = [tuple(r) for r in current.execute(statement, params)]
+        else:
+            rows = self._db.read_all(statement, params)
+        return [_lock_dict(dict(zip(_LOCK_COLUMNS, r, strict=True))) for r in rows]
+
     def remove_under(self, path: str) -> None:
         """Drop every lock on ``path`` and below (the resources are gone)."""
         path = normalize_lock_root(path)
@@ -262,21 +306,6 @@ class SQLLockManager(LockManager):
                 raise DAVError(HTTP_NOT_FOUND, "the resource went away while it was being locked")
             return super().acquire(**kwargs)
 
-    def guard(
-        self,
-        *,
-        principal: str,
-        tokens: list[str],
-        checks: list[tuple[str, str]],
-        drops: list[str],
-        lockable: str | None = None,
-    ) -> LockGuard:
-        """A :class:`~davdisk.files.api.WriteGuard` that refuses the write (423) if any of
-        ``checks`` (reference URL, depth "0" or "infinity") is locked by a lock the request
-        did not submit, or if ``lockable`` could not be locked at all (see ``lockable_in``);
-        it removes the locks on and below ``drops`` with the write."""
-        return LockGuard(self, principal, tokens, checks, drops, lockable)
-
     def conflicts_in(
         self, conn: Connection, checks: list[tuple[str, str]], tokens: list[str], principal: str
     ) -> None:
@@ -321,7 +350,17 @@ class SQLLockManager(LockManager):
     def _get_write_conflicts(
         self, url: str, depth: str, token_list: list[str], principal: str
     ) -> DAVErrorCondition:
-        errcond = super()._get_write_conflicts(url, "0", token_list, principal)
+        """WsgiDAV's rule, with the locks on ``url`` and on every folder above it read in one
+        statement (WsgiDAV reads one level per query; a PUT asks three times)."""
+        errcond = DAVErrorCondition(PRECONDITION_CODE_LockConflict)
+        chain = lock_chain(url)
+        level = {root: i for i, root in enumerate(chain)}
+        for lock in sorted(self.storage.get_locks_on(chain), key=lambda k: level[k["root"]]):
+            if lock["root"] != chain[0] and lock["depth"] != "infinity":
+                continue  # a folder's depth-0 lock does not cover what is in it
+            if lock["principal"] == principal and lock["token"] in token_list:
+                continue  # the request holds this lock
+            errcond.add_href(lock["root"])
         if depth == "infinity":
             for lock in self.storage.get_lock_list(
                 url, include_root=False, include_children=True, token_only=False
@@ -345,35 +384,28 @@ class LockConflict(Locked):
         self.dav_error = dav_error  # the 423 with the conflicting locks, as WsgiDAV answers it
 
 
+@dataclass(frozen=True)
 class LockGuard:
-    """The lock side of a DELETE, MOVE or COPY, run inside the files layer's write transaction
-    (see :class:`davdisk.files.api.WriteGuard`): conflict check before, lock removal after.
-    Checked before the write's transaction only, 61 of 150 racing DELETEs lost a lock the
-    server had just granted."""
+    """The lock side of a write (:class:`davdisk.files.api.WriteGuard`), run inside the files
+    layer's write transaction: refuse (423) if any of ``checks`` (reference URL, depth "0" or
+    "infinity") is locked by a lock the request did not submit, or if ``lockable`` could not be
+    locked at all; remove the locks on and below ``drops`` with the change. Checked before the
+    write's transaction only, 61 of 150 racing DELETEs lost a lock just granted."""
 
-    def __init__(
-        self,
-        manager: SQLLockManager,
-        principal: str,
-        tokens: list[str],
-        checks: list[tuple[str, str]],
-        drops: list[str],
-        lockable: str | None = None,
-    ) -> None:
-        self._manager = manager
-        self._principal = principal
-        self._tokens = tokens
-        self._checks = checks
-        self._drops = drops
-        self._lockable = lockable
+    manager: SQLLockManager
+    principal: str
+    tokens: list[str]
+    checks: list[tuple[str, str]]
+    drops: list[str] = field(default_factory=list)
+    lockable: str | None = None
 
     def check(self, conn: Connection) -> None:
         try:
-            self._manager.conflicts_in(conn, self._checks, self._tokens, self._principal)
-            if self._lockable is not None:
-                self._manager.lockable_in(conn, self._lockable, self._tokens, self._principal)
+            self.manager.conflicts_in(conn, self.checks, self.tokens, self.principal)
+            if self.lockable is not None:
+                self.manager.lockable_in(conn, self.lockable, self.tokens, self.principal)
         except DAVError as e:
             raise LockConflict(e) from None
 
     def done(self, conn: Connection) -> None:
-        self._manager.drop_in(conn, self._drops)
+        self.manager.drop_in(conn, self.drops)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
@@ -26,7 +27,7 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
 
 from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
-from davdisk.dav.locks import SQLLockManager
+from davdisk.dav.locks import LockGuard, SQLLockManager
 from davdisk.files.access import owns
 from davdisk.files.api import NO_GUARD, Actor, Files, Upload, WriteGuard, lock_root
 from davdisk.meta.store import Entry
@@ -44,19 +45,17 @@ def lock_guard(
     provider: DavdiskProvider,
     environ: dict[str, Any],
     checks: list[tuple[str, str]],
-    drops: list[str] = (),  # type: ignore[assignment]
+    drops: Sequence[str] = (),
     lockable: str | None = None,
 ) -> WriteGuard:
-    """The lock decisions of a write, made inside its transaction (files.api.WriteGuard):
-    refuse (423) if any of ``checks`` (reference URL, depth) is locked by a lock the request
-    does not submit; remove the locks on and below ``drops`` together with the change. Checked
-    only before the transaction, a LOCK granted in between was lost or overruled."""
+    """The request's :class:`~davdisk.dav.locks.LockGuard` for a write (see there)."""
     lm = provider.lock_manager
     if not isinstance(lm, SQLLockManager):
         return NO_GUARD
     if "wsgidav.conditions.if" not in environ:
         util.parse_if_header_dict(environ)
-    return lm.guard(
+    return LockGuard(
+        lm,
         principal=environ["wsgidav.user_name"],
         tokens=environ["wsgidav.ifLockTokenList"],
         checks=checks,
