@@ -29,7 +29,8 @@ from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.locks import LockGuard, SQLLockManager
 from davdisk.files.access import owns
-from davdisk.files.api import NO_GUARD, Actor, Files, Upload, WriteGuard, lock_root
+from davdisk.files.api import Actor, Files, Upload, lock_root
+from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.meta.store import Entry
 
 if TYPE_CHECKING:

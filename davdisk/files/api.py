@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 from urllib.parse import quote, unquote
 
 from sqlalchemy import Connection
@@ -35,6 +35,7 @@ from davdisk.errors import (
     PreconditionFailed,
 )
 from davdisk.files.access import Access, Action, Actor, owns
+from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.keyring import Keyring
 from davdisk.files.names import check_name, split_path
 from davdisk.files.upload import Upload, VerifiedReader, guess_type
@@ -62,31 +63,6 @@ def lock_root_names(root: str) -> tuple[int, list[str]] | None:
     if m is None:
         return None
     return int(m.group(1)), [unquote(p) for p in (m.group(2) or "").split("/") if p]
-
-
-class WriteGuard(Protocol):
-    """What a face needs decided in the same transaction as a write (WebDAV: the locks).
-
-    ``check`` runs first inside the write transaction, before anything changes, and refuses
-    the write by raising a :class:`~davdisk.errors.DavdiskError`; ``done`` runs inside it
-    after the change (and so commits or rolls back with it). With both in the writer's
-    transaction, a lock granted by a concurrent request, in this process or another, is either
-    seen by ``check`` or sees the change."""
-
-    def check(self, conn: Connection) -> None: ...
-
-    def done(self, conn: Connection) -> None: ...
-
-
-class _NoGuard:
-    def check(self, conn: Connection) -> None:
-        pass
-
-    def done(self, conn: Connection) -> None:
-        pass
-
-
-NO_GUARD: WriteGuard = _NoGuard()
 
 
 def _still_there(entry: Entry | None) -> Entry:
@@ -451,7 +427,7 @@ class Files:
         sha1: str,
         content_type: str,
         mtime: float | None,
-        guard: WriteGuard | None = None,
+        guard: WriteGuard = NO_GUARD,
         actor: Actor | None = None,
     ) -> tuple[Entry, list[str]]:
         """Point ``parent/name`` at a stored blob; return the entry and blobs now unused.
@@ -459,8 +435,6 @@ class Files:
         arriving grants nothing any more."""
         now = time.time()
         with self.db.write() as conn:
-            if guard is None:
-                guard = NO_GUARD
             guard.check(conn)  # e.g. a lock granted while the body was arriving
             if target is not None:
                 existing = store.get_node(conn, target.id)

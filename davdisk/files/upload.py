@@ -36,10 +36,11 @@ from davdisk.errors import (
     InsufficientStorage,
 )
 from davdisk.files.access import Actor
+from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.meta.store import Entry
 
 if TYPE_CHECKING:
-    from davdisk.files.api import Files, WriteGuard
+    from davdisk.files.api import Files
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class Upload:
         mtime: float | None,
         checksums: dict[str, str] | None = None,
         allowance: int | None = None,
-        guard: WriteGuard | None = None,
+        guard: WriteGuard = NO_GUARD,
     ) -> None:
         """``target``: the file to give new content (else ``parent/name`` is created or
         replaced); ``allowance``: bytes the owner's quota still allows (None = no limit),

@@ -692,22 +692,31 @@ def get_share(conn: Connection, share_id: int) -> ShareRow | None:
     return _share(row) if row else None
 
 
+def _by_token_hash(table: Table) -> Any:
+    """SELECT the row of ``table`` whose ``token_hash`` is ``:token_hash``: found through the
+    index, then read again from the table by rowid (see the module docstring)."""
+    row = table.alias("row")
+    return (
+        select(row)
+        .join_from(table, row, row.c.id == table.c.id)
+        .where(table.c.token_hash == bindparam("token_hash"))
+    )
+
+
+def _row_by_token_hash(conn: Connection, statement: Any, token_hash: str, what: str) -> Any:
+    row = conn.execute(statement, {"token_hash": token_hash}).first()
+    if row is not None and row.token_hash != token_hash:
+        # A link or an app password must never stand for another one.
+        raise damaged(f"looking up {what} found row {row.id}, which has another hash")
+    return row
+
+
+_SHARE_BY_TOKEN = _by_token_hash(shares)
+
+
 def share_by_token_hash(conn: Connection, token_hash: str) -> ShareRow | None:
-    row = conn.execute(_SHARE_BY_TOKEN, {"token_hash": token_hash}).first()
-    if not row:
-        return None
-    if row.token_hash != token_hash:
-        raise damaged(f"looking up a link token found share {row.id}, which has another token")
-    return _share(row)
-
-
-# The share again, read from the table by rowid (see the module docstring).
-_share_row = shares.alias("row")
-_SHARE_BY_TOKEN = (
-    select(_share_row)
-    .join_from(shares, _share_row, _share_row.c.id == shares.c.id)
-    .where(shares.c.token_hash == bindparam("token_hash"))
-)
+    row = _row_by_token_hash(conn, _SHARE_BY_TOKEN, token_hash, "a link token")
+    return _share(row) if row else None
 
 
 def delete_share(conn: Connection, share_id: int) -> None:
@@ -827,22 +836,12 @@ def create_app_token(conn: Connection, user_id: int, label: str, token_hash: str
     )
 
 
+_APP_TOKEN_BY_HASH = _by_token_hash(app_tokens)
+
+
 def app_token_by_hash(conn: Connection, token_hash: str) -> AppTokenRow | None:
-    row = conn.execute(_APP_TOKEN_BY_HASH, {"token_hash": token_hash}).first()
-    if not row:
-        return None
-    if row.token_hash != token_hash:  # an app password must never log in as another user
-        raise damaged(f"looking up an app password found token {row.id}, which has another hash")
-    return _app_token(row)
-
-
-# The token again, read from the table by rowid (see the module docstring).
-_app_token_row = app_tokens.alias("row")
-_APP_TOKEN_BY_HASH = (
-    select(_app_token_row)
-    .join_from(app_tokens, _app_token_row, _app_token_row.c.id == app_tokens.c.id)
-    .where(app_tokens.c.token_hash == bindparam("token_hash"))
-)
+    row = _row_by_token_hash(conn, _APP_TOKEN_BY_HASH, token_hash, "an app password")
+    return _app_token(row) if row else None
 
 
 def list_app_tokens(conn: Connection, user_id: int) -> list[AppTokenRow]:

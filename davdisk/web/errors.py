@@ -28,6 +28,8 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 CAUSE_KEY = "davdisk.error_cause"
 
+_Request = tuple[str, str, str]  # method, SCRIPT_NAME, PATH_INFO as the request came in
+
 _PAGE = b"500 Internal Server Error\n"
 
 
@@ -43,8 +45,12 @@ class ServerErrors:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        # Taken now: the faces below rewrite SCRIPT_NAME and PATH_INFO.
-        what = f"{environ.get('REQUEST_METHOD', '?')} {redact_path(request_path(environ))}"
+        # Taken as they are (formatted only if something is logged): faces rewrite them.
+        what = (
+            environ.get("REQUEST_METHOD", "?"),
+            environ.get("SCRIPT_NAME", ""),
+            environ.get("PATH_INFO", ""),
+        )
         status: list[str] = []
 
         def start(line: str, headers: list[Any], exc_info: Any = None) -> Any:
@@ -65,7 +71,7 @@ class ServerErrors:
         return self._body(result, environ, what, status)
 
     def _body(
-        self, result: Iterable[bytes], environ: dict[str, Any], what: str, status: list[str]
+        self, result: Iterable[bytes], environ: dict[str, Any], what: _Request, status: list[str]
     ) -> Iterator[bytes]:
         try:
             yield from result
@@ -91,7 +97,9 @@ class ServerErrors:
         return [_PAGE]
 
     @staticmethod
-    def _log(environ: dict[str, Any], what: str, outcome: str, server_fault: bool) -> None:
+    def _log(environ: dict[str, Any], request: _Request, outcome: str, server_fault: bool) -> None:
+        method, script, path = request
+        what = f"{method} {redact_path(request_path({'SCRIPT_NAME': script, 'PATH_INFO': path}))}"
         cause = environ.get(CAUSE_KEY)
         if cause is None:
             logger.error("%s %s (no cause recorded)", what, outcome)
