@@ -23,7 +23,7 @@ from davdisk.services import Services
 from davdisk.web.audit import AuditLog
 from davdisk.web.errors import ServerErrors
 from davdisk.web.inert import InertContent
-from davdisk.web.limits import RequestLimits
+from davdisk.web.limits import BodyAfterLogin, RequestLimits
 from davdisk.web.links import LINK_PREFIX, LinkPages
 from davdisk.web.transport import Transport
 
@@ -92,7 +92,14 @@ def build_app(services: Services) -> WSGIApp:
             "lock_storage": lock_storage,
             "property_manager": None,
             # ActorPrincipal: locks belong to who logged in, not to the name the client typed.
-            "middleware_stack": [ErrorPages, BasicAuthenticator, ActorPrincipal, RequestResolver],
+            # BodyAfterLogin: a request body is read only once its sender has logged in.
+            "middleware_stack": [
+                ErrorPages,
+                BasicAuthenticator,
+                ActorPrincipal,
+                BodyAfterLogin,
+                RequestResolver,
+            ],
             "block_size": config.get("dav", "block_size"),
             "add_header_MS_Author_Via": True,
             "suppress_version_info": True,

@@ -190,6 +190,18 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         _positive_int,
         "Largest request head (request line and headers) in bytes.",
     ),
+    ("limits", "head_timeout"): (
+        20,
+        _positive_int,
+        "Seconds a connection gets, from its first byte, for the TLS handshake and the whole "
+        "request head (however slowly it trickles); idle connections wait [server] threads-free.",
+    ),
+    ("limits", "max_waiting_connections"): (
+        4096,
+        _positive_int,
+        "Connections that may wait at once for their request head (idle keep-alive ones "
+        "included); one more closes the oldest of the address that holds the most.",
+    ),
     ("limits", "max_url_bytes"): (8192, _positive_int, "Longest request URL in bytes."),
     ("limits", "max_path_depth"): (
         64,

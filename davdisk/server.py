@@ -13,7 +13,7 @@ from davdisk import tls
 from davdisk.app import DAV_PREFIX, build_app
 from davdisk.services import Services
 from davdisk.tls import load_server_tls, tls_settings
-from davdisk.web import connection
+from davdisk.web import connection, gate
 from davdisk.web.errors import quiet_server_log
 from davdisk.web.shutdown import GracefulStop, InFlight
 from davdisk.web.transport import startup_notes
@@ -66,12 +66,9 @@ def serve(services: Services, host: str, port: int) -> int:
         server_name="davdisk",
         timeout=60,
         # The listen backlog: cheroot's default of 5 resets clients that open many connections
-        # at once (Explorer does; so does the 50-client soak test).
-        request_queue_size=128,
+        # at once (Explorer does; so does the 50-client soak test), and a flood fills it.
+        request_queue_size=1024,
     )
-    # cheroot keeps at most 10 idle keep-alive connections by default and closes the rest after
-    # each answer; Explorer, Finder and sync clients keep dozens open.
-    server.keep_alive_conn_limit = max(256, 4 * config.get("server", "threads"))
     # cheroot answers 413/414 itself when the request line and headers exceed this.
     server.max_request_header_size = config.get("limits", "max_header_bytes")
     quiet_server_log(server)  # web/errors.py logs each failed request once
@@ -85,6 +82,17 @@ def serve(services: Services, host: str, port: int) -> int:
     server.expiration_interval = 0.1
     # Large PUTs arrive in big reads; cheroot's default socket buffers are small.
     server.prepare()
+    # Connections wait for their TLS handshake and request head without a worker (web/gate.py);
+    # each holds a file descriptor.
+    open_files = gate.raise_open_files_limit()
+    gate.install(
+        server,
+        head_timeout=config.get("limits", "head_timeout"),
+        max_waiting=min(
+            config.get("limits", "max_waiting_connections"),
+            max(64, open_files - 2 * config.get("server", "threads") - 64),
+        ),
+    )
     bound_host, bound_port = server.bind_addr[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     logger.info("data dir %s", config.data_dir)

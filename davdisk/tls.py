@@ -6,12 +6,11 @@ Why the handshake moves: cheroot's ``BuiltinSSLAdapter`` handshakes inside the s
 accepts connections, with the server's 60 s socket timeout, so one client that opens a TCP
 connection and sends nothing stalls every new connection for a minute (measured: a second
 client waited the full timeout). Here the accept loop only wraps the socket; the handshake runs
-in the worker thread that serves the connection, under a short timeout of its own.
+step by step, non-blocking, in ``web/gate.py``, before any worker thread is involved.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
 import logging
@@ -36,16 +35,8 @@ from davdisk.errors import ConfigError, UsageError
 logger = logging.getLogger(__name__)
 
 MIN_VERSION = ssl.TLSVersion.TLSv1_2
-HANDSHAKE_TIMEOUT = 10.0
 # macOS and iOS refuse TLS server certificates valid for longer than this, self-signed included.
 MAX_DAYS = 825
-
-_PLAIN_HTTP_BODY = b"This server speaks HTTPS only: use an https:// URL.\n"
-_PLAIN_HTTP_ANSWER = (
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_PLAIN_HTTP_BODY), _PLAIN_HTTP_BODY)
-)
-
 
 # --------------------------------------------------------------------------- server certificate
 
@@ -200,55 +191,9 @@ class TLSAdapter(BuiltinSSLAdapter):
         return env
 
 
-class TLSConnection(cheroot_server.HTTPConnection):
-    """An HTTP connection that completes the TLS handshake before its first request."""
-
-    handshake_done = False
-
-    def communicate(self) -> bool:
-        if not self.handshake_done:
-            if not self._handshake():
-                return False
-            self.handshake_done = True
-        return bool(super().communicate())
-
-    def _handshake(self) -> bool:
-        sock: ssl.SSLSocket = self.socket
-        # The plain socket methods of the SSLSocket reach the TCP stream under TLS.
-        raw = socket.socket
-        try:
-            sock.settimeout(HANDSHAKE_TIMEOUT)
-            first = raw.recv(sock, 1, socket.MSG_PEEK)
-            if first.isalpha():
-                # A TLS stream starts with a record type byte (0x16); a letter is an HTTP
-                # method: a plain-HTTP client on the HTTPS port. Tell it so in plain text.
-                self._refuse_plain_http()
-                return False
-            sock.do_handshake()
-            sock.settimeout(self.server.timeout)
-        except OSError as e:  # ssl.SSLError included: old TLS versions, scanners, timeouts
-            logger.debug("TLS handshake with %s failed: %s", self.remote_addr, e)
-            return False
-        self.ssl_env = self.server.ssl_adapter.get_environ(sock)
-        return True
-
-    def _refuse_plain_http(self) -> None:
-        raw = socket.socket
-        with contextlib.suppress(OSError):
-            raw.sendall(self.socket, _PLAIN_HTTP_ANSWER)
-            raw.shutdown(self.socket, socket.SHUT_WR)
-            # Read what the client sent until it hangs up (bounded), so that closing does not
-            # reset the connection before it has read the answer.
-            self.socket.settimeout(1.0)
-            left = 1 << 16
-            while left > 0 and (chunk := raw.recv(self.socket, min(left, 8192))):
-                left -= len(chunk)
-
-
 def install(server: cheroot_server.HTTPServer, tls: ServerTLS) -> None:
     """Make a not yet prepared cheroot server speak TLS with ``tls``."""
     server.ssl_adapter = TLSAdapter(tls)
-    server.ConnectionClass = TLSConnection
 
 
 # --------------------------------------------------------------------------- self-signed

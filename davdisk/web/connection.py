@@ -25,6 +25,7 @@ from typing import Any
 
 from cheroot import errors, server, wsgi
 
+from davdisk.web.gate import Gate, HeadReader
 from davdisk.web.shutdown import InFlight
 
 CLOSE_CONNECTION = "davdisk.close_connection"
@@ -94,6 +95,8 @@ class ClosingGateway(wsgi.Gateway_10):
 
         def close_connection() -> None:
             request.close_connection = True
+            # Part of the body may still be on its way: close without reading it (web/gate.py).
+            request.conn.linger_close = True
 
         environ[CLOSE_CONNECTION] = close_connection
         # An HTTP/1.0 client never waits for a 100 (RFC 9110 10.1.1): its Expect is ignored.
@@ -109,6 +112,7 @@ class ClosingGateway(wsgi.Gateway_10):
             # own wait for the 100 runs out), so nothing more is read from this connection.
             waiting.pending = False
             self.req.close_connection = True
+            self.req.conn.linger_close = True
         if not self.req.server.ready:
             # Stopping (web/shutdown.py): this is the connection's last answer; say so.
             self.req.close_connection = True
@@ -133,6 +137,20 @@ def install(http_server: server.HTTPServer, in_flight: InFlight | None = None) -
 
     class Connection(base):  # type: ignore[valid-type,misc]  # a class chosen at run time
         RequestHandlerClass = DeferredContinueRequest
+        linger_close = False
+
+        def __init__(self, server: Any, sock: Any, makefile: Any = None) -> None:
+            super().__init__(server, sock, *(() if makefile is None else (makefile,)))
+            # The gate puts the request head it read into this reader's buffer.
+            self.rfile = HeadReader(sock, "rb", self.rbufsize)
+
+        def close(self) -> None:
+            gate = getattr(self.server, "_connections", None)
+            if self.linger_close and isinstance(gate, Gate):
+                self.linger_close = False
+                if gate.linger(self):
+                    return
+            super().close()
 
         def communicate(self) -> bool:
             """One request, from the wait for its first line to the end of its answer."""

@@ -11,20 +11,24 @@ Every request passes here before authentication or WebDAV handling:
   Content-Length or X-Expected-Entity-Length is refused before reading, a chunked body as soon
   as it outgrows the limit (413; nothing is stored, the old content stays);
 - every other body (PROPFIND, PROPPATCH, LOCK, and any a client sends with another method) is
-  read here, at most ``max_xml_body`` bytes (413 beyond), and handed on from memory with its
-  exact length; XML bodies are vetted by ``web/xml_guard.py`` first (400).
+  read at most ``max_xml_body`` bytes (413 beyond), and handed on from memory with its exact
+  length; XML bodies are vetted by ``web/xml_guard.py`` first (400). It is read only after the
+  login (:class:`BodyAfterLogin`), so that nobody can hold a worker thread by sending the body
+  of a request that will be refused 401 slowly.
 
-A body the answer left unread is read and discarded here, in small steps, up to
-``DRAIN_LIMIT`` bytes, so the client (which may still be sending: a PUT refused with 409 or
-423) gets the answer instead of a reset and the connection stays usable. Anything larger, or a
-body the client has not started to send (``Expect: 100-continue``), closes the connection after
-the answer instead (``web/connection.py``): a refused 10 GiB upload costs neither memory nor
-time. (cheroot itself would read a Content-Length remainder in one ``read()`` - all of it in
+A body the answer to a logged-in request left unread is read and discarded here, in small
+steps, up to ``DRAIN_LIMIT`` bytes, so the client (which may still be sending: a PUT refused
+with 409 or 423) gets the answer and the connection stays usable. Anything larger, a body the
+client has not started to send (``Expect: 100-continue``), or any body of a request nobody
+logged in to, closes the connection after the answer instead (``web/connection.py``; the
+client still reads the answer: ``web/gate.py`` lingers): a refused 10 GiB upload costs neither
+memory nor time. (cheroot itself would read a Content-Length remainder in one ``read()`` - all of it in
 memory - and would not read a chunked one at all.)
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from collections.abc import Callable, Iterable
@@ -33,6 +37,9 @@ from typing import Any
 from urllib.parse import quote, unquote, unquote_to_bytes, urlparse, urlsplit
 from xml.sax.saxutils import escape
 
+from wsgidav.mw.base_mw import BaseMiddleware
+
+from davdisk.auth.domain import ACTOR_KEY
 from davdisk.config import Config
 from davdisk.errors import DavdiskError, TooLarge
 from davdisk.files.admin import parse_size
@@ -47,6 +54,8 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Bodies WsgiDAV parses as XML (request_server.py: do_PROPFIND, do_PROPPATCH, do_LOCK).
 XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "LOCK"})
+# Where RequestLimits leaves the reading of a non-PUT body for BodyAfterLogin.
+TAKE_BODY = "davdisk.take_body"
 # An unread body up to this size is read and discarded after an answer, keeping the connection.
 DRAIN_LIMIT = 16 << 20
 _DRAIN_STEP = 64 * 1024
@@ -113,13 +122,11 @@ class RequestLimits:
             self._check_destination(environ)
             body.limit = self._upload_limit(environ, length)
             if environ["REQUEST_METHOD"] != "PUT" and body.unread != 0:
-                waiting = environ.get(CONTINUE)
-                if waiting is not None and waiting.pending and body.length is not None:
-                    # The client waits for a 100 before it sends the body: ask for it (and vet
-                    # it) only when the request is read, after the login (a 401 comes first).
-                    self._take_body_later(environ, body)
-                else:
-                    self._take_body(environ, body)
+                if body.length is not None and body.length > self.max_xml_body:
+                    raise TooLarge(f"request bodies may be at most {self.max_xml_body} bytes")
+                # Read after the login (BodyAfterLogin), not before: a client that has not
+                # logged in cannot hold a worker thread by sending a body slowly.
+                environ[TAKE_BODY] = functools.partial(self._take_body_after_login, environ, body)
         except DavdiskError as e:
             return self._refuse(environ, start_response, Refused.of(e), body)
         except Refused as e:
@@ -201,6 +208,15 @@ class RequestLimits:
                 raise TooLarge(f"uploads may be at most {self.max_upload} bytes")
         return self.max_upload
 
+    def _take_body_after_login(self, environ: dict[str, Any], body: TrackedInput) -> None:
+        waiting = environ.get(CONTINUE)
+        if waiting is not None and waiting.pending and body.length is not None:
+            # The client waits for a 100 before it sends the body: ask for it (and vet it)
+            # only when the request is read, after the lock and permission checks too.
+            self._take_body_later(environ, body)
+        else:
+            self._take_body(environ, body)
+
     def _take_body(self, environ: dict[str, Any], body: TrackedInput) -> None:
         """Read a non-PUT body (bounded), vet it if it is XML, and hand it on from memory."""
         if body.length is not None and body.length > self.max_xml_body:
@@ -249,6 +265,21 @@ class RequestLimits:
         return [data]
 
 
+class BodyAfterLogin(BaseMiddleware):
+    """Right after the login (in WsgiDAV's stack): read the non-PUT body RequestLimits left
+    for later. Requests that never get here (401, 404 outside ``/dav``) leave it unread, and
+    their connection is closed after the answer instead of being drained."""
+
+    def is_disabled(self) -> bool:
+        return False
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        take = environ.pop(TAKE_BODY, None)
+        if take is not None:
+            take()
+        return self.next_app(environ, start_response)
+
+
 class _VettedOnRead(io.RawIOBase):
     """A non-PUT body read in full, capped and (for XML methods) vetted, at its first read."""
 
@@ -292,11 +323,19 @@ def _dav_error(message: str) -> str:
 
 def _settle_unread(environ: dict[str, Any], body: TrackedInput | None) -> None:
     """Before an answer that left (part of) the body unread: read and discard up to
-    DRAIN_LIMIT of it; if more remains, or the client awaits a 100 Continue we never sent,
-    close the connection after the answer."""
+    DRAIN_LIMIT of it; if more remains, or the client awaits a 100 Continue we never sent, or
+    nobody logged in (anyone may send a body slowly: no worker waits for it), close the
+    connection after the answer."""
     unread = None if body is None else body.unread
     small = unread is None or unread <= DRAIN_LIMIT  # None: chunked, size unknown
-    if body is not None and unread != 0 and small and not _awaits_continue(environ, body):
+    logged_in = environ.get(ACTOR_KEY) is not None
+    if (
+        body is not None
+        and unread != 0
+        and small
+        and logged_in
+        and not _awaits_continue(environ, body)
+    ):
         body.limit = None  # draining is not storing: no TooLarge here
         left = DRAIN_LIMIT
         try:

@@ -326,9 +326,23 @@ def test_unread_bodies_close_the_connection_instead_of_filling_memory(srv: Serve
     assert anonymous.closed and no_parent.closed
     assert anonymous.seconds < 1 and no_parent.seconds < 1
     assert srv.peak_rss_kib() - peak_before < RSS_SLACK_KIB
-    # A small unread body is drained as usual: the connection stays open for the next request.
-    small = exchange(srv, "PUT", "/dav/x.bin", body=b"tiny", user=None)
-    assert small.status == 401 and not small.closed
+    # A small body a logged-in request left unread is drained: the connection stays open.
+    small = exchange(srv, "PUT", "/dav/missing/x.bin", body=b"tiny")
+    assert small.status == 409 and not small.closed
+    # Nobody logged in: nothing is read (a slow sender would hold a worker), the connection closes.
+    anonymous_small = exchange(srv, "PUT", "/dav/x.bin", body=b"tiny", user=None)
+    assert anonymous_small.status == 401 and anonymous_small.closed
+
+
+def test_anonymous_bodies_still_sending_get_their_answer(srv: Server) -> None:
+    """An anonymous PUT or PROPFIND whose client sends the whole body before it reads the answer
+    (as requests does): its body is not read, yet the client gets the 401, not a reset."""
+    body = os.urandom(3 << 20)
+    for _ in range(3):
+        r = requests.put(srv.dav + "x.bin", data=body, timeout=30)
+        assert r.status_code == 401
+        r = requests.request("PROPFIND", srv.dav, data=b"<x/>" * 50_000, timeout=30)
+        assert r.status_code == 401
 
 
 def test_refused_puts_still_sending_get_their_answer(srv: Server) -> None:
