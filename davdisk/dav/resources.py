@@ -205,11 +205,18 @@ class _NodeMixin:
         if name.startswith("{DAV:}"):
             # Live properties are computed by the server (RFC 4918 "protected").
             raise DAVError(HTTP_FORBIDDEN)
-        if dry_run:
-            return None
         # Without the tail: text after the element in the PROPPATCH body is not part of the
         # value (stored with it, the value would no longer parse as one element).
         raw = None if value is None else etree.tostring(value, with_tail=False)
+        if dry_run:
+            # WsgiDAV tries every change of a PROPPATCH before making any: check this one
+            # together with those tried before it, so the one that would pass a limit (count,
+            # size, quota) is refused (507) and none is made.
+            planned = self.environ.setdefault("davdisk.proppatch", {}).setdefault(self.entry.id, {})
+            with dav_errors():
+                self.files.check_properties(self.actor, self.entry, {**planned, name: raw})
+            planned[name] = raw
+            return None
         with dav_errors():
             self.files.set_properties(self.actor, self.entry, {name: raw})
         self.environ.get("davdisk.props", {}).pop(self.entry.id, None)

@@ -34,6 +34,7 @@ from davdisk.errors import (
     NotFound,
     PreconditionFailed,
 )
+from davdisk.files import deadprops
 from davdisk.files.access import Access, Action, Actor, owns
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.keyring import Keyring
@@ -81,6 +82,7 @@ class Files:
         self.db = db
         self.blobs = blobs
         self.keyring = keyring
+        self.props = deadprops.PropertyCrypt(keyring)
 
     # --- access ------------------------------------------------------------------------------
 
@@ -229,11 +231,16 @@ class Files:
         self._allow(actor, folder, "read")
         with self.db.read() as conn:
             members = store.list_children(conn, folder.id)
-            props = store.get_children_properties(conn, folder.id)
+            stored = store.get_children_properties(conn, folder.id)
             if folder.id == actor.root_id and actor.link is None:
                 for name, (_share, entry) in self._mounts_in(conn, actor).items():
                     members.append(replace(entry, name=name))
-                    props[entry.id] = store.get_properties(conn, entry.id)
+                    stored[entry.id] = store.get_properties(conn, entry.id)
+        owners = {m.id: m.owner_id for m in members}
+        props = {
+            node_id: self.props.open_all(owners.get(node_id, folder.owner_id), values)
+            for node_id, values in stored.items()
+        }
         return members, props
 
     def open_read(self, actor: Actor, entry: Entry) -> BinaryIO:
@@ -357,7 +364,8 @@ class Files:
     def properties(self, actor: Actor, entry: Entry) -> dict[str, bytes]:
         self._allow(actor, entry, "read")
         with self.db.read() as conn:
-            return store.get_properties(conn, entry.id)
+            stored = store.get_properties(conn, entry.id)
+        return self.props.open_all(entry.owner_id, stored)
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -551,10 +559,35 @@ class Files:
             with self.db.write() as conn:
                 store.update_node(conn, entry.id, **values)
 
-    def set_properties(self, actor: Actor, entry: Entry, changes: dict[str, bytes | None]) -> None:
+    def check_properties(
+        self, actor: Actor, entry: Entry, changes: dict[str, bytes | None]
+    ) -> None:
+        """Raise what :meth:`set_properties` of ``changes`` would raise (access, limits,
+        quota), changing nothing: PROPPATCH asks this for all its changes before making any."""
         self._allow(actor, entry, "write")
+        with self.db.read() as conn:
+            current = store.property_sizes(conn, entry.id)
+            deadprops.check_limits(current, changes)
+            delta = deadprops.growth(current, changes)
+            left = self.allowance(entry.owner_id, conn) if delta > 0 else None
+        if left is not None and delta > left:
+            raise InsufficientStorage(f"{delta} more bytes exceed the quota")
+
+    def set_properties(self, actor: Actor, entry: Entry, changes: dict[str, bytes | None]) -> None:
+        """Set (name -> serialised element) or remove (name -> None) dead properties: within
+        the limits of files/deadprops.py, charged to the owner, sealed at rest."""
+        self._allow(actor, entry, "write")
+        sealed = {
+            name: None
+            if value is None
+            else (self.props.seal(entry.owner_id, name, value), deadprops.cost(name, value))
+            for name, value in changes.items()
+        }
         with self.db.write() as conn:
-            store.set_properties(conn, entry.id, changes)
+            current = store.property_sizes(conn, entry.id)
+            deadprops.check_limits(current, changes)
+            self._charge(conn, entry.owner_id, deadprops.growth(current, changes))
+            store.set_properties(conn, entry.id, sealed)
 
     def delete(self, actor: Actor, entry: Entry, *, guard: WriteGuard = NO_GUARD) -> None:
         """Delete a file, or a folder with everything in it.
@@ -629,9 +662,10 @@ class Files:
                 return src, False
             if existing is not None and not existing.is_dir and not src.is_dir:
                 # The destination's bytes go; the source's only change place.
-                store.add_used_bytes(conn, src.owner_id, -existing.size)
+                replaced = sum(store.property_sizes(conn, existing.id).values())
+                store.add_used_bytes(conn, src.owner_id, -existing.size - replaced)
                 dead = self._take_content(conn, existing, src)
-                store.move_properties(conn, src.id, existing.id)
+                store.replace_properties(conn, src.id, existing.id, move=True)
                 store.delete_subtree(conn, src.id)
                 result = store.get_node(conn, existing.id)
             else:
@@ -676,12 +710,12 @@ class Files:
             if existing is not None and not existing.is_dir and not src.is_dir:
                 # Charged (and refused) before anything changes: the copy is a new file's
                 # worth of bytes even though it shares the source's blob.
-                self._charge(conn, existing.owner_id, src.size - existing.size)
-                dead = self._take_content(conn, existing, src)
-                replaced = dict.fromkeys(store.get_properties(conn, existing.id))
-                store.set_properties(
-                    conn, existing.id, {**replaced, **store.get_properties(conn, src.id)}
+                props_delta = sum(store.property_sizes(conn, src.id).values()) - sum(
+                    store.property_sizes(conn, existing.id).values()
                 )
+                self._charge(conn, existing.owner_id, src.size - existing.size + props_delta)
+                dead = self._take_content(conn, existing, src)
+                store.replace_properties(conn, src.id, existing.id, move=False)
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
@@ -781,17 +815,33 @@ class Files:
                     while chunk := src.read(1 << 20):
                         up.write(chunk)
                     result = up.commit()
-            with self.db.write() as conn:
-                store.set_properties(conn, result.id, store.get_properties(conn, entry.id))
+            self._copy_properties_across(entry, result)
             return result, existing is None
         top = self.mkdir(actor, parent, name)
         if recursive:
             for child in self.children(actor, entry):
                 self._copy_across(actor, child, top, child.name, False, None, check_fit=False)
+        self._copy_properties_across(entry, top)
         with self.db.write() as conn:
-            store.set_properties(conn, top.id, store.get_properties(conn, entry.id))
             stamped = _still_there(self._stamp(conn, top, entry.mtime if mtime is None else mtime))
         return stamped, True
+
+    def _copy_properties_across(self, src: Entry, dest: Entry) -> None:
+        """Give ``dest`` exactly ``src``'s dead properties, sealed anew for ``dest``'s owner
+        and charged to them."""
+        with self.db.read() as conn:
+            plain = self.props.open_all(src.owner_id, store.get_properties(conn, src.id))
+        sealed = {
+            name: (self.props.seal(dest.owner_id, name, value), deadprops.cost(name, value))
+            for name, value in plain.items()
+        }
+        with self.db.write() as conn:
+            current = store.property_sizes(conn, dest.id)
+            changes: dict[str, tuple[bytes, int] | None] = dict.fromkeys(current)
+            changes.update(sealed)
+            delta = sum(size for _, size in sealed.values()) - sum(current.values())
+            self._charge(conn, dest.owner_id, delta)
+            store.set_properties(conn, dest.id, changes)
 
     @staticmethod
     def _take_content(conn: Connection, dest: Entry, src: Entry) -> list[str]:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, ScalarSelect, Table, func, select, update
+from sqlalchemy import Connection, Table, func, select, update
 
 from davdisk.blobs.base import BlobInfo, BlobStore
 from davdisk.crypto.envelope import SEGMENT_SIZE, EnvelopeReader
@@ -44,7 +44,7 @@ from davdisk.files.admin import Admin
 from davdisk.files.keyring import user_keys
 from davdisk.meta import store
 from davdisk.meta.db import Database
-from davdisk.meta.models import Blob, Node, User
+from davdisk.meta.models import Blob, Node, Property, User
 from davdisk.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 blobs = cast(Table, Blob.__table__)
 nodes = cast(Table, Node.__table__)
 users = cast(Table, User.__table__)
+props = cast(Table, Property.__table__)
 
 ERROR, FIXABLE, WARNING = "error", "fixable", "warning"
 
@@ -406,8 +407,10 @@ class Fsck:
     # --- usage ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _usage_sum() -> ScalarSelect[Any]:
-        return (
+    def _usage_sum() -> Any:
+        """What a user is charged: their files' bytes and their dead properties' (see
+        files/deadprops.py)."""
+        files = (
             select(func.coalesce(func.sum(nodes.c.size), 0))
             .where(
                 nodes.c.owner_id == users.c.id,
@@ -416,6 +419,13 @@ class Fsck:
             )
             .scalar_subquery()
         )
+        properties = (
+            select(func.coalesce(func.sum(props.c.size), 0))
+            .select_from(props.join(nodes, nodes.c.id == props.c.node_id))
+            .where(nodes.c.owner_id == users.c.id, nodes.c.deleted_at.is_(None))
+            .scalar_subquery()
+        )
+        return files + properties
 
     def _check_usage(self, report: FsckReport) -> None:
         total = self._usage_sum()

@@ -119,7 +119,10 @@ class Property(Base):
         ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
     )
     name: Mapped[str] = mapped_column(Text, primary_key=True)  # Clark notation
-    value: Mapped[bytes] = mapped_column(LargeBinary)  # serialised XML element
+    # The serialised XML element, sealed under the owner's user key (crypto/sealed.py).
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    # Bytes charged to the owner's quota: len(name) + len(plaintext value) (files/deadprops.py).
+    size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Lock(Base):

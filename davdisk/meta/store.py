@@ -449,7 +449,8 @@ def subtree_size(conn: Connection, node_id: int) -> int:
 
 
 def subtree_totals(conn: Connection, node_id: int) -> tuple[int, list[str]]:
-    """Bytes of files in a subtree, and the blob ids they point to."""
+    """Bytes a subtree is charged (its files and dead properties), and the blob ids its files
+    point to."""
     ids = subtree_ids(conn, node_id)
     total = 0
     blob_ids: list[str] = []
@@ -462,6 +463,13 @@ def subtree_totals(conn: Connection, node_id: int) -> tuple[int, list[str]]:
             total += size
             if blob_id:
                 blob_ids.append(blob_id)
+        # Dead properties are charged to the quota too (files/deadprops.py).
+        total += int(
+            conn.scalar(
+                select(func.coalesce(func.sum(props.c.size), 0)).where(props.c.node_id.in_(chunk))
+            )
+            or 0
+        )
     return total, blob_ids
 
 
@@ -532,8 +540,10 @@ def _copy_row(conn: Connection, src: Entry, parent_id: int, name: str, now: floa
     )
     conn.execute(
         insert(props).from_select(
-            ["node_id", "name", "value"],
-            select(literal(new.id), props.c.name, props.c.value).where(props.c.node_id == src.id),
+            ["node_id", "name", "value", "size"],
+            select(literal(new.id), props.c.name, props.c.value, props.c.size).where(
+                props.c.node_id == src.id
+            ),
         )
     )
     return new
@@ -616,17 +626,39 @@ def get_children_properties(conn: Connection, parent_id: int) -> dict[int, dict[
     return found
 
 
-def set_properties(conn: Connection, node_id: int, changes: Mapping[str, bytes | None]) -> None:
-    for name, value in changes.items():
+def property_sizes(conn: Connection, node_id: int) -> dict[str, int]:
+    """name -> quota bytes of a node's dead properties."""
+    rows = conn.execute(select(props.c.name, props.c.size).where(props.c.node_id == node_id))
+    return {name: size for name, size in rows}
+
+
+def set_properties(
+    conn: Connection, node_id: int, changes: Mapping[str, tuple[bytes, int] | None]
+) -> None:
+    """Set (name -> (stored value, quota bytes)) or remove (name -> None) dead properties; the
+    caller charges the bytes."""
+    for name, change in changes.items():
         conn.execute(delete(props).where(and_(props.c.node_id == node_id, props.c.name == name)))
-        if value is not None:
-            conn.execute(insert(props).values(node_id=node_id, name=name, value=value))
+        if change is not None:
+            value, size = change
+            conn.execute(insert(props).values(node_id=node_id, name=name, value=value, size=size))
 
 
-def move_properties(conn: Connection, from_id: int, to_id: int) -> None:
-    """Replace ``to_id``'s dead properties with ``from_id``'s."""
+def replace_properties(conn: Connection, from_id: int, to_id: int, *, move: bool) -> None:
+    """Give ``to_id`` exactly ``from_id``'s dead properties (moved, or copied: one owner, so
+    the sealed values stay valid)."""
     conn.execute(delete(props).where(props.c.node_id == to_id))
-    conn.execute(update(props).where(props.c.node_id == from_id).values(node_id=to_id))
+    if move:
+        conn.execute(update(props).where(props.c.node_id == from_id).values(node_id=to_id))
+        return
+    conn.execute(
+        insert(props).from_select(
+            ["node_id", "name", "value", "size"],
+            select(literal(to_id), props.c.name, props.c.value, props.c.size).where(
+                props.c.node_id == from_id
+            ),
+        )
+    )
 
 
 # --- shares ----------------------------------------------------------------------------------

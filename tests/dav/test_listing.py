@@ -417,13 +417,14 @@ def test_fast_listing_answers_as_wsgidav(
             fast, slow = both(client, path, body, depth)
             answer = assert_same(fast, slow, what)
             if generic_calls:
-                # The folder itself, and the members holding a lock when lockdiscovery is
-                # asked for, come from WsgiDAV's code; every other member from the fast path.
+                # The folder itself, and members holding a lock that also have dead
+                # properties (when lockdiscovery is asked for), come from WsgiDAV's code; every
+                # other member, locked ones included, from the fast path.
                 fast_answers += 1
                 folder = re.sub("/+", "/", path).removeprefix("/dav").removeprefix("/public")
                 assert generic_calls[0].rstrip("/") == folder.rstrip("/"), (what, generic_calls)
                 target = etree.fromstring(fast.body).findtext(f"{D}response/{D}href")
-                assert len(generic_calls) - 1 == len(answer.locked - {target}), what
+                assert len(generic_calls) - 1 <= len(answer.locked - {target}), what
     if "left to WsgiDAV" in body_name:
         assert fast_answers == 0
     else:
