@@ -10,7 +10,6 @@ leaves the old content and, at most, an orphan blob for ``davdisk gc``.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import re
@@ -35,6 +34,7 @@ from davdisk.errors import (
     PreconditionFailed,
 )
 from davdisk.files.access import Access, Action, Actor, owns
+from davdisk.files.checksums import Checksums
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.keyring import Keyring
 from davdisk.files.names import check_name, split_path
@@ -81,6 +81,7 @@ class Files:
         self.db = db
         self.blobs = blobs
         self.keyring = keyring
+        self.checksums = Checksums(keyring)
 
     # --- access ------------------------------------------------------------------------------
 
@@ -423,8 +424,7 @@ class Files:
         key_version: int,
         size: int,
         cipher_size: int,
-        md5: str,
-        sha1: str,
+        checksums: bytes | None,
         content_type: str,
         mtime: float | None,
         guard: WriteGuard = NO_GUARD,
@@ -463,8 +463,7 @@ class Files:
                 mtime=now if mtime is None else mtime,
                 etag=blob_id or secrets.token_hex(16),
                 content_type=content_type,
-                md5=md5,
-                sha1=sha1,
+                checksums=checksums,
                 current_blob_id=blob_id,
             )
             if existing is not None:
@@ -517,8 +516,6 @@ class Files:
                 ctime=now,
                 etag=secrets.token_hex(16),
                 content_type=guess_type(name, None),
-                md5=hashlib.md5(b"", usedforsecurity=False).hexdigest(),
-                sha1=hashlib.sha1(b"", usedforsecurity=False).hexdigest(),
             )
 
     def mkdir(self, actor: Actor, parent: Entry, name: str) -> Entry:
@@ -804,8 +801,7 @@ class Files:
             mtime=src.mtime,
             etag=src.etag,
             content_type=src.content_type,
-            md5=src.md5,
-            sha1=src.sha1,
+            checksums=src.checksums,
             current_blob_id=src.blob_id,
         )
         return store.drop_unreferenced_blobs(conn, [dest.blob_id])

@@ -65,8 +65,7 @@ _NODE_COLS = (
     nodes.c.ctime,
     nodes.c.etag,
     nodes.c.content_type,
-    nodes.c.md5,
-    nodes.c.sha1,
+    nodes.c.checksums,
     nodes.c.current_blob_id,
 )
 
@@ -85,8 +84,7 @@ class Entry:
     ctime: float
     etag: str
     content_type: str | None
-    md5: str | None
-    sha1: str | None
+    checksums: bytes | None  # sealed MD5 and SHA-1 (crypto/checksums.py); None if empty
     blob_id: str | None
 
 
@@ -526,8 +524,7 @@ def _copy_row(conn: Connection, src: Entry, parent_id: int, name: str, now: floa
         ctime=now,
         etag=src.etag,
         content_type=src.content_type,
-        md5=src.md5,
-        sha1=src.sha1,
+        checksums=src.checksums,
         current_blob_id=src.blob_id,
     )
     conn.execute(
