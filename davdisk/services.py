@@ -17,6 +17,7 @@ from davdisk.crypto.keys import MasterKeys, pending_key_path
 from davdisk.errors import IntegrityError, KeyMaterialError, UsageError
 from davdisk.files.admin import Admin, parse_size
 from davdisk.files.api import Files
+from davdisk.files.checksum_upgrade import seal_clear_checksums
 from davdisk.files.keyring import Keyring
 from davdisk.meta import store
 from davdisk.meta.db import Database, is_damaged
@@ -55,6 +56,11 @@ class Services:
             raise
         blobs = LocalBlobStore(config.blob_dir)
         files = Files(db, blobs, Keyring(db, masters))
+        try:
+            seal_clear_checksums(db, files.checksums)  # left in clear by an older version
+        except BaseException:
+            db.dispose()
+            raise
         admin = Admin(
             files,
             config.get("auth", "bcrypt_cost"),

@@ -427,9 +427,10 @@ def _oc_size(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
 
 
 def _oc_checksums(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    if e.is_dir or not e.sha1 or not e.md5:
+    found = ls.files.checksums.reveal(e)
+    if found is None:
         return _NOT_FOUND
-    return _text(f"SHA1:{e.sha1} MD5:{e.md5}")
+    return _text(liveprops.checksum_text(*found))
 
 
 def _dead(raw: bytes | None) -> Any:

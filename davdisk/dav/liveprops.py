@@ -80,6 +80,11 @@ def oc_mtime(environ: dict[str, object]) -> float | None:
         raise DAVError(HTTP_BAD_REQUEST, "bad X-OC-Mtime header") from None
 
 
+def checksum_text(md5: str, sha1: str) -> str:
+    """The ``oc:checksum`` value of content with these hex digests."""
+    return f"SHA1:{sha1} MD5:{md5}"
+
+
 def oc_checksums(environ: dict[str, object]) -> dict[str, str]:
     """The ``OC-Checksum`` request header as {"sha1"|"md5": hex}; other algorithms are ignored."""
     raw = str(environ.get("HTTP_OC_CHECKSUM") or "")

@@ -186,12 +186,14 @@ class _NodeMixin:
                 return str(entry.size)
             with dav_errors():
                 return str(self.files.tree_size(self.actor, entry))
-        if name == liveprops.OC_CHECKSUMS and not entry.is_dir and entry.sha1 and entry.md5:
-            el = etree.Element(name)
-            etree.SubElement(
-                el, liveprops.OC + "checksum"
-            ).text = f"SHA1:{entry.sha1} MD5:{entry.md5}"
-            return el
+        if name == liveprops.OC_CHECKSUMS:
+            found = self.files.checksums.reveal(entry)
+            if found is not None:
+                el = etree.Element(name)
+                etree.SubElement(el, liveprops.OC + "checksum").text = liveprops.checksum_text(
+                    *found
+                )
+                return el
         raise DAVError(HTTP_NOT_FOUND)
 
     def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> Any:

@@ -124,13 +124,18 @@ class Admin:
             store.set_quota(conn, user.id, quota_bytes)
 
     def gc(self, min_age: float) -> GcReport:
-        """Remove blobs no node points to and uploads abandoned for ``min_age`` seconds.
+        """Remove blobs no node points to, uploads abandoned for ``min_age`` seconds, and the
+        hidden rows of big COPYs a crash interrupted that long ago.
 
         A blob file is only removed if it has no row, or a row no node points to; files younger
         than ``min_age`` are left alone, since a running server may be about to commit them.
         """
         import time
 
+        with self.db.read() as conn:
+            stale = store.stale_staged_copies(conn, time.time() - min_age)
+        for top in stale:  # before the blobs: their rows may hold the last use of some
+            self.files.drop_staged_copy(top)
         count, size = self.files.blobs.remove_stale_uploads(min_age)
         with self.db.write() as conn:
             dead_rows = store.unreferenced_blob_ids(conn)

@@ -10,7 +10,6 @@ leaves the old content and, at most, an orphan blob for ``davdisk gc``.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import re
@@ -36,6 +35,7 @@ from davdisk.errors import (
 )
 from davdisk.files import deadprops
 from davdisk.files.access import Access, Action, Actor, owns
+from davdisk.files.checksums import Checksums
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.keyring import Keyring
 from davdisk.files.names import check_name, split_path
@@ -45,6 +45,9 @@ from davdisk.meta.db import Database
 from davdisk.meta.store import Entry, ShareRow
 
 logger = logging.getLogger(__name__)
+
+# Rows a big COPY writes per transaction: ~10-30 ms each, so other writers wait no longer.
+_COPY_BATCH = 1000
 
 __all__ = ["Action", "Actor", "Files", "Upload"]
 
@@ -83,6 +86,7 @@ class Files:
         self.blobs = blobs
         self.keyring = keyring
         self.props = deadprops.PropertyCrypt(keyring)
+        self.checksums = Checksums(keyring)
 
     # --- access ------------------------------------------------------------------------------
 
@@ -431,8 +435,7 @@ class Files:
         key_version: int,
         size: int,
         cipher_size: int,
-        md5: str,
-        sha1: str,
+        checksums: bytes | None,
         content_type: str,
         mtime: float | None,
         guard: WriteGuard = NO_GUARD,
@@ -471,8 +474,7 @@ class Files:
                 mtime=now if mtime is None else mtime,
                 etag=blob_id or secrets.token_hex(16),
                 content_type=content_type,
-                md5=md5,
-                sha1=sha1,
+                checksums=checksums,
                 current_blob_id=blob_id,
             )
             if existing is not None:
@@ -525,8 +527,6 @@ class Files:
                 ctime=now,
                 etag=secrets.token_hex(16),
                 content_type=guess_type(name, None),
-                md5=hashlib.md5(b"", usedforsecurity=False).hexdigest(),
-                sha1=hashlib.sha1(b"", usedforsecurity=False).hexdigest(),
             )
 
     def mkdir(self, actor: Actor, parent: Entry, name: str) -> Entry:
@@ -701,6 +701,11 @@ class Files:
             with self.db.write() as conn:
                 guard.check(conn)  # a quick 423 before a long copy; asked again as it lands
             return self._copy_across(actor, entry, parent, name, overwrite, mtime, guard, recursive)
+        if entry.is_dir and recursive:
+            with self.db.read() as conn:
+                tree = store.subtree_ids_by_depth(conn, entry.id, live=True)
+            if len(tree) > _COPY_BATCH:
+                return self._staged_copy(actor, entry, parent, name, tree, overwrite, mtime, guard)
         dead: list[str] = []
         with self.db.write() as conn:
             guard.check(conn)
@@ -727,6 +732,78 @@ class Files:
             guard.done(conn)
         self._remove_blobs(dead)
         return result, existing is None
+
+    def _staged_copy(
+        self,
+        actor: Actor,
+        entry: Entry,
+        parent: Entry,
+        name: str,
+        tree: list[int],
+        overwrite: bool,
+        mtime: float | None,
+        guard: WriteGuard,
+    ) -> tuple[Entry, bool]:
+        """:meth:`copy` of a big folder (``tree``: its live node ids, parents first) without
+        holding the database's writers' lock for long: one COPY of 21 000 nodes in a single
+        transaction held every other user's writes up for 13 s.
+
+        The copy is built in batches of ``_COPY_BATCH`` rows, each its own short transaction,
+        as hidden rows (see meta/store.py, staged copies), and attached in one short last
+        transaction, which checks the destination, the lock guard and the quota again, replaces
+        what stands there and makes the rows live. Nobody sees a half-made copy: a failure
+        removes the hidden rows, a crash leaves them to ``davdisk gc``. Each batch copies the
+        source's rows as they are then (an item changed meanwhile is copied as changed, one
+        deleted meanwhile is left out), as a copy made by a client file by file would.
+        """
+        with self.db.write() as conn:  # quick refusals before the long part
+            guard.check(conn)
+            src, existing = self._target(conn, actor, entry, parent, name, overwrite=overwrite)
+            # Files and dead properties, as the last transaction charges them.
+            needed = store.subtree_totals(conn, src.id)[0]
+            if existing is not None:
+                needed -= store.subtree_totals(conn, existing.id)[0]
+            left = self.allowance(src.owner_id, conn)
+            if left is not None and needed > left:
+                raise InsufficientStorage(f"{needed} more bytes exceed the quota")
+            # The negated start time marks the copy's rows (a real deletion time is positive).
+            marker = -time.time()
+            top = store.stage_copy_top(conn, src, parent.id, marker)
+        try:
+            copied = {src.id: top}
+            for start in range(1, len(tree), _COPY_BATCH):
+                with self.db.write() as conn:
+                    if not store.staged_copy_exists(conn, top, marker):
+                        raise Conflict("the copy was removed while it was being made")
+                    batch = tree[start : start + _COPY_BATCH]
+                    copied.update(store.copy_rows(conn, batch, copied, marker, -marker))
+            dead: list[str] = []
+            with self.db.write() as conn:
+                guard.check(conn)
+                src, existing = self._target(conn, actor, entry, parent, name, overwrite=overwrite)
+                if existing is not None:
+                    dead = self._delete_in(conn, existing)
+                store.update_node(conn, top, parent_id=parent.id, name=name)
+                store.reveal_subtree(conn, top, marker)
+                self._charge(conn, src.owner_id, store.subtree_totals(conn, top)[0])
+                result = _still_there(self._stamp(conn, store.get_node(conn, top), mtime))
+                guard.done(conn)
+        except BaseException:
+            self.drop_staged_copy(top)
+            raise
+        self._remove_blobs(dead)
+        return result, existing is None
+
+    def drop_staged_copy(self, top: int) -> None:
+        """Remove the hidden rows of a staged copy that will not be attached, in batches."""
+        with self.db.read() as conn:
+            ids = store.subtree_ids_by_depth(conn, top, live=False)
+        dead: list[str] = []
+        for end in range(len(ids), 0, -_COPY_BATCH):  # children before their parents
+            with self.db.write() as conn:
+                blob_ids = store.delete_rows(conn, ids[max(0, end - _COPY_BATCH) : end])
+                dead += store.drop_unreferenced_blobs(conn, blob_ids)
+        self._remove_blobs(dead)
 
     def _target(
         self,
@@ -854,8 +931,7 @@ class Files:
             mtime=src.mtime,
             etag=src.etag,
             content_type=src.content_type,
-            md5=src.md5,
-            sha1=src.sha1,
+            checksums=src.checksums,
             current_blob_id=src.blob_id,
         )
         return store.drop_unreferenced_blobs(conn, [dest.blob_id])

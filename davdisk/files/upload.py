@@ -151,7 +151,7 @@ class Upload:
         # Content is encrypted for the node's owner, whoever writes it (a share grantee, a link).
         self._owner_id = parent.owner_id
         self.blob_id = secrets.token_hex(16)
-        self._key_version, key = files.keyring.current(self._owner_id)
+        self._key_version, self._key = files.keyring.current(self._owner_id)
         self._closed = False
         with _out_of_space_is_507(self.blob_id, cleanup=None):  # no room even for a temp file
             self._blob = files.blobs.upload(self.blob_id)
@@ -159,7 +159,7 @@ class Upload:
             with self._storing():
                 self._enc = EnvelopeWriter(
                     self._blob.file,
-                    user_key=key,
+                    user_key=self._key,
                     user_id=self._owner_id,
                     key_version=self._key_version,
                     blob_id=bytes.fromhex(self.blob_id),
@@ -249,12 +249,19 @@ class Upload:
                 self.abort()
                 raise ChecksumMismatch(algo=algo.upper(), expected=expected, actual=actual)
         blob_id: str | None = self.blob_id
+        sealed: bytes | None = None
         if self.size == 0:
             # Empty content needs no blob (Windows and Finder create every file as an empty
-            # placeholder first, then write it; that placeholder should cost nothing).
+            # placeholder first, then write it; that placeholder should cost nothing), nor
+            # sealed hashes (those of nothing are no secret).
             self.abort()
             blob_id, stored_size = None, 0
         else:
+            # Hashes of the plaintext are stored sealed, like the content: in clear, a copy of
+            # the database gave small files (a PIN) away.
+            sealed = self._files.checksums.seal(
+                self._owner_id, self._key_version, self._key, md5=md5, sha1=sha1
+            )
             with self._storing():
                 self._enc.close()
                 stored_size = self._blob.commit()
@@ -268,8 +275,7 @@ class Upload:
                 key_version=self._key_version,
                 size=self.size,
                 cipher_size=stored_size,
-                md5=md5,
-                sha1=sha1,
+                checksums=sealed,
                 content_type=self._content_type,
                 mtime=self._mtime,
                 guard=self._guard,

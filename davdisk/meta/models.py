@@ -88,6 +88,12 @@ class Node(Base):
     ctime: Mapped[float] = mapped_column(Float)
     etag: Mapped[str] = mapped_column(String(64))
     content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # MD5 and SHA-1 of the content, sealed with the owner's key (crypto/checksums.py); NULL
+    # for empty content (its hashes are no secret) and folders.
+    checksums: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Before migration 0005 the hashes were stored here in clear (a copy of the database gave
+    # small files away). Never written now; a start seals what an older version left and
+    # empties them (files/checksum_upgrade.py).
     md5: Mapped[str | None] = mapped_column(String(32), nullable=True)
     sha1: Mapped[str | None] = mapped_column(String(40), nullable=True)
     current_blob_id: Mapped[str | None] = mapped_column(
@@ -97,6 +103,13 @@ class Node(Base):
 
     __table_args__ = (
         Index("ix_nodes_parent_id", "parent_id"),
+        # Finds the rows with clear hashes left to seal without reading the whole table.
+        Index(
+            "ix_nodes_clear_checksums",
+            "id",
+            sqlite_where=text("md5 IS NOT NULL OR sha1 IS NOT NULL"),
+            postgresql_where=text("md5 IS NOT NULL OR sha1 IS NOT NULL"),
+        ),
         # Names are unique among a folder's live members (trash keeps deleted rows later).
         Index(
             "ux_nodes_parent_name",
