@@ -194,7 +194,7 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         20,
         _positive_int,
         "Seconds a connection gets, from its first byte, for the TLS handshake and the whole "
-        "request head (however slowly it trickles); idle connections wait [server] threads-free.",
+        "request head, however slowly it trickles (no worker thread waits for it meanwhile).",
     ),
     ("limits", "max_waiting_connections"): (
         4096,

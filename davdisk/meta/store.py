@@ -598,10 +598,12 @@ def stage_copy_top(conn: Connection, src: Entry, parent_id: int, marker: float) 
             deleted_at=marker,
         )
     )
+    # Every column of the properties (their charged size too), under the new node.
+    others = [c for c in props.c if c.name != "node_id"]
     conn.execute(
         insert(props).from_select(
-            ["node_id", "name", "value"],
-            select(literal(top), props.c.name, props.c.value).where(props.c.node_id == src.id),
+            ["node_id", *[c.name for c in others]],
+            select(literal(top), *others).where(props.c.node_id == src.id),
         )
     )
     return top
