@@ -136,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     slink = ssub.add_parser(
         "link",
         help="make a public link",
-        description="Make a public link to PATH and print its URL (shown only now).",
+        description="Make a public link to PATH and print its URL (shown only now). Anyone "
+        "holding the URL may, by default, read PATH (read-only link); with --upload, read, add "
+        "and change files in the folder, but not delete or replace anything (editable link); "
+        "with --file-drop, only add new files and folders, without seeing or changing anything "
+        "in it, what they added included (upload-only link, e.g. to collect files).",
     )
     slink.add_argument("owner")
     slink.add_argument("path")
@@ -144,7 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     slink.add_argument(
         "--password-stdin", action="store_true", help="protect the link with a password"
     )
-    slink.add_argument("--upload", action="store_true", help="allow uploads into the folder")
+    # Not an argparse group: its error is a usage block; add_link says it in one line.
+    slink.add_argument(
+        "--upload",
+        action="store_true",
+        help="editable link: read, add and change files in the folder",
+    )
+    slink.add_argument(
+        "--file-drop",
+        action="store_true",
+        help="upload-only link: add new files and folders; list, read, change nothing",
+    )
     slink.add_argument(
         "--base-url",
         metavar="URL",
@@ -284,7 +298,12 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
             if password is not None:
                 check_password_policy(password)
             _id, token = shares.add_link(
-                args.owner, args.path, expires_at=expires, password=password, upload=args.upload
+                args.owner,
+                args.path,
+                expires_at=expires,
+                password=password,
+                upload=args.upload,
+                file_drop=args.file_drop,
             )
             print(f"{_link_base(cfg)}/s/{token}")
         elif args.share_command == "list":

@@ -122,14 +122,21 @@ class Shares:
         expires_at: float | None = None,
         password: str | None = None,
         upload: bool = False,
+        file_drop: bool = False,
     ) -> tuple[int, str]:
-        """A public link to ``path``; returns (share id, token). The token is shown once."""
+        """A public link to ``path``; returns (share id, token). The token is shown once.
+
+        Read-only by default; ``upload``: editable (read, add and change files); ``file_drop``:
+        upload-only (add new files and folders, see and change nothing)."""
+        if upload and file_drop:
+            raise UsageError("a link is either editable (--upload) or a file drop, not both")
+        option = "--upload" if upload else "--file-drop"
         actor = self._actor(sharer)
         entry = self._shareable(actor, path)
-        if upload and not self.files._allowed(actor, entry, "write"):
+        if (upload or file_drop) and not self.files._allowed(actor, entry, "write"):
             raise Forbidden(f"{sharer!r} may not allow uploads to {path!r}")
-        if upload and not entry.is_dir:
-            raise UsageError("--upload needs a folder")
+        if (upload or file_drop) and not entry.is_dir:
+            raise UsageError(f"{option} needs a folder")
         token = secrets.token_urlsafe(24)  # 192 bits
         with self.db.write() as conn:
             share_id = store.create_share(
@@ -137,8 +144,9 @@ class Shares:
                 owner_id=entry.owner_id,
                 node_id=entry.id,
                 token_hash=token_hash(token),
-                can_write=upload,
+                can_write=upload or file_drop,
                 can_reshare=False,
+                file_drop=file_drop,
                 password_hash=hash_password(password, self.bcrypt_cost) if password else None,
                 expires_at=expires_at,
             )
@@ -152,7 +160,9 @@ class Shares:
             found = []
             for r in rows:
                 perms = ["read"]
-                if r.can_write:
+                if r.file_drop:
+                    perms = ["drop"]  # adds new names; reads nothing
+                elif r.can_write:
                     perms.append("upload" if r.token_hash else "write")
                 if r.can_reshare:
                     perms.append("reshare")

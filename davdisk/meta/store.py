@@ -648,6 +648,13 @@ class ShareRow:
     expires_at: float | None
     hidden: bool
     created_at: float
+    file_drop: bool  # a link that may only add new names
+    created_by: int | None  # who made it (None: before migration 0005, the owner)
+
+    @property
+    def creator_id(self) -> int:
+        """Who made it: the owner, or a grantee who re-shared it."""
+        return self.owner_id if self.created_by is None else self.created_by
 
 
 def _share(row: Any) -> ShareRow:
@@ -663,6 +670,8 @@ def _share(row: Any) -> ShareRow:
         row.expires_at,
         row.hidden,
         row.created_at,
+        row.file_drop,
+        row.created_by,
     )
 
 
