@@ -164,10 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="how clients reach the server (default: [server] public_url, else host and port)",
     )
-    slist = ssub.add_parser("list", help="list shares", description="List shares.")
-    slist.add_argument("--user", metavar="NAME", help="only shares NAME owns or receives")
+    slist = ssub.add_parser(
+        "list",
+        help="list shares",
+        description="List shares and links: OWNER owns the item, BY made the share (the "
+        "owner, or a grantee who shared it on).",
+    )
+    slist.add_argument("--user", metavar="NAME", help="only shares NAME owns, receives or made")
     srm = ssub.add_parser(
-        "rm", help="revoke a share", description="Revoke a share or link by its id."
+        "rm",
+        help="revoke a share",
+        description="Revoke a share or link by its id, with the shares and links its grantee "
+        "made through it (and theirs, down the chain).",
     )
     srm.add_argument("id", type=int)
 
@@ -308,7 +316,10 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
             print(f"{_link_base(cfg)}/s/{token}")
         elif args.share_command == "list":
             rows = shares.list(args.user)
-            print(f"{'ID':>4}  {'OWNER':<12} {'WITH':<12} {'PERMISSIONS':<20} {'EXPIRES':<20} PATH")
+            print(
+                f"{'ID':>4}  {'OWNER':<12} {'BY':<12} {'WITH':<12} {'PERMISSIONS':<20} "
+                f"{'EXPIRES':<20} PATH"
+            )
             for r in rows:
                 until = (
                     time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(r.expires_at))
@@ -318,10 +329,15 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
                 grantee = r.grantee or "link"
                 perms = ",".join(r.permissions) + (" (hidden)" if r.hidden else "")
                 path = printable(r.path)  # an older name with a line feed forges no row
-                print(f"{r.id:>4}  {r.owner:<12} {grantee:<12} {perms:<20} {until:<20} {path}")
+                print(
+                    f"{r.id:>4}  {r.owner:<12} {r.made_by:<12} {grantee:<12} {perms:<20} "
+                    f"{until:<20} {path}"
+                )
         elif args.share_command == "rm":
-            shares.remove(args.id)
+            also = shares.remove(args.id)
             print(f"removed share {args.id}")
+            if also:  # re-shares and links made through it
+                print(f"and what was shared on through it: {', '.join(map(str, also))}")
     finally:
         services.close()
     return 0

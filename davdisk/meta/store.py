@@ -737,11 +737,21 @@ def set_share_hidden(conn: Connection, share_id: int, hidden: bool) -> None:
 
 
 def list_shares(conn: Connection, user_id: int | None = None) -> list[ShareRow]:
-    """Every share, or those a user owns or receives."""
+    """Every share, or those a user owns, receives or made."""
     query = select(shares).order_by(shares.c.id)
     if user_id is not None:
-        query = query.where((shares.c.owner_id == user_id) | (shares.c.grantee_id == user_id))
+        query = query.where(
+            (shares.c.owner_id == user_id)
+            | (shares.c.grantee_id == user_id)
+            | (shares.c.created_by == user_id)
+        )
     return [_share(r) for r in conn.execute(query)]
+
+
+def shares_made_by(conn: Connection, user_id: int) -> list[ShareRow]:
+    """The shares and links a user made of items that are not theirs (re-shares)."""
+    query = select(shares).where(shares.c.created_by == user_id, shares.c.owner_id != user_id)
+    return [_share(r) for r in conn.execute(query.order_by(shares.c.id))]
 
 
 _SHARES_RECEIVED = (
