@@ -136,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     slink = ssub.add_parser(
         "link",
         help="make a public link",
-        description="Make a public link to PATH and print its URL (shown only now).",
+        description="Make a public link to PATH and print its URL (shown only now). Anyone "
+        "holding the URL may, by default, read PATH (read-only link); with --upload, read, add "
+        "and change files in the folder, but not delete or replace anything (editable link); "
+        "with --file-drop, only add new files and folders, without seeing or changing anything "
+        "in it, what they added included (upload-only link, e.g. to collect files).",
     )
     slink.add_argument("owner")
     slink.add_argument("path")
@@ -144,16 +148,34 @@ def build_parser() -> argparse.ArgumentParser:
     slink.add_argument(
         "--password-stdin", action="store_true", help="protect the link with a password"
     )
-    slink.add_argument("--upload", action="store_true", help="allow uploads into the folder")
+    # Not an argparse group: its error is a usage block; add_link says it in one line.
+    slink.add_argument(
+        "--upload",
+        action="store_true",
+        help="editable link: read, add and change files in the folder",
+    )
+    slink.add_argument(
+        "--file-drop",
+        action="store_true",
+        help="upload-only link: add new files and folders; list, read, change nothing",
+    )
     slink.add_argument(
         "--base-url",
         metavar="URL",
         help="how clients reach the server (default: [server] public_url, else host and port)",
     )
-    slist = ssub.add_parser("list", help="list shares", description="List shares.")
-    slist.add_argument("--user", metavar="NAME", help="only shares NAME owns or receives")
+    slist = ssub.add_parser(
+        "list",
+        help="list shares",
+        description="List shares and links: OWNER owns the item, BY made the share (the "
+        "owner, or a grantee who shared it on).",
+    )
+    slist.add_argument("--user", metavar="NAME", help="only shares NAME owns, receives or made")
     srm = ssub.add_parser(
-        "rm", help="revoke a share", description="Revoke a share or link by its id."
+        "rm",
+        help="revoke a share",
+        description="Revoke a share or link by its id, with the shares and links its grantee "
+        "made through it (and theirs, down the chain).",
     )
     srm.add_argument("id", type=int)
 
@@ -284,12 +306,20 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
             if password is not None:
                 check_password_policy(password)
             _id, token = shares.add_link(
-                args.owner, args.path, expires_at=expires, password=password, upload=args.upload
+                args.owner,
+                args.path,
+                expires_at=expires,
+                password=password,
+                upload=args.upload,
+                file_drop=args.file_drop,
             )
             print(f"{_link_base(cfg)}/s/{token}")
         elif args.share_command == "list":
             rows = shares.list(args.user)
-            print(f"{'ID':>4}  {'OWNER':<12} {'WITH':<12} {'PERMISSIONS':<20} {'EXPIRES':<20} PATH")
+            print(
+                f"{'ID':>4}  {'OWNER':<12} {'BY':<12} {'WITH':<12} {'PERMISSIONS':<20} "
+                f"{'EXPIRES':<20} PATH"
+            )
             for r in rows:
                 until = (
                     time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(r.expires_at))
@@ -299,10 +329,15 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
                 grantee = r.grantee or "link"
                 perms = ",".join(r.permissions) + (" (hidden)" if r.hidden else "")
                 path = printable(r.path)  # an older name with a line feed forges no row
-                print(f"{r.id:>4}  {r.owner:<12} {grantee:<12} {perms:<20} {until:<20} {path}")
+                print(
+                    f"{r.id:>4}  {r.owner:<12} {r.made_by:<12} {grantee:<12} {perms:<20} "
+                    f"{until:<20} {path}"
+                )
         elif args.share_command == "rm":
-            shares.remove(args.id)
+            also = shares.remove(args.id)
             print(f"removed share {args.id}")
+            if also:  # re-shares and links made through it
+                print(f"and what was shared on through it: {', '.join(map(str, also))}")
     finally:
         services.close()
     return 0

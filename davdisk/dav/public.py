@@ -4,6 +4,11 @@ The link's actor (set by the domain controller from the token and, if the link h
 password) reads — and for upload links writes — through the same resources and the same access
 decision as users. A link to a file shows as a folder holding just that file, so that every
 WebDAV client (rclone, cadaver) can open it.
+
+A file drop may only add new names, so its tree answers only the methods that add (PUT, MKCOL)
+or that a client asks before it adds (OPTIONS, PROPFIND of a folder, which shows the folder as
+empty; GET/HEAD, which find no file); every other method is refused with 403 whatever the path,
+so a refusal tells nothing about what is there. ``access.py`` refuses the same on its own.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from davdisk.files.shares import token_hash
 from davdisk.meta.store import Entry
 
 PUBLIC_PREFIX = "/public"
+# What a file drop's holder may send (see the module docstring).
+DROP_METHODS = frozenset({"OPTIONS", "GET", "HEAD", "PROPFIND", "PUT", "MKCOL"})
 
 
 class LinkFolder(DAVCollection):
@@ -73,6 +80,33 @@ class LinkFolder(DAVCollection):
         raise DAVError(HTTP_FORBIDDEN)
 
 
+class DropFolder(DAVCollection):
+    """A folder of a file drop as PROPFIND shows it: a folder, with nothing in it and no dates,
+    sizes or properties (a client checks that it may upload there; it learns nothing else)."""
+
+    def __init__(self, path: str, environ: dict[str, Any], link_id: int) -> None:
+        super().__init__(path, environ)
+        self._link_id = link_id
+
+    def get_ref_url(self) -> str:
+        return f"/link/{self._link_id}/drop/"  # no lock is ever taken on it (prevent_locking)
+
+    def get_display_name(self) -> str:
+        return ""
+
+    def get_etag(self) -> None:
+        return None
+
+    def prevent_locking(self) -> bool:
+        return True
+
+    def get_member_names(self) -> list[str]:
+        return []
+
+    def get_member(self, name: str) -> _DAVResource | None:
+        return None
+
+
 class PublicProvider(DavdiskProvider):
     def __repr__(self) -> str:
         return "PublicProvider()"
@@ -89,6 +123,8 @@ class PublicProvider(DavdiskProvider):
         token = environ["PATH_INFO"].lstrip("/").partition("/")[0]
         if actor is None or actor.link is None or token_hash(token) != actor.link.token_hash:
             raise DAVError(HTTP_NOT_FOUND)
+        if actor.link.file_drop and environ["REQUEST_METHOD"] not in DROP_METHODS:
+            raise DAVError(HTTP_FORBIDDEN)
         return super().custom_request_handler(environ, start_response, default_handler)
 
     def _actor(self, environ: dict[str, Any]) -> Actor | None:
@@ -110,7 +146,10 @@ class PublicProvider(DavdiskProvider):
         root = self.files.node(actor, actor.link.node_id)
         if root is not None and root.is_dir:
             entry = self.files.resolve(actor, rest)
-            if entry is not None:
+            drop_view = actor.link.file_drop and environ["REQUEST_METHOD"] == "PROPFIND"
+            if entry is not None and drop_view:
+                res = DropFolder(path, environ, actor.link.id)  # a drop finds only folders
+            elif entry is not None:
                 res = self.make_resource(path, environ, entry, actor)
         elif root is not None:
             names = split_path(rest)

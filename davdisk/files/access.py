@@ -5,18 +5,22 @@ touches a node; no other code compares owners. A node is reachable by its owner,
 shared with (a share on it or on a folder above it), or through a public link (a share with a
 token, on it or above it). What each may do:
 
-====================  ======  ===========================  ===========  =====================
-action                owner   grantee (read-only / write)  + reshare    link (read / upload)
-====================  ======  ===========================  ===========  =====================
-read                  yes     yes / yes                    yes          yes / yes
-write (create/change) yes     no / yes                     as granted   no / yes
-delete                yes     no / yes                     as granted   no / no
-lock                  yes     no / yes                     as granted   no / no
-share                 yes     no / no                      yes          no / no
-====================  ======  ===========================  ===========  =====================
+====================  ======  ===========================  ===========  ============================
+action                owner   grantee (read-only / write)  + reshare    link (read / upload / drop)
+====================  ======  ===========================  ===========  ============================
+find (by its path)    yes     yes / yes                    yes          yes / yes / folders
+read (content, list)  yes     yes / yes                    yes          yes / yes / no
+create (new name in)  yes     no / yes                     as granted   no / yes / yes (folders)
+write (change)        yes     no / yes                     as granted   no / yes / no
+delete                yes     no / yes                     as granted   no / no / no
+lock                  yes     no / yes                     as granted   no / no / no
+share                 yes     no / no                      yes          no / no / no
+====================  ======  ===========================  ===========  ============================
 
 A COPY or MOVE onto an existing item replaces it, which needs ``delete`` on that item: an upload
-link may add files and change their content, but never replace or remove anything.
+link may add files and change their content, but never replace or remove anything. A file drop
+("upload-only" link) may only add: it finds folders (to add into them) but no file, and can
+neither read nor change anything that is there, what it added itself included.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from sqlalchemy import Connection
 from davdisk.meta import store
 from davdisk.meta.store import Entry, ShareRow
 
-Action = Literal["read", "write", "delete", "lock", "share"]
+Action = Literal["find", "read", "create", "write", "delete", "lock", "share"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +72,13 @@ class Access:
             link = actor.link
             if not link_usable(link) or link.node_id not in store.ancestors(conn, entry.id):
                 return False
-            return action == "read" or (action == "write" and link.can_write)
+            if link.file_drop:
+                return action in ("find", "create") and entry.is_dir
+            return action in ("find", "read") or (action in ("create", "write") and link.can_write)
         grants = store.shares_covering(conn, entry.id, grantee_id=actor.id)
         if not grants:
             return False
-        if action == "read":
+        if action in ("find", "read"):
             return True
         if action == "share":
             return any(g.can_reshare for g in grants)

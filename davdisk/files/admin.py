@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from davdisk.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
 from davdisk.errors import AlreadyExists, InvalidName, NotFound, UsageError
 from davdisk.files.api import Files
+from davdisk.files.revocation import revoke
 from davdisk.meta import store
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,9 @@ class Admin:
             user = store.get_user(conn, name)
             if user is None:
                 raise NotFound(f"user {name!r}")
+            # What they shared on of others' items, and what was made through that, goes
+            # with them (their own items' shares go with the items).
+            revoke(conn, store.shares_made_by(conn, user.id))
             blob_ids = store.delete_user(conn, user.id)
         self.files.keyring.forget(user.id)
         removed = sum(1 for b in blob_ids if self.files.blobs.delete(b))

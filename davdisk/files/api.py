@@ -159,7 +159,8 @@ class Files:
                     entry = store.resolve(conn, mount[1].id, names[1:])
                     if entry is not None and len(names) == 1:
                         entry = replace(entry, name=names[0])
-            if entry is not None and not self._allowed_in(conn, actor, entry, "read"):
+            # "find", not "read": a file drop finds the folders it may add to, and nothing else.
+            if entry is not None and not self._allowed_in(conn, actor, entry, "find"):
                 return None
         return entry
 
@@ -182,10 +183,10 @@ class Files:
             return store.share_by_token_hash(conn, token_hash)
 
     def node(self, actor: Actor, node_id: int) -> Entry | None:
-        """A node by id, if it exists and the actor may read it."""
+        """A node by id, if it exists and the actor may find it (see :meth:`resolve`)."""
         with self.db.read() as conn:
             entry = store.get_node(conn, node_id)
-            if entry is None or not self._allowed_in(conn, actor, entry, "read"):
+            if entry is None or not self._allowed_in(conn, actor, entry, "find"):
                 return None
         return entry
 
@@ -398,10 +399,14 @@ class Files:
         if target is not None:
             self._allow(actor, target, "write")
         else:
-            self._allow(actor, parent, "write")
+            self._allow(actor, parent, "create")
             check_name(name)
         with self.db.read() as conn:  # one snapshot for what is replaced and what is left
             existing = target or store.get_child(conn, parent.id, name)
+            if existing is not None and target is None:
+                # A name the actor could not find (a file drop's view hides files) is still
+                # there: refuse before the body is read, not after (the commit checks again).
+                self._allow(actor, existing, "write", conn)
             replacing = existing.size if existing is not None else 0
             allowance = self.allowance(parent.owner_id, conn)
         return Upload(
@@ -456,7 +461,10 @@ class Files:
                     raise Conflict("the parent folder is gone")
                 existing = store.get_child(conn, parent.id, name)
             if actor is not None:
-                self._allow(actor, existing if existing is not None else parent, "write", conn)
+                if existing is not None:
+                    self._allow(actor, existing, "write", conn)
+                else:
+                    self._allow(actor, parent, "create", conn)
             if existing is not None and existing.is_dir:
                 raise AlreadyExists(f"{name!r} is a folder")
             if blob_id is not None:
@@ -504,7 +512,7 @@ class Files:
         """Create an empty file (a LOCK on an unmapped URL creates one). A file that another
         request created meanwhile is returned as it is: the LOCK then simply comes second.
         ``guard`` is asked only when the file is really created."""
-        self._allow(actor, parent, "write")
+        self._allow(actor, parent, "create")
         check_name(name)
         now = time.time()
         with self.db.write() as conn:
@@ -530,7 +538,7 @@ class Files:
             )
 
     def mkdir(self, actor: Actor, parent: Entry, name: str) -> Entry:
-        self._allow(actor, parent, "write")
+        self._allow(actor, parent, "create")
         check_name(name)
         now = time.time()
         with self.db.write() as conn:

@@ -2,7 +2,8 @@
 
 What a share lets its holder do is decided in ``access.py``; this module only creates, lists and
 revokes them, checking that whoever shares may share (the owner, or a grantee allowed to
-re-share) and never grants more than they hold.
+re-share) and never grants more than they hold. Each share records who made it; taking a right
+away takes away what was made with it (``revocation.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from davdisk.auth.passwords import hash_password
 from davdisk.errors import Forbidden, NotFound, UsageError
 from davdisk.files.access import Actor
-from davdisk.files.api import Files, lock_root
+from davdisk.files.api import Files
+from davdisk.files.revocation import revoke, unsupported
 from davdisk.meta import store
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -54,6 +56,7 @@ def parse_expiry(text: str, now: float | None = None) -> float:
 class ShareInfo:
     id: int
     owner: str
+    made_by: str  # the owner, or the grantee who shared it on
     path: str
     grantee: str | None  # None for a link
     permissions: list[str]
@@ -99,11 +102,19 @@ class Shares:
             existing = store.user_shares_of(conn, entry.id, target.id)
             if existing:
                 keep, *extra = existing
+                # Whoever sets its rights now answers for it: it goes when their right does.
                 store.update_share(
-                    conn, keep.id, can_write=write, can_reshare=reshare, hidden=False
+                    conn,
+                    keep.id,
+                    can_write=write,
+                    can_reshare=reshare,
+                    hidden=False,
+                    created_by=actor.id,
                 )
                 for dup in extra:  # left by older versions; same item, same grantee
                     store.delete_share(conn, dup.id)
+                # Fewer rights: what the grantee made with the ones taken away goes.
+                revoke(conn, unsupported(conn, target.id))
                 return keep.id
             return store.create_share(
                 conn,
@@ -112,6 +123,7 @@ class Shares:
                 grantee_id=target.id,
                 can_write=write,
                 can_reshare=reshare,
+                created_by=actor.id,
             )
 
     def add_link(
@@ -122,14 +134,21 @@ class Shares:
         expires_at: float | None = None,
         password: str | None = None,
         upload: bool = False,
+        file_drop: bool = False,
     ) -> tuple[int, str]:
-        """A public link to ``path``; returns (share id, token). The token is shown once."""
+        """A public link to ``path``; returns (share id, token). The token is shown once.
+
+        Read-only by default; ``upload``: editable (read, add and change files); ``file_drop``:
+        upload-only (add new files and folders, see and change nothing)."""
+        if upload and file_drop:
+            raise UsageError("a link is either editable (--upload) or a file drop, not both")
+        option = "--upload" if upload else "--file-drop"
         actor = self._actor(sharer)
         entry = self._shareable(actor, path)
-        if upload and not self.files._allowed(actor, entry, "write"):
+        if (upload or file_drop) and not self.files._allowed(actor, entry, "write"):
             raise Forbidden(f"{sharer!r} may not allow uploads to {path!r}")
-        if upload and not entry.is_dir:
-            raise UsageError("--upload needs a folder")
+        if (upload or file_drop) and not entry.is_dir:
+            raise UsageError(f"{option} needs a folder")
         token = secrets.token_urlsafe(24)  # 192 bits
         with self.db.write() as conn:
             share_id = store.create_share(
@@ -137,8 +156,10 @@ class Shares:
                 owner_id=entry.owner_id,
                 node_id=entry.id,
                 token_hash=token_hash(token),
-                can_write=upload,
+                can_write=upload or file_drop,
                 can_reshare=False,
+                file_drop=file_drop,
+                created_by=actor.id,
                 password_hash=hash_password(password, self.bcrypt_cost) if password else None,
                 expires_at=expires_at,
             )
@@ -152,7 +173,9 @@ class Shares:
             found = []
             for r in rows:
                 perms = ["read"]
-                if r.can_write:
+                if r.file_drop:
+                    perms = ["drop"]  # adds new names; reads nothing
+                elif r.can_write:
                     perms.append("upload" if r.token_hash else "write")
                 if r.can_reshare:
                     perms.append("reshare")
@@ -160,6 +183,7 @@ class Shares:
                     ShareInfo(
                         r.id,
                         names.get(r.owner_id, str(r.owner_id)),
+                        names.get(r.creator_id, str(r.creator_id)),
                         "/" + "/".join(store.node_names(conn, r.node_id)),
                         None if r.grantee_id is None else names.get(r.grantee_id, "?"),
                         perms,
@@ -169,18 +193,12 @@ class Shares:
                 )
         return found
 
-    def remove(self, share_id: int) -> None:
-        """Revoke a share: from the next request on it grants nothing, and the grantee's locks
-        in it are released."""
+    def remove(self, share_id: int) -> tuple[int, ...]:
+        """Revoke a share: from the next request on it grants nothing, the grantee's locks in
+        it are released, and what the grantee shared on through it goes too (see
+        ``revocation.py``). Returns the ids of the other shares and links that went with it."""
         with self.db.write() as conn:
             share = store.get_share(conn, share_id)
             if share is None:
                 raise NotFound(f"share {share_id}")
-            store.delete_share(conn, share_id)
-            if share.grantee_id is not None:
-                grantee = store.get_user_by_id(conn, share.grantee_id)
-                names = store.node_names(conn, share.node_id)
-                if grantee is not None:
-                    store.delete_locks_under(
-                        conn, lock_root(share.owner_id, names), principal=grantee.name
-                    )
+            return tuple(i for i in revoke(conn, [share]) if i != share_id)

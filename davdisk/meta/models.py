@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -173,6 +174,13 @@ class Share(Base):
     expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)  # the grantee removed the mount
     created_at: Mapped[float] = mapped_column(Float)
+    # A link that may only add new names: no reading, listing or replacing (migration 0005).
+    file_drop: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Who made it: the owner, or a grantee re-sharing through their own share, whose
+    # re-shares and links go when that share does (None: made before migration 0005).
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
 
 
 class Mutex(Base):

@@ -830,6 +830,13 @@ class ShareRow:
     expires_at: float | None
     hidden: bool
     created_at: float
+    file_drop: bool  # a link that may only add new names
+    created_by: int | None  # who made it (None: before migration 0005, the owner)
+
+    @property
+    def creator_id(self) -> int:
+        """Who made it: the owner, or a grantee who re-shared it."""
+        return self.owner_id if self.created_by is None else self.created_by
 
 
 def _share(row: Any) -> ShareRow:
@@ -845,6 +852,8 @@ def _share(row: Any) -> ShareRow:
         row.expires_at,
         row.hidden,
         row.created_at,
+        row.file_drop,
+        row.created_by,
     )
 
 
@@ -910,11 +919,21 @@ def set_share_hidden(conn: Connection, share_id: int, hidden: bool) -> None:
 
 
 def list_shares(conn: Connection, user_id: int | None = None) -> list[ShareRow]:
-    """Every share, or those a user owns or receives."""
+    """Every share, or those a user owns, receives or made."""
     query = select(shares).order_by(shares.c.id)
     if user_id is not None:
-        query = query.where((shares.c.owner_id == user_id) | (shares.c.grantee_id == user_id))
+        query = query.where(
+            (shares.c.owner_id == user_id)
+            | (shares.c.grantee_id == user_id)
+            | (shares.c.created_by == user_id)
+        )
     return [_share(r) for r in conn.execute(query)]
+
+
+def shares_made_by(conn: Connection, user_id: int) -> list[ShareRow]:
+    """The shares and links a user made of items that are not theirs (re-shares)."""
+    query = select(shares).where(shares.c.created_by == user_id, shares.c.owner_id != user_id)
+    return [_share(r) for r in conn.execute(query.order_by(shares.c.id))]
 
 
 _SHARES_RECEIVED = (

@@ -123,6 +123,17 @@ class LinkPages:
             if names not in ([], [root.name]):
                 return _answer(start_response, "404 Not Found", b"<p>Not found.</p>")
             return self._download(environ, start_response, token, [root.name])
+        if actor.link.file_drop:
+            # Nothing in a file drop can be seen: say how to add to it instead.
+            body = (
+                b"<!DOCTYPE html><html><head><meta charset='utf-8'><title>File drop</title>"
+                b"</head><body><p>This link is a file drop: add files to it with a WebDAV "
+                b"client at <code>/public/" + html.escape(token).encode() + b"/</code>. "
+                b"What is in it cannot be seen.</p></body></html>\n"
+            )
+            return _answer(
+                start_response, "200 OK", b"" if environ["REQUEST_METHOD"] == "HEAD" else body
+            )
         entry = self.files.resolve(actor, rest)
         if entry is None:
             return _answer(start_response, "404 Not Found", b"<p>Not found.</p>")
