@@ -158,7 +158,14 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
     ("auth", "throttle_free_failures"): (
         5,
         _non_negative_int,
-        "Failed logins per user name and per client address before delays start.",
+        "Failed logins per user name from one client address before that address is delayed "
+        "for that name (the user can still log in from elsewhere).",
+    ),
+    ("auth", "throttle_address_free_failures"): (
+        50,
+        _non_negative_int,
+        "Failed logins from one client address over all names before the address is delayed "
+        "(against spraying; clients already logged in keep working).",
     ),
     ("auth", "throttle_max_seconds"): (
         900,

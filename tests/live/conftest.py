@@ -83,7 +83,10 @@ def wait_until(
 # every server's dummy hash, every first login). Throttling and login timing are tested with
 # configs of their own (test_throttle.py). (Tests append their own sections to it: it holds
 # [auth] only.)
-HARNESS_CONFIG = "[auth]\nthrottle_free_failures = 1000000\nbcrypt_cost = 4\n"
+HARNESS_CONFIG = (
+    "[auth]\nthrottle_free_failures = 1000000\nthrottle_address_free_failures = 1000000\n"
+    "bcrypt_cost = 4\n"
+)
 _HARNESS_DIR = Path(tempfile.mkdtemp(prefix="davdisk-harness-"))
 HARNESS_CONFIG_FILE = _HARNESS_DIR / "harness.toml"
 HARNESS_CONFIG_FILE.write_text(HARNESS_CONFIG)
