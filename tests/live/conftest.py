@@ -130,6 +130,11 @@ def describe(proc: subprocess.CompletedProcess[str]) -> str:
     )
 
 
+def master_key_path(data_dir: Path) -> Path:
+    """Where davdisk keeps a data dir's master key by default: beside it, never inside it."""
+    return data_dir.with_name(data_dir.name + ".key")
+
+
 def add_user(data_dir: Path, name: str, password: str) -> None:
     proc = cli(data_dir, "user", "add", name, "--password-stdin", input=password + "\n")
     assert proc.returncode == 0, f"user add {name} failed\n{describe(proc)}"
