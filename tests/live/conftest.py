@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -133,6 +133,15 @@ def describe(proc: subprocess.CompletedProcess[str]) -> str:
 def master_key_path(data_dir: Path) -> Path:
     """Where davdisk keeps a data dir's master key by default: beside it, never inside it."""
     return data_dir.with_name(data_dir.name + ".key")
+
+
+def copy_data_dir(
+    src: Path, dst: Path, ignore: Callable[[str, list[str]], Iterable[str]] | None = None
+) -> None:
+    """Copy a data dir and, apart from it, its master key (a copy of the data dir alone opens
+    nothing: issue 12, item 11)."""
+    shutil.copytree(src, dst, ignore=ignore)
+    shutil.copy2(master_key_path(src), master_key_path(dst))
 
 
 def add_user(data_dir: Path, name: str, password: str) -> None:
