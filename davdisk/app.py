@@ -62,6 +62,7 @@ def build_app(services: Services) -> WSGIApp:
     throttle = Throttle(
         services.db,
         free_failures=config.get("auth", "throttle_free_failures"),
+        address_free_failures=config.get("auth", "throttle_address_free_failures"),
         max_seconds=config.get("auth", "throttle_max_seconds"),
     )
     authenticator = Authenticator(

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         metavar="DIR",
-        help="where the database, blobs and master key live (default: $DAVDISK_DATA_DIR or ./data)",
+        help="where the database and blobs live (default: $DAVDISK_DATA_DIR or ./data); the "
+        "master key is kept apart, in DIR.key unless configured",
     )
     p.add_argument("--config", metavar="FILE", help="a TOML settings file (see config/)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)

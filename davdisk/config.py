@@ -145,8 +145,8 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
     ("storage", "master_key_file"): (
         "",
         _str,
-        'Master key file (32 bytes, mode 0600); "" = <data-dir>/master.key, '
-        "or $DAVDISK_MASTER_KEY_FILE.",
+        'Master key file (32 bytes, mode 0600); "" = $DAVDISK_MASTER_KEY_FILE, else '
+        "<data-dir>.key beside (never inside) the data dir. Best on another disk.",
     ),
     ("auth", "bcrypt_cost"): (12, _bcrypt_cost, "bcrypt work factor for stored passwords."),
     ("auth", "cache_seconds"): (
@@ -158,7 +158,14 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
     ("auth", "throttle_free_failures"): (
         5,
         _non_negative_int,
-        "Failed logins per user name and per client address before delays start.",
+        "Failed logins per user name from one client address before that address is delayed "
+        "for that name (the user can still log in from elsewhere).",
+    ),
+    ("auth", "throttle_address_free_failures"): (
+        50,
+        _non_negative_int,
+        "Failed logins from one client address over all names before the address is delayed "
+        "(against spraying; clients already logged in keep working).",
     ),
     ("auth", "throttle_max_seconds"): (
         900,
@@ -246,10 +253,56 @@ class Config:
 
     @property
     def master_key_file(self) -> Path:
+        """Where the master key is: ``[storage] master_key_file``, else
+        ``$DAVDISK_MASTER_KEY_FILE``, else ``<data-dir>.key`` beside the data dir — never
+        inside it by default, so that a copy of the data dir (a backup, a stolen disk) decrypts
+        nothing. Installs from before kept it at ``<data-dir>/master.key``: while it is there
+        (and no key beside the data dir), it is used, and :meth:`master_key_warning` says how
+        to move it."""
         configured = self.get("storage", "master_key_file") or os.environ.get(
             "DAVDISK_MASTER_KEY_FILE", ""
         )
-        return Path(configured or self.data_dir / "master.key").absolute()
+        if configured:
+            return Path(configured).absolute()
+        apart, inside = self.default_master_key_file, self.data_dir / "master.key"
+        if not _key_exists(apart) and _key_exists(inside):
+            return inside
+        return apart
+
+    @property
+    def default_master_key_file(self) -> Path:
+        return self.data_dir.with_name(self.data_dir.name + ".key")
+
+    def master_key_warning(self) -> str | None:
+        """One line, if the master key is inside the data dir: what that means and how to
+        move it (logged at start-up)."""
+        key = self.master_key_file
+        if not key.resolve().is_relative_to(self.data_dir.resolve()):
+            return None
+        apart = self.default_master_key_file
+        pending = key.with_name(key.name + ".new")
+        move = f"mv {key} {apart}"
+        if pending.exists():
+            move += f" && mv {pending} {apart}.new"
+        if self.get("storage", "master_key_file") or os.environ.get("DAVDISK_MASTER_KEY_FILE"):
+            how = (
+                "move it out of the data dir (best to another disk) and set [storage] "
+                "master_key_file or DAVDISK_MASTER_KEY_FILE to its new place"
+            )
+        else:
+            how = (
+                f"stop the server and run: {move} (found there by default), or move it "
+                "anywhere else and set [storage] master_key_file or DAVDISK_MASTER_KEY_FILE"
+            )
+        return (
+            f"master key {key} is inside the data dir {self.data_dir}: a copy of the data dir "
+            f"decrypts every file. To keep them apart, {how}; back it up apart from the data"
+        )
+
+
+def _key_exists(path: Path) -> bool:
+    # A key file, or the new key of a master key rotation that was interrupted half way.
+    return path.exists() or path.with_name(path.name + ".new").exists()
 
 
 def load(config_file: str | Path | None = None, data_dir: str | Path | None = None) -> Config:

@@ -96,6 +96,9 @@ def serve(services: Services, host: str, port: int) -> int:
     bound_host, bound_port = server.bind_addr[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     logger.info("data dir %s", config.data_dir)
+    key_warning = config.master_key_warning()
+    if key_warning:
+        logger.warning("%s", key_warning)
     for level, note in [
         *(tls.describe(server_tls) if server_tls else []),
         *startup_notes(config, bound_host, tls=server_tls is not None),

@@ -2,10 +2,12 @@
 
 :meth:`Authenticator.login` is the one place a user's password is checked. In order:
 
-1. a lockout this process knows of refuses at once (see ``throttle``);
-2. a credential this process verified recently passes (``passwords.CredentialCache``);
-3. an app password of this user passes (one indexed query; never cached, so a revoked one
-   fails on the next request);
+1. an app password of this user passes (one indexed query; never cached, so a revoked one
+   fails on the next request). App passwords are principals of their own: 256 random bits
+   cannot be guessed, so a valid one is never throttled, and failures of token-shaped passwords
+   count against their own counters, not against the user's password (see ``throttle``);
+2. a lockout this process knows of for this (address, user) refuses at once;
+3. a credential this process verified recently passes (``passwords.CredentialCache``);
 4. otherwise the database's lockout state is read, the attempt is counted as a failure in the
    database before it is checked (a reservation, undone if the password is right: concurrent
    guesses cannot all pass the throttle at once), and the password is checked with bcrypt,
@@ -54,16 +56,19 @@ class Authenticator:
     @final
     def login(self, user_name: str, password: str, address: str = "") -> Actor | None:
         """The user these credentials log in, or None; raises :class:`LoginThrottled` while
-        the name or the address is locked out."""
-        attempt = Attempt.user(user_name, address)
-        self.throttle.check_local(attempt)
+        this address is locked out for the name, or (unless the credentials were verified
+        before) locked out altogether."""
         found = self.files.login_record(user_name)
         actor, password_hash = found if found is not None else (None, self._dummy_hash)
-        if actor is not None and self._cache.hit(user_name, password, password_hash):
+        token = looks_like_token(password)
+        if token and self.tokens.verify(password, actor.id if actor is not None else None):
             return actor
-        if looks_like_token(password) and self.tokens.verify(
-            password, actor.id if actor is not None else None
-        ):
+        if token:
+            attempt = Attempt.app_password(user_name, address)
+        else:
+            attempt = Attempt.user(user_name, address)
+        self.throttle.check_local(attempt)
+        if actor is not None and self._cache.hit(user_name, password, password_hash):
             return actor
         with self._cache.verifying(user_name, password):
             if actor is not None and self._cache.hit(user_name, password, password_hash):

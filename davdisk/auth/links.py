@@ -40,8 +40,8 @@ class LinkAuthenticator:
 
     def login(self, token: str, password: str | None, address: str = "") -> LinkLogin:
         """What ``token`` (with ``password``, if the link has one) gives; raises
-        :class:`~davdisk.auth.throttle.LoginThrottled` while the link or the address is locked
-        out after failed passwords."""
+        :class:`~davdisk.auth.throttle.LoginThrottled` while this address is locked out for
+        the link (or altogether) after failed passwords."""
         share = self._share(token)
         if share is None:
             return LinkLogin(None)

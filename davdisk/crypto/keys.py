@@ -1,6 +1,7 @@
 """The key hierarchy above the blobs: master key file, per-user root keys, wrapping.
 
-master key (32 random bytes in ``<data-dir>/master.key``, mode 0600)
+master key (32 random bytes in a key file kept apart from the data dir, mode 0600; see
+            ``Config.master_key_file``)
   -> user root key per user and version, stored only wrapped under the master key
      (AES-256-GCM, AAD binds user id, key version and master key id)
   -> per-blob keys, derived inside :mod:`davdisk.crypto.envelope`, never stored.

@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -83,7 +83,10 @@ def wait_until(
 # every server's dummy hash, every first login). Throttling and login timing are tested with
 # configs of their own (test_throttle.py). (Tests append their own sections to it: it holds
 # [auth] only.)
-HARNESS_CONFIG = "[auth]\nthrottle_free_failures = 1000000\nbcrypt_cost = 4\n"
+HARNESS_CONFIG = (
+    "[auth]\nthrottle_free_failures = 1000000\nthrottle_address_free_failures = 1000000\n"
+    "bcrypt_cost = 4\n"
+)
 _HARNESS_DIR = Path(tempfile.mkdtemp(prefix="davdisk-harness-"))
 HARNESS_CONFIG_FILE = _HARNESS_DIR / "harness.toml"
 HARNESS_CONFIG_FILE.write_text(HARNESS_CONFIG)
@@ -125,6 +128,20 @@ def describe(proc: subprocess.CompletedProcess[str]) -> str:
         f"argv={proc.args!r}\nexit={proc.returncode}\n"
         f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
     )
+
+
+def master_key_path(data_dir: Path) -> Path:
+    """Where davdisk keeps a data dir's master key by default: beside it, never inside it."""
+    return data_dir.with_name(data_dir.name + ".key")
+
+
+def copy_data_dir(
+    src: Path, dst: Path, ignore: Callable[[str, list[str]], Iterable[str]] | None = None
+) -> None:
+    """Copy a data dir and, apart from it, its master key (a copy of the data dir alone opens
+    nothing: issue 12, item 11)."""
+    shutil.copytree(src, dst, ignore=ignore)
+    shutil.copy2(master_key_path(src), master_key_path(dst))
 
 
 def add_user(data_dir: Path, name: str, password: str) -> None:

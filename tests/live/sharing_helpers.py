@@ -36,6 +36,7 @@ from tests.live.conftest import (
     ServerFactory,
     add_user,
     cli,
+    copy_data_dir,
     describe,
     parse_multistatus,
 )
@@ -81,7 +82,7 @@ def start_share_server(tmp_path_factory: pytest.TempPathFactory, label: str) -> 
     template = _template_data_dir(tmp_path_factory)
     base = tmp_path_factory.mktemp(label)
     data_dir = base / "data"
-    shutil.copytree(template, data_dir, ignore=shutil.ignore_patterns(".complete"))
+    copy_data_dir(template, data_dir, ignore=shutil.ignore_patterns(".complete"))
     factory = ServerFactory(base)
     srv = factory(data_dir=data_dir)
     yield srv

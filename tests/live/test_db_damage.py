@@ -12,7 +12,6 @@ own sqlite3 that the damage is real before it looks at davdisk.
 from __future__ import annotations
 
 import random
-import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.live.conftest import (
     _env,
     add_user,
     cli,
+    copy_data_dir,
     davdisk_argv,
     describe,
     put,
@@ -57,7 +57,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def copy_of(pristine: Path, tmp_path: Path) -> Path:
     data = tmp_path / "data"
-    shutil.copytree(pristine, data)
+    copy_data_dir(pristine, data)
     return data
 
 

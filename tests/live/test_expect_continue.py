@@ -17,7 +17,16 @@ import pytest
 import requests
 
 from tests.live.clients import RawClient, RawResponse
-from tests.live.conftest import ALICE, Server, ServerFactory, get_bytes, lock, put, q
+from tests.live.conftest import (
+    ALICE,
+    Server,
+    ServerFactory,
+    copy_data_dir,
+    get_bytes,
+    lock,
+    put,
+    q,
+)
 from tests.live.sharing_helpers import (
     PASSWORDS,
     RO,
@@ -37,7 +46,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     template = _template_data_dir(tmp_path_factory)
     base = tmp_path_factory.mktemp("expect")
     data_dir = base / "data"
-    shutil.copytree(template, data_dir, ignore=shutil.ignore_patterns(".complete"))
+    copy_data_dir(template, data_dir, ignore=shutil.ignore_patterns(".complete"))
     config = base / "davdisk.toml"
     config.write_text(f'[limits]\nmax_upload = "{MAX_UPLOAD}"\n')
     factory = ServerFactory(base)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from davdisk.crypto.keys import pending_key_path
 from tests.live.conftest import (
     ALICE,
     BOB,
@@ -27,6 +28,7 @@ from tests.live.conftest import (
     davdisk_argv,
     describe,
     get_bytes,
+    master_key_path,
     put,
     wait_until,
 )
@@ -96,7 +98,7 @@ def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[st
 
 def test_group_readable_master_key_is_refused(server_factory: ServerFactory) -> None:
     data_dir = server_factory.new_data_dir({ALICE: "alice-password-1"})
-    key = data_dir / "master.key"
+    key = master_key_path(data_dir)
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     key.chmod(0o640)
     for args in (("serve", "--port", "0"), ("user", "list")):
@@ -113,7 +115,7 @@ def test_rotate_master_beside_a_server_then_restart(server_factory: ServerFactor
     first.stop()
     # A server that has unwrapped no user key yet: it must follow the rotation by itself.
     srv = server_factory(data_dir=data_dir)
-    key_file = data_dir / "master.key"
+    key_file = master_key_path(data_dir)
     old_key = key_file.read_bytes()
     (old_id,) = master_ids(data_dir)
 
@@ -123,7 +125,7 @@ def test_rotate_master_beside_a_server_then_restart(server_factory: ServerFactor
 
     new_key = key_file.read_bytes()
     assert new_key != old_key and stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert not (data_dir / "master.key.new").exists()
+    assert not pending_key_path(key_file).exists()
     (new_id,) = master_ids(data_dir)
     assert new_id != old_id
     for path in all_files(data_dir):
@@ -174,7 +176,7 @@ def test_master_rotation_killed_half_way_resumes(server_factory: ServerFactory) 
             put(s, first.dav + name, data)
     first.stop()
     srv = server_factory(data_dir=data_dir)
-    key_file = data_dir / "master.key"
+    key_file = master_key_path(data_dir)
     old_key = key_file.read_bytes()
     (old_id,) = master_ids(data_dir)
 
@@ -196,7 +198,7 @@ def test_master_rotation_killed_half_way_resumes(server_factory: ServerFactory) 
     counts = master_ids(data_dir)
     assert len(counts) == 2 and counts[old_id] > 0, f"not half way: {counts}"
     print(f"killed with {counts[old_id]} of 601 rows left under the old key")
-    pending = data_dir / "master.key.new"
+    pending = pending_key_path(key_file)
     assert pending.exists() and stat.S_IMODE(pending.stat().st_mode) == 0o600
     new_key = pending.read_bytes()
     assert key_file.read_bytes() == old_key

@@ -23,6 +23,7 @@ from tests.live.conftest import (
     cli,
     davdisk_argv,
     describe,
+    master_key_path,
     wait_until,
 )
 
@@ -53,10 +54,10 @@ def run_to_exit(
 
 @pytest.fixture
 def keyless(tmp_path: Path) -> Path:
-    """A data dir with alice whose master.key was removed."""
+    """A data dir with alice whose master key was removed."""
     data = tmp_path / "data"
     add_user(data, ALICE, USERS[ALICE])
-    (data / "master.key").unlink()
+    master_key_path(data).unlink()
     return data
 
 
@@ -68,19 +69,19 @@ def scripts_serve_env(data: Path) -> dict[str, str]:
 
 def test_serve_refuses(keyless: Path) -> None:
     proc = run_to_exit(davdisk_argv(keyless, "serve", *SERVE_ARGS), _env())
-    assert_missing_key_error(proc, keyless / "master.key")
+    assert_missing_key_error(proc, master_key_path(keyless))
 
 
 def test_user_add_refuses(keyless: Path) -> None:
     proc = cli(keyless, "user", "add", "bob", "--password-stdin", input="bob-password-22\n")
-    assert_missing_key_error(proc, keyless / "master.key")
+    assert_missing_key_error(proc, master_key_path(keyless))
 
 
 def test_scripts_serve_shows_the_error(keyless: Path) -> None:
     proc = run_to_exit(
         ["bash", str(REPO_ROOT / "scripts" / "serve"), *SERVE_ARGS], scripts_serve_env(keyless)
     )
-    assert_missing_key_error(proc, keyless / "master.key")
+    assert_missing_key_error(proc, master_key_path(keyless))
     # alice is still the only user: no admin was added on top of the key-less database.
     with sqlite3.connect(keyless / "davdisk.db") as conn:
         assert conn.execute("SELECT name FROM users").fetchall() == [(ALICE,)]
@@ -110,6 +111,6 @@ def test_scripts_serve_first_run(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
-    assert (data / "master.key").exists()
+    assert master_key_path(data).exists() and not (data / "master.key").exists()
     users = cli(data, "user", "list")
     assert users.returncode == 0 and re.search(r"^admin\s", users.stdout, re.M), describe(users)

@@ -120,18 +120,32 @@ def test_login_with_passwords_and_tokens(svc: Services) -> None:
     assert auth.login("alice", token, "10.0.0.1") is None
 
 
-def test_lockout_refuses_even_the_cached_right_password(svc: Services) -> None:
+def test_lockout_refuses_even_the_cached_right_password_but_not_app_passwords(
+    svc: Services,
+) -> None:
+    # Issue 12, item 8: the lockout is per (address, name), and app passwords are principals of
+    # their own. (It used to lock the name from every address, app passwords included.)
     auth = make_authenticator(svc, free=1)
     _id, token = AppTokens(svc.db).add("alice", "laptop")
     assert auth.login("alice", "alice-password-1", "10.0.0.1") is not None  # now cached
     assert auth.login("alice", "wrong", "10.0.0.2") is None
-    assert auth.login("alice", "wrong", "10.0.0.3") is None  # second failure: locked 1 s
-    for password in ("alice-password-1", token, "wrong"):
+    assert auth.login("alice", "wrong", "10.0.0.2") is None  # second failure: locked 1 s
+    for password in ("alice-password-1", "wrong"):
         with pytest.raises(LoginThrottled):
-            auth.login("alice", password, "10.0.0.4")
-    assert auth.login("bob", "bob-password-22", "10.0.0.4") is not None
+            auth.login("alice", password, "10.0.0.2")
+    assert auth.login("alice", token, "10.0.0.2") is not None
+    assert auth.login("alice", "alice-password-1", "10.0.0.1") is not None
+    assert auth.login("alice", "alice-password-1", "10.0.0.4") is not None
+    assert auth.login("bob", "bob-password-22", "10.0.0.2") is not None
+    # wrong app passwords count apart from the password: they do not lock it
+    bad = "davdisk_" + "x" * 43
+    assert auth.login("alice", bad, "10.0.0.5") is None
+    assert auth.login("alice", bad, "10.0.0.5") is None
+    with pytest.raises(LoginThrottled):
+        auth.login("alice", bad, "10.0.0.5")
+    assert auth.login("alice", "alice-password-1", "10.0.0.5") is not None
     # unknown users are counted and locked exactly like known ones
     assert auth.login("nobody", "x", "10.0.1.1") is None
-    assert auth.login("nobody", "x", "10.0.1.2") is None
+    assert auth.login("nobody", "x", "10.0.1.1") is None
     with pytest.raises(LoginThrottled):
-        auth.login("nobody", "x", "10.0.1.3")
+        auth.login("nobody", "x", "10.0.1.1")

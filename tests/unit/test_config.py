@@ -23,7 +23,8 @@ def test_defaults_and_derived_paths(tmp_path: Path) -> None:
     assert cfg.get("server", "port") == 8080
     assert cfg.database_url == f"sqlite:///{tmp_path / 'davdisk.db'}"
     assert cfg.blob_dir == tmp_path / "blobs"
-    assert cfg.master_key_file == tmp_path / "master.key"
+    # Beside the data dir, never inside it (issue 12, item 11; it used to be <data-dir>/master.key)
+    assert cfg.master_key_file == tmp_path.with_name(tmp_path.name + ".key")
 
 
 def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -123,7 +123,7 @@ def test_rotation_swaps_the_key_file_and_leaves_no_trace_of_the_old_key(
     assert report.new_key_id == master_key_id(new)
     assert set(key_ids(svc).values()) == {master_key_id(new)}
     # Nothing else in the folder holds the old key (no .new, no temp copy).
-    assert [p.name for p in key_file.parent.iterdir() if "key" in p.name] == ["master.key"]
+    assert [p.name for p in key_file.parent.iterdir() if "key" in p.name] == [key_file.name]
     for path in key_file.parent.rglob("*"):
         if path.is_file():
             assert old not in path.read_bytes(), path

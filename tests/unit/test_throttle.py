@@ -1,6 +1,6 @@
 """Login throttling over a real SQLite database: free failures, exponential lockouts capped at
-the maximum, success resets, per-name and per-address counting, sharing between processes,
-bounded memory and forgetting."""
+the maximum, success resets, counting per (address, name) and per address, sharing between
+processes, bounded memory and forgetting."""
 
 from __future__ import annotations
 
@@ -36,8 +36,28 @@ def clock() -> Clock:
     return Clock()
 
 
-def make(db: Database, clock: Clock, free: int = 2, max_seconds: float = 10, size: int = 100):
-    return Throttle(db, free_failures=free, max_seconds=max_seconds, size=size, clock=clock)
+def make(
+    db: Database,
+    clock: Clock,
+    free: int = 2,
+    max_seconds: float = 10,
+    size: int = 100,
+    address_free: int | None = None,
+) -> Throttle:
+    return Throttle(
+        db,
+        free_failures=free,
+        max_seconds=max_seconds,
+        address_free_failures=address_free,
+        size=size,
+        clock=clock,
+    )
+
+
+def failures(db: Database, key: str) -> int:
+    with db.read() as conn:
+        found = store.login_failures_for(conn, [key]).get(key)
+    return 0 if found is None else found.failures
 
 
 def locked_for(throttle: Throttle, attempt: Attempt, shared: bool = True) -> int:
@@ -67,34 +87,54 @@ def test_lockouts_double_up_to_the_maximum(db: Database, clock: Clock) -> None:
         assert locked_for(throttle, alice) == 0
 
 
-def test_name_and_address_are_counted_separately(db: Database, clock: Clock) -> None:
-    throttle = make(db, clock, free=1)
+def test_pairs_and_addresses_are_counted_separately(db: Database, clock: Clock) -> None:
+    throttle = make(db, clock, free=1, address_free=2)
     throttle.failure(Attempt.user("alice", "10.0.0.1"))
-    throttle.failure(Attempt.user("alice", "10.0.0.2"))  # alice: 2 failures, each address 1
-    assert locked_for(throttle, Attempt.user("alice", "10.0.0.9")) == 1
+    throttle.failure(Attempt.user("alice", "10.0.0.2"))  # each pair and each address: 1
+    # No counter per name alone: nobody locks alice out by guessing from many addresses.
+    assert locked_for(throttle, Attempt.user("alice", "10.0.0.9")) == 0
+    assert locked_for(throttle, Attempt.user("alice", "10.0.0.1")) == 0
+    throttle.failure(Attempt.user("alice", "10.0.0.1"))  # the pair's second failure: 1 s
+    assert locked_for(throttle, Attempt.user("alice", "10.0.0.1")) == 1
+    assert locked_for(throttle, Attempt.user("alice", "10.0.0.2")) == 0
     assert locked_for(throttle, Attempt.user("bob", "10.0.0.1")) == 0
-    throttle.failure(Attempt.user("carol", "10.0.0.1"))  # the address's second failure
-    assert locked_for(throttle, Attempt.user("bob", "10.0.0.1")) == 1
-    assert locked_for(throttle, Attempt.user("bob", "10.0.0.3")) == 0
-    # links and users with the same name do not share a counter; addresses do
-    assert locked_for(throttle, Attempt.link(7, "10.0.0.3")) == 0
-    assert locked_for(throttle, Attempt.link(7, "10.0.0.1")) == 1
-    # an unknown address (in-process call) counts against the name only
-    throttle.failure(Attempt.user("dave", ""))
-    throttle.failure(Attempt.user("dave", ""))
-    assert Attempt.user("dave", "").keys == ["user:dave"]
-    assert locked_for(throttle, Attempt.user("dave", "")) == 1
+    throttle.failure(Attempt.user("carol", "10.0.0.1"))  # the address's third failure: 1 s
+    # A locked address does not refuse fast paths (check_*), only reservations, and those are
+    # still counted against their pair; the address's own count does not grow meanwhile.
+    bob = Attempt.user("bob", "10.0.0.1")
+    assert locked_for(throttle, bob) == 0
+    with pytest.raises(LoginThrottled):
+        throttle.reserve(bob)
+    assert (failures(db, bob.pair), failures(db, "ip:10.0.0.1")) == (1, 3)
+    throttle.reserve(Attempt.user("bob", "10.0.0.3"))  # elsewhere: not refused
+    # links, app passwords and users with the same name do not share a counter
+    throttle.failure(Attempt.link(7, "10.0.0.4"))
+    throttle.failure(Attempt.link(7, "10.0.0.4"))
+    assert locked_for(throttle, Attempt.link(7, "10.0.0.4")) == 1
+    assert locked_for(throttle, Attempt.user("7", "10.0.0.4")) == 0
+    throttle.failure(Attempt.app_password("dave", "10.0.0.5"))
+    throttle.failure(Attempt.app_password("dave", "10.0.0.5"))
+    assert locked_for(throttle, Attempt.app_password("dave", "10.0.0.5")) == 1
+    assert locked_for(throttle, Attempt.user("dave", "10.0.0.5")) == 0
+    # an unknown address (in-process call) counts against the subject only
+    throttle.failure(Attempt.user("erin", ""))
+    throttle.failure(Attempt.user("erin", ""))
+    assert Attempt.user("erin", "").keys == ["user:erin"]
+    assert locked_for(throttle, Attempt.user("erin", "")) == 1
 
 
-def test_success_resets_name_and_address(db: Database, clock: Clock) -> None:
-    throttle = make(db, clock, free=2)
+def test_success_resets_the_pair_not_the_address(db: Database, clock: Clock) -> None:
+    throttle = make(db, clock, free=2, address_free=2)
     alice = Attempt.user("alice", "10.0.0.1")
-    throttle.failure(alice)
-    throttle.failure(alice)
+    throttle.failed(alice, throttle.reserve(alice))
+    throttle.failed(alice, throttle.reserve(alice))
     throttle.check_shared(alice)
-    throttle.success(alice)
-    with db.read() as conn:
-        assert store.login_failures_for(conn, alice.keys) == {}
+    throttle.reserve(alice)  # the address's third failure would lock it ...
+    throttle.success(alice)  # ... but the password was right: that one is taken back
+    # The address's earlier failures stay: a sprayer could reset them with an account of its
+    # own. The reservation's failure does not: logins that succeed never lock an address.
+    assert (failures(db, alice.pair), failures(db, "ip:10.0.0.1")) == (0, 2)
+    throttle.reserve(Attempt.user("bob", "10.0.0.1"))  # not refused: the address is not locked
     throttle.failure(alice)
     throttle.failure(alice)
     assert locked_for(throttle, alice) == 0  # counting started again from zero
@@ -128,15 +168,14 @@ def test_a_reservation_counts_before_the_check_in_every_process(db: Database, cl
     with pytest.raises(LoginThrottled):
         second.reserve(alice)
     with db.read() as conn:
-        assert store.login_failures_for(conn, alice.keys)["user:alice"].failures == 3
+        assert store.login_failures_for(conn, alice.keys)[alice.pair].failures == 3
     first.failed(alice, held)  # a failed reservation stays counted
     assert locked_for(second, alice) == 1
     # A right password un-counts what it reserved: counting starts again from zero.
     clock.now += 1
     first.reserve(alice)
     first.success(alice)
-    with db.read() as conn:
-        assert store.login_failures_for(conn, alice.keys) == {}
+    assert failures(db, alice.pair) == 0
 
 
 def test_memory_is_bounded_per_kind(db: Database, clock: Clock) -> None:
@@ -147,7 +186,7 @@ def test_memory_is_bounded_per_kind(db: Database, clock: Clock) -> None:
     huge = "x" * 100_000
     throttle.failure(Attempt.user(huge, "10.0.0.1"))
     with db.read() as conn:
-        keys = list(store.login_failures_for(conn, [Attempt.user(huge, "").subject]))
+        keys = list(store.login_failures_for(conn, [Attempt.user(huge, "10.0.0.1").pair]))
     assert len(keys) == 1 and len(keys[0]) < 120
 
 
@@ -164,9 +203,16 @@ def test_old_failures_are_forgotten(db: Database, clock: Clock) -> None:
     throttle.failure(Attempt.user("carol", "10.8.8.8"))
     with db.read() as conn:
         left = store.login_failures_for(
-            conn, ["user:alice", "user:bob", "ip:10.9.9.9", "user:carol", "ip:10.8.8.8"]
+            conn,
+            [
+                "user:alice@10.0.0.1",
+                "user:bob@10.9.9.9",
+                "ip:10.9.9.9",
+                "user:carol@10.8.8.8",
+                "ip:10.8.8.8",
+            ],
         )
-    assert sorted(left) == ["ip:10.8.8.8", "user:carol"]
+    assert sorted(left) == ["ip:10.8.8.8", "user:carol@10.8.8.8"]
 
 
 def test_a_lockout_is_logged_without_secrets(
