@@ -387,7 +387,7 @@ class Files:
             self._allow(actor, target, "write")
         else:
             self._allow(actor, parent, "write")
-            check_name(name)
+            name = check_name(name)
         with self.db.read() as conn:  # one snapshot for what is replaced and what is left
             existing = target or store.get_child(conn, parent.id, name)
             replacing = existing.size if existing is not None else 0
@@ -495,7 +495,7 @@ class Files:
         request created meanwhile is returned as it is: the LOCK then simply comes second.
         ``guard`` is asked only when the file is really created."""
         self._allow(actor, parent, "write")
-        check_name(name)
+        name = check_name(name)
         now = time.time()
         with self.db.write() as conn:
             if store.get_node(conn, parent.id) is None:
@@ -523,7 +523,7 @@ class Files:
 
     def mkdir(self, actor: Actor, parent: Entry, name: str) -> Entry:
         self._allow(actor, parent, "write")
-        check_name(name)
+        name = check_name(name)
         now = time.time()
         with self.db.write() as conn:
             if store.get_node(conn, parent.id) is None:
@@ -607,7 +607,7 @@ class Files:
         """
         self._allow(actor, entry, "delete")
         self._allow(actor, parent, "write")
-        check_name(name)
+        name = check_name(name)
         if entry.parent_id is None:
             raise Forbidden("the home folder cannot be moved")
         if self.share_of_mount(actor, entry) is not None:
@@ -662,7 +662,7 @@ class Files:
         """
         self._allow(actor, entry, "read")
         self._allow(actor, parent, "write")
-        check_name(name)
+        name = check_name(name)
         if entry.owner_id != parent.owner_id:
             with self.db.write() as conn:
                 guard.check(conn)  # a quick 423 before a long copy; asked again as it lands
