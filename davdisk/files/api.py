@@ -37,6 +37,7 @@ from davdisk.errors import (
 from davdisk.files.access import Access, Action, Actor, owns
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.keyring import Keyring
+from davdisk.files.mount_names import mount_names
 from davdisk.files.names import check_name, split_path
 from davdisk.files.upload import Upload, VerifiedReader, guess_type
 from davdisk.meta import store
@@ -189,25 +190,22 @@ class Files:
             return self._mounts_in(conn, actor)
 
     def _mounts_in(self, conn: Connection, actor: Actor) -> dict[str, tuple[ShareRow, Entry]]:
-        if actor.link is not None:
+        # Runs on every request that leaves the user's own tree: one query for the names of the
+        # top folder, a few indexed lookups per received share.
+        received = store.shares_received(conn, actor.id) if actor.link is None else []
+        if not received:
             return {}
-        # Runs on every request that leaves the user's own tree: a few indexed lookups per
-        # received share, nothing that grows with the size of anyone's tree.
-        found: dict[str, tuple[ShareRow, Entry]] = {}
-
-        def taken(name: str) -> bool:
-            return name in found or store.get_child(conn, actor.root_id, name) is not None
-
-        for share, entry in store.shares_received(conn, actor.id):
-            name = entry.name
-            if taken(name):
+        owners: dict[int, str] = {}
+        for share, _entry in received:
+            if share.owner_id not in owners:
                 owner = store.get_user_by_id(conn, share.owner_id)
-                label = owner.name if owner else str(share.owner_id)
-                name = f"{entry.name} ({label})"
-                if taken(name):
-                    name = f"{entry.name} ({label} {share.id})"
-            found[name] = (share, entry)
-        return found
+                owners[share.owner_id] = owner.name if owner else str(share.owner_id)
+        by_id = {share.id: (share, entry) for share, entry in received}
+        named = mount_names(
+            store.child_names(conn, actor.root_id),
+            [(share.id, entry.name, owners[share.owner_id]) for share, entry in received],
+        )
+        return {name: by_id[share_id] for name, share_id in named.items()}
 
     def share_of_mount(self, actor: Actor, entry: Entry) -> ShareRow | None:
         """The share that mounts ``entry`` in the actor's top folder, if it is such a mount."""
