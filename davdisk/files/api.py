@@ -38,6 +38,7 @@ from davdisk.files.access import Access, Action, Actor, owns
 from davdisk.files.checksums import Checksums
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.keyring import Keyring
+from davdisk.files.mount_names import mount_names
 from davdisk.files.names import check_name, split_path
 from davdisk.files.upload import Upload, VerifiedReader, guess_type
 from davdisk.meta import store
@@ -196,25 +197,22 @@ class Files:
             return self._mounts_in(conn, actor)
 
     def _mounts_in(self, conn: Connection, actor: Actor) -> dict[str, tuple[ShareRow, Entry]]:
-        if actor.link is not None:
+        # Runs on every request that leaves the user's own tree: one query for the names of the
+        # top folder, a few indexed lookups per received share.
+        received = store.shares_received(conn, actor.id) if actor.link is None else []
+        if not received:
             return {}
-        # Runs on every request that leaves the user's own tree: a few indexed lookups per
-        # received share, nothing that grows with the size of anyone's tree.
-        found: dict[str, tuple[ShareRow, Entry]] = {}
-
-        def taken(name: str) -> bool:
-            return name in found or store.get_child(conn, actor.root_id, name) is not None
-
-        for share, entry in store.shares_received(conn, actor.id):
-            name = entry.name
-            if taken(name):
+        owners: dict[int, str] = {}
+        for share, _entry in received:
+            if share.owner_id not in owners:
                 owner = store.get_user_by_id(conn, share.owner_id)
-                label = owner.name if owner else str(share.owner_id)
-                name = f"{entry.name} ({label})"
-                if taken(name):
-                    name = f"{entry.name} ({label} {share.id})"
-            found[name] = (share, entry)
-        return found
+                owners[share.owner_id] = owner.name if owner else str(share.owner_id)
+        by_id = {share.id: (share, entry) for share, entry in received}
+        named = mount_names(
+            store.child_names(conn, actor.root_id),
+            [(share.id, entry.name, owners[share.owner_id]) for share, entry in received],
+        )
+        return {name: by_id[share_id] for name, share_id in named.items()}
 
     def share_of_mount(self, actor: Actor, entry: Entry) -> ShareRow | None:
         """The share that mounts ``entry`` in the actor's top folder, if it is such a mount."""
@@ -400,7 +398,7 @@ class Files:
             self._allow(actor, target, "write")
         else:
             self._allow(actor, parent, "create")
-            check_name(name)
+            name = check_name(name)
         with self.db.read() as conn:  # one snapshot for what is replaced and what is left
             existing = target or store.get_child(conn, parent.id, name)
             if existing is not None and target is None:
@@ -513,7 +511,7 @@ class Files:
         request created meanwhile is returned as it is: the LOCK then simply comes second.
         ``guard`` is asked only when the file is really created."""
         self._allow(actor, parent, "create")
-        check_name(name)
+        name = check_name(name)
         now = time.time()
         with self.db.write() as conn:
             if store.get_node(conn, parent.id) is None:
@@ -539,7 +537,7 @@ class Files:
 
     def mkdir(self, actor: Actor, parent: Entry, name: str) -> Entry:
         self._allow(actor, parent, "create")
-        check_name(name)
+        name = check_name(name)
         now = time.time()
         with self.db.write() as conn:
             if store.get_node(conn, parent.id) is None:
@@ -648,7 +646,7 @@ class Files:
         """
         self._allow(actor, entry, "delete")
         self._allow(actor, parent, "write")
-        check_name(name)
+        name = check_name(name)
         if entry.parent_id is None:
             raise Forbidden("the home folder cannot be moved")
         if self.share_of_mount(actor, entry) is not None:
@@ -704,7 +702,7 @@ class Files:
         """
         self._allow(actor, entry, "read")
         self._allow(actor, parent, "write")
-        check_name(name)
+        name = check_name(name)
         if entry.owner_id != parent.owner_id:
             with self.db.write() as conn:
                 guard.check(conn)  # a quick 423 before a long copy; asked again as it lands

@@ -3,11 +3,17 @@
 The one sanitiser for names and paths: the files API checks every name it stores with
 :func:`check_name`, and the request limits (``web/limits.py``) check every request path and
 Destination with :func:`check_path` before anything else sees them.
+
+Names are Unicode NFC: macOS sends ``Café`` decomposed (``e`` + U+0301), Windows and Linux
+composed, and both spellings must name one file. :func:`check_name` and :func:`split_path`
+return NFC, and the request limits rewrite the path and Destination of every request to NFC, so
+lookups, new names and lock keys all use the one spelling the database holds.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from davdisk.errors import InvalidName, UsageError
 
@@ -35,8 +41,13 @@ def utf8_length(name: str) -> int | None:
         return None
 
 
+def nfc(text: str) -> str:
+    """``text`` in Unicode normalisation form C (the spelling names are stored in)."""
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
+
+
 def check_name(name: str) -> str:
-    """Return ``name`` if it can name a file or folder, else raise InvalidName."""
+    """Return ``name`` in NFC if it can name a file or folder, else raise InvalidName."""
     if name in ("", ".", ".."):
         raise InvalidName(name=name, why="reserved name")
     if "/" in name:
@@ -44,7 +55,7 @@ def check_name(name: str) -> str:
     _check_characters(name)
     if _FORGING.search(name):
         raise InvalidName(name=_shown(name), why="contains a control character")
-    return name
+    return nfc(name)
 
 
 def printable(name: str) -> str:
@@ -68,7 +79,7 @@ def _check_characters(name: str) -> None:
 
 
 def split_path(path: str) -> list[str] | None:
-    """Split a decoded request path into names; None if it can name nothing (``..``, NUL).
+    """Split a decoded request path into names (NFC); None if it can name nothing (``..``, NUL).
 
     Empty segments (``//``, a trailing slash) and ``.`` are ignored; ``..`` is refused rather than
     resolved, so no spelling of a path can step outside the home it is resolved in.
@@ -79,7 +90,7 @@ def split_path(path: str) -> list[str] | None:
             continue
         if part == ".." or "\0" in part:
             return None
-        names.append(part)
+        names.append(nfc(part))
     return names
 
 

@@ -4,7 +4,9 @@ Every request passes here before authentication or WebDAV handling:
 
 - the request-target may be at most ``max_url_bytes`` long (414);
 - the path and the Destination header must be UTF-8 without NUL or an encoded ``/``, with names
-  of at most 255 bytes and at most ``max_path_depth`` names (400; see ``files/names.py``);
+  of at most 255 bytes and at most ``max_path_depth`` names (400; see ``files/names.py``); both
+  are then rewritten to Unicode NFC, so every later step (WsgiDAV, lock keys, new names) sees
+  the spelling names are stored in, whichever one the client sent;
 - a PUT body may not be content-coded (415), nor a chunk of ownCloud/Nextcloud chunking v1
   (``OC-Chunked``, 400 with a DAV error body: not implemented, and stored as is it would become
   a file named ``<name>-chunking-...``), and may be at most ``max_upload`` bytes: a larger
@@ -43,7 +45,7 @@ from davdisk.auth.domain import ACTOR_KEY
 from davdisk.config import Config
 from davdisk.errors import DavdiskError, TooLarge
 from davdisk.files.admin import parse_size
-from davdisk.files.names import check_path
+from davdisk.files.names import check_path, nfc
 from davdisk.web.connection import CLOSE_CONNECTION, CONTINUE
 from davdisk.web.request_body import TrackedInput, read_capped
 from davdisk.web.xml_guard import check_xml_body
@@ -152,6 +154,8 @@ class RequestLimits:
             raise Refused(400, "encoded '/' in path")
         path = _utf8(_wsgi_bytes(environ.get("PATH_INFO", "")), "the path")
         check_path(path, self.max_path_depth)
+        if nfc(path) != path:  # macOS sends names decomposed
+            environ["PATH_INFO"] = nfc(path).encode("utf-8").decode("latin-1")
 
     def _check_destination(self, environ: dict[str, Any]) -> None:
         """The Destination of COPY/MOVE names a resource too: the same rules as the path."""
@@ -170,12 +174,15 @@ class RequestLimits:
             raise Refused(400, "the Destination must be an absolute URL or path")
         if "%2f" in path.lower():
             raise Refused(400, "encoded '/' in Destination")
-        check_path(_utf8(unquote_to_bytes(path), "the Destination"), self.max_path_depth)
+        decoded = _utf8(unquote_to_bytes(path), "the Destination")
+        check_path(decoded, self.max_path_depth)
         # WsgiDAV decodes the header before parsing it as a URL, so an encoded '?' starts a
         # query and a ';' in the last name starts "parameters": either is cut off, and a MOVE
         # to "report;v2.txt" would replace "report". Refuse what it would read otherwise.
         if urlparse(unquote(header), allow_fragments=False).path != unquote(path):
             raise Refused(400, "a Destination name with ';' or '?' is not supported")
+        if nfc(decoded) != decoded:
+            environ["HTTP_DESTINATION"] = parts._replace(path=quote(nfc(decoded))).geturl()
 
     # --- bodies ------------------------------------------------------------------------------
 

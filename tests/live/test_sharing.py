@@ -114,7 +114,8 @@ def test_mount_name_clash_gets_owner_suffix(srv: Server) -> None:
     assert get_ok(c, srv.dav + q(suffixed) + "/alices.txt") == b"alice's"
     assert get_ok(c, srv.dav + q(name) + "/carols.txt") == b"carol's own"
 
-    # two shares of the same name for one grantee: the second is suffixed with its owner
+    # two shares of the same name for one grantee: each is suffixed with its owner (a share
+    # that came first keeping the plain name let a forger take it; issue 12, item 16)
     other = "Same-" + uid()
     make_folder(srv, other, {"from-alice.txt": b"A"})
     b = sess(srv, BOB)
@@ -124,10 +125,10 @@ def test_mount_name_clash_gets_owner_suffix(srv: Server) -> None:
     share_add(srv, BOB, "/" + other, RO)
     ro = sess(srv, RO)
     roots = root_names(ro, srv.dav)
-    assert other in roots and f"{other} (bob)" in roots, roots
-    assert get_ok(ro, srv.dav + q(other) + "/from-alice.txt") == b"A"
+    assert other not in roots and f"{other} (alice)" in roots and f"{other} (bob)" in roots, roots
+    assert get_ok(ro, srv.dav + q(f"{other} (alice)") + "/from-alice.txt") == b"A"
     assert get_ok(ro, srv.dav + q(f"{other} (bob)") + "/from-bob.txt") == b"B"
-    for mount in (other, f"{other} (bob)"):
+    for mount in (f"{other} (alice)", f"{other} (bob)"):
         assert roots[mount] is not None and "S" in (roots[mount].text or ""), mount
 
 

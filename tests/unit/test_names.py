@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -120,7 +122,19 @@ def test_split_path_round_trips_joined_names(
     path = ("/" if lead else "") + sep.join(names) + ("/" if trail else "")
     if noise:
         path = path.replace("//", "/./")
-    assert split_path(path) == names
+    # names come back in NFC, the one spelling they are stored in (U+F900 is U+8C48 in NFC)
+    assert split_path(path) == [check_name(name) for name in names]
+
+
+@given(st.lists(valid_names, min_size=1, max_size=4))
+@example(["Cafe\u0301.txt"])
+def test_names_are_nfc_whichever_spelling_comes_in(names: list[str]) -> None:
+    for name in names:
+        stored = check_name(name)
+        assert stored == unicodedata.normalize("NFC", name)
+        assert check_name(unicodedata.normalize("NFD", name)) == stored
+    decomposed = "/".join(unicodedata.normalize("NFD", n) for n in names)
+    assert split_path(decomposed) == [check_name(n) for n in names]
 
 
 @settings(max_examples=300)
