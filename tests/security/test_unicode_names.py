@@ -87,7 +87,8 @@ def _as_older_version(srv: Server, renames: dict[str, str]) -> None:
     with db:
         for old, new in renames.items():
             assert db.execute("UPDATE nodes SET name = ? WHERE name = ?", (new, old)).rowcount == 1
-        db.execute("UPDATE alembic_version SET version_num = '0004'")
+        # The revision before 0008_nfc_names.
+        db.execute("UPDATE alembic_version SET version_num = '0007'")
     db.close()
 
 
