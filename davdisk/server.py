@@ -7,14 +7,11 @@ import ctypes
 import ctypes.util
 import logging
 
-from cheroot import wsgi
-
 from davdisk import tls
 from davdisk.app import DAV_PREFIX, build_app
 from davdisk.services import Services
 from davdisk.tls import load_server_tls, tls_settings
-from davdisk.web import connection, gate
-from davdisk.web.errors import quiet_server_log
+from davdisk.web import httpd
 from davdisk.web.shutdown import GracefulStop, InFlight
 from davdisk.web.transport import startup_notes
 
@@ -59,40 +56,8 @@ def serve(services: Services, host: str, port: int) -> int:
     except BaseException:
         services.close()
         raise
-    server = wsgi.Server(
-        (host, port),
-        app,
-        numthreads=config.get("server", "threads"),
-        server_name="davdisk",
-        timeout=60,
-        # The listen backlog: cheroot's default of 5 resets clients that open many connections
-        # at once (Explorer does; so does the 50-client soak test), and a flood fills it.
-        request_queue_size=1024,
-    )
-    # cheroot answers 413/414 itself when the request line and headers exceed this.
-    server.max_request_header_size = config.get("limits", "max_header_bytes")
-    quiet_server_log(server)  # web/errors.py logs each failed request once
-    if server_tls is not None:
-        tls.install(server, server_tls)
-    # Close, rather than drain into memory, a request body the answer left unread (web/limits.py),
-    # and send "100 Continue" only when the body is read (after the checks that may refuse it).
     in_flight = InFlight()
-    connection.install(server, in_flight)
-    # How often cheroot's accept loop looks up (default 0.5 s): a stop waits for it.
-    server.expiration_interval = 0.1
-    # Large PUTs arrive in big reads; cheroot's default socket buffers are small.
-    server.prepare()
-    # Connections wait for their TLS handshake and request head without a worker (web/gate.py);
-    # each holds a file descriptor.
-    open_files = gate.raise_open_files_limit()
-    gate.install(
-        server,
-        head_timeout=config.get("limits", "head_timeout"),
-        max_waiting=min(
-            config.get("limits", "max_waiting_connections"),
-            max(64, open_files - 2 * config.get("server", "threads") - 64),
-        ),
-    )
+    server = httpd.build(app, config, host, port, server_tls, in_flight)
     bound_host, bound_port = server.bind_addr[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     logger.info("data dir %s", config.data_dir)

@@ -1,13 +1,7 @@
 """TLS for the server, in one place: a certificate and key checked and turned into an
-``SSLContext`` that speaks TLS 1.2 or newer only, cheroot's builtin adapter with the handshake
-moved off the accept loop, and self-signed certificates for a first try.
-
-Why the handshake moves: cheroot's ``BuiltinSSLAdapter`` handshakes inside the single thread that
-accepts connections, with the server's 60 s socket timeout, so one client that opens a TCP
-connection and sends nothing stalls every new connection for a minute (measured: a second
-client waited the full timeout). Here the accept loop only wraps the socket; the handshake runs
-step by step, non-blocking, in ``web/gate.py``, before any worker thread is involved.
-"""
+``SSLContext`` that speaks TLS 1.2 or newer only, what the start-up log says of them, and
+self-signed certificates for a first try. Connections use the context in ``web/httpd.py``,
+which does the handshakes without tying up a worker thread."""
 
 from __future__ import annotations
 
@@ -22,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cheroot import server as cheroot_server
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -165,35 +157,6 @@ def describe(tls: ServerTLS, now: dt.datetime | None = None) -> list[tuple[int, 
             (logging.WARNING, f"the TLS key {tls.key_path} is readable by everyone: chmod 600 it")
         )
     return lines
-
-
-# --------------------------------------------------------------------------- cheroot integration
-
-
-class TLSAdapter(BuiltinSSLAdapter):
-    """cheroot's builtin adapter around our context, handshaking in the worker thread."""
-
-    def __init__(self, tls: ServerTLS) -> None:
-        # Skip BuiltinSSLAdapter.__init__: it would load the files again into a context of its
-        # own and handshake with itself over a socket pair just to describe the certificate.
-        super(BuiltinSSLAdapter, self).__init__(str(tls.cert_path), str(tls.key_path))
-        self.context = tls.context
-
-    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, Any]]:
-        wrapped = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return wrapped, {"wsgi.url_scheme": "https", "HTTPS": "on"}
-
-    def get_environ(self, sock: ssl.SSLSocket) -> dict[str, Any]:  # type: ignore[override]
-        cipher = sock.cipher()
-        env: dict[str, Any] = {"wsgi.url_scheme": "https", "HTTPS": "on"}
-        if cipher:
-            env.update(SSL_CIPHER=cipher[0], SSL_PROTOCOL=cipher[1])
-        return env
-
-
-def install(server: cheroot_server.HTTPServer, tls: ServerTLS) -> None:
-    """Make a not yet prepared cheroot server speak TLS with ``tls``."""
-    server.ssl_adapter = TLSAdapter(tls)
 
 
 # --------------------------------------------------------------------------- self-signed

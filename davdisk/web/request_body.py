@@ -30,7 +30,7 @@ class TrackedInput:
 
     ``length`` is the Content-Length, or None for a chunked body (its end is known only once
     a read returns nothing). ``before_read`` runs once, before the first read that may need the
-    client: it sends the ``100 Continue`` a client may wait for (``web/connection.py``).
+    client: it sends the ``100 Continue`` a client may wait for (``web/httpd.py``).
     """
 
     def __init__(

@@ -40,7 +40,7 @@ from typing import Any
 
 from davdisk.config import Config
 from davdisk.errors import ConfigError
-from davdisk.web.connection import CLOSE_CONNECTION
+from davdisk.web.httpd import CLOSE_CONNECTION
 
 logger = logging.getLogger(__name__)
 

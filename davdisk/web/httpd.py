@@ -1,32 +1,54 @@
-"""Where connections wait without a worker thread: TLS handshakes, request heads, idle keep-alive
-connections and lingering closes all sit in cheroot's selector; a worker is given a connection
-only once a complete request head has arrived.
+"""davdisk's HTTP server: cheroot, made to hold against hostile clients. Everything that extends
+or wraps cheroot is here; :func:`build` makes the server ``davdisk serve`` runs.
 
-Why. cheroot gives a worker thread to every connection as soon as it is accepted, and to a
-kept-alive one as soon as it becomes readable; the worker then blocks in the TLS handshake and in
-reading the request head, 60 s per read. With 64 workers, 70 connections that send nothing (or
-one byte of a ClientHello, or a header byte every 10 s) stalled every other client (measured).
-Here the accept loop's selector does that waiting, non-blocking, for any number of connections:
+**Waiting without a worker (the gate).** cheroot gives a worker thread to every connection as
+soon as it is accepted, and to a kept-alive one as soon as it becomes readable; the worker then
+blocks in the TLS handshake and in reading the request head, 60 s per read. With 64 workers, 70
+connections that sent nothing (or one byte of a ClientHello, or a header byte every 10 s)
+stalled every other client (measured). Here the accept loop's selector does that waiting,
+non-blocking, for any number of connections (:class:`Gate`):
 
 - a new connection is accepted and parked; on HTTPS its handshake runs step by step as the
   client's bytes arrive (a plain-HTTP client on the HTTPS port gets a one-line 400 from here);
 - the request head is read into a buffer until its blank line; then the connection goes to a
-  worker with the head in its read buffer, so the worker parses it without waiting;
+  worker with the head in its read buffer (:class:`HeadReader`), so the worker parses it
+  without waiting;
 - deadlines: a connection that has sent nothing is closed after the server's idle timeout
   (``timeout``, as cheroot does with idle keep-alive ones); once a connection has started (its
   first byte, or the handshake), the handshake and the whole head must arrive within
-  ``head_timeout`` seconds, however slowly the bytes trickle;
-- at most ``max_waiting`` connections wait at once; one more closes the oldest waiting
+  ``[limits] head_timeout`` seconds, however slowly the bytes trickle;
+- at most ``[limits] max_waiting_connections`` wait at once; one more closes the oldest waiting
   connection of the address that holds the most (a flood from one address evicts itself, not
   the idle keep-alive connections of everyone else);
-- a connection closed with part of a request body unread (an answer to a request that was not
-  logged in, a refused upload: ``web/connection.py``) is not drained by its worker: its answer
-  is sent, the sending side shut, and what still arrives is read and dropped here until the
-  client hangs up (at most :data:`LINGER_SECONDS` / :data:`LINGER_BYTES`), so the client reads
-  the answer rather than a reset - Apache's "lingering close", without a thread.
+- a connection closed with part of a request body unread is not drained by its worker: its
+  answer is sent, the sending side shut, and what still arrives is read and dropped here until
+  the client hangs up (at most :data:`LINGER_SECONDS` / :data:`LINGER_BYTES`), so the client
+  reads the answer rather than a reset - Apache's "lingering close", without a thread.
 
-This module is the only one that reaches into cheroot's connection manager (its selector and
-its ``_run`` loop, cheroot 10-11); ``install`` replaces the manager after ``prepare()``.
+**Closing instead of draining.** When an application answers without reading the whole request
+body (a 401 to an anonymous PUT, a 409, a refusal by ``web/limits.py``), cheroot reads the rest
+before it sends the answer, so the connection can be reused - and reads it with one
+``read(remaining)``, which holds the whole remainder in memory: a 1 GiB Content-Length costs
+1 GiB of RAM (measured). The gateway puts a callable under :data:`CLOSE_CONNECTION` in every
+request's environ that marks the connection to be closed after the answer (with a lingering
+close); servers without it (tests that call the WSGI app directly) simply lack the key.
+
+**``Expect: 100-continue``.** cheroot answers ``100 Continue`` as soon as it has read the
+request head, before the application has looked at the request, so a client sends its body
+into a 401, a full quota or a locked file. Here the request holds the expectation back from
+cheroot, and the gateway puts a :class:`Continue` under :data:`CONTINUE`:
+``web/request_body.py`` sends the 100 just before the first read of the body, which comes after
+authentication, the size limit, the quota, the lock and permission checks. A request answered
+without that read gets its final status and no 100; its client has sent no body (or may still
+send it: RFC 9110 10.1.1), so the connection is closed after the answer.
+
+**TLS.** :class:`TLSAdapter` wraps accepted sockets in the context of ``tls.py`` without
+handshaking (the gate does that); cheroot's builtin adapter would handshake inside the accept
+loop, where one silent client stalled every new connection for a minute.
+
+cheroot internals used (checked with cheroot 10 and 11): the connection manager's selector and
+``_run`` loop (replaced after ``prepare()``), ``_pyio.BufferedReader``'s read buffer, and the
+request's header reader.
 """
 
 from __future__ import annotations
@@ -42,10 +64,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cheroot import connections
+from cheroot import connections, errors, server, wsgi
 from cheroot.makefile import StreamReader
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from davdisk.config import Config
+from davdisk.tls import ServerTLS
+from davdisk.web.errors import quiet_server_log
+from davdisk.web.shutdown import InFlight
 
 logger = logging.getLogger(__name__)
+
+# Under these keys the gateway puts, in every request's environ, the callable that closes the
+# connection after the answer and the Continue of a client that waits for a 100.
+CLOSE_CONNECTION = "davdisk.close_connection"
+CONTINUE = "davdisk.continue"
+
+
+# --------------------------------------------------------------------------- the gate
+
 
 # A lingering close reads and drops at most this much, for at most this long.
 LINGER_SECONDS = 5.0
@@ -423,7 +460,7 @@ def raise_open_files_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def install(server: Any, *, head_timeout: float, max_waiting: int) -> Gate:
+def _install_gate(server: Any, *, head_timeout: float, max_waiting: int) -> Gate:
     """Replace a prepared cheroot server's connection manager with a :class:`Gate`."""
     old = server._connections
     gate = Gate(server, head_timeout=head_timeout, max_waiting=max_waiting)
@@ -431,3 +468,210 @@ def install(server: Any, *, head_timeout: float, max_waiting: int) -> Gate:
     with contextlib.suppress(Exception):
         old._selector.close()
     return gate
+
+
+# --------------------------------------------------------------------------- requests
+
+_CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Continue:
+    """The ``100 Continue`` a request's client waits for, sent at most once."""
+
+    def __init__(self, request: server.HTTPRequest) -> None:
+        self._request = request
+        self.pending = True  # the client waits and nothing was sent yet
+
+    def send(self) -> None:
+        """Ask the client for the body (before the first read of it)."""
+        if not self.pending:
+            return
+        self.pending = False
+        if self._request.sent_headers:  # a final answer went out already: too late to ask
+            return
+        try:
+            self._request.conn.wfile.write(_CONTINUE_LINE)
+        except OSError as e:
+            # The client is gone; the read that follows will notice.
+            if e.args[0] not in errors.socket_errors_to_ignore:
+                raise
+
+
+class _ExpectHoldingReader:
+    """cheroot's header reader, minus ``Expect: 100-continue`` (noted on the request), so that
+    cheroot does not send ``100 Continue`` on its own."""
+
+    def __init__(self, request: DeferredContinueRequest, inner: Any) -> None:
+        self._request = request
+        self._inner = inner
+
+    def __call__(self, rfile: Any, hdict: dict[bytes, bytes] | None = None) -> Any:
+        headers = self._inner(rfile, hdict)
+        expect = headers.get(b"Expect")
+        if expect is not None and expect.strip().lower() == b"100-continue":
+            del headers[b"Expect"]
+            self._request.expects_continue = True
+        return headers
+
+
+class DeferredContinueRequest(server.HTTPRequest):
+    expects_continue = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_reader = _ExpectHoldingReader(self, self.header_reader)
+
+    def read_request_headers(self) -> bool:
+        # The request line is in: from now on a graceful stop waits for this request.
+        started = getattr(self.conn, "request_started", None)
+        if started is not None:
+            started()
+        return bool(super().read_request_headers())
+
+
+class ClosingGateway(wsgi.Gateway_10):
+    def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # stub says None
+        environ: dict[str, Any] = super().get_environ()
+        request = self.req
+
+        def close_connection() -> None:
+            request.close_connection = True
+            # Part of the body may still be on its way: close without reading it (the gate).
+            request.conn.linger_close = True
+
+        environ[CLOSE_CONNECTION] = close_connection
+        # An HTTP/1.0 client never waits for a 100 (RFC 9110 10.1.1): its Expect is ignored.
+        if getattr(request, "expects_continue", False) and request.response_protocol == "HTTP/1.1":
+            environ["HTTP_EXPECT"] = "100-continue"
+            environ[CONTINUE] = Continue(request)
+        return environ
+
+    def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+        waiting = self.env.get(CONTINUE)
+        if waiting is not None and waiting.pending and _has_body(self.req):
+            # Answered without asking for the body: the client may still send it (after its
+            # own wait for the 100 runs out), so nothing more is read from this connection.
+            waiting.pending = False
+            self.req.close_connection = True
+            self.req.conn.linger_close = True
+        if not self.req.server.ready:
+            # Stopping (web/shutdown.py): this is the connection's last answer; say so.
+            self.req.close_connection = True
+        return super().start_response(status, headers, exc_info)
+
+
+def _has_body(request: server.HTTPRequest) -> bool:
+    if request.chunked_read:
+        return True
+    try:
+        return int(request.inheaders.get(b"Content-Length", b"0")) > 0
+    except ValueError:
+        return True
+
+
+def _install_connection(http_server: server.HTTPServer, in_flight: InFlight | None = None) -> None:
+    """Make a not yet prepared cheroot server use this module's connection, request and
+    gateway."""
+    base: type[server.HTTPConnection] = http_server.ConnectionClass
+    tracked = in_flight
+
+    class Connection(base):  # type: ignore[valid-type,misc]  # a class chosen at run time
+        RequestHandlerClass = DeferredContinueRequest
+        linger_close = False
+
+        def __init__(self, server: Any, sock: Any, makefile: Any = None) -> None:
+            super().__init__(server, sock, *(() if makefile is None else (makefile,)))
+            # The gate puts the request head it read into this reader's buffer.
+            self.rfile = HeadReader(sock, "rb", self.rbufsize)
+
+        def close(self) -> None:
+            gate = getattr(self.server, "_connections", None)
+            if self.linger_close and isinstance(gate, Gate):
+                self.linger_close = False
+                if gate.linger(self):
+                    return
+            super().close()
+
+        def communicate(self) -> bool:
+            """One request, from the wait for its first line to the end of its answer."""
+            if tracked is None:
+                return bool(super().communicate())
+            with tracked.serving(self):
+                return bool(super().communicate())
+
+        def request_started(self) -> None:
+            if tracked is not None:
+                tracked.started(self)
+
+    http_server.ConnectionClass = Connection
+    http_server.gateway = ClosingGateway
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+class TLSAdapter(BuiltinSSLAdapter):
+    """cheroot's builtin adapter around our context; the gate does the handshake."""
+
+    def __init__(self, tls: ServerTLS) -> None:
+        # Skip BuiltinSSLAdapter.__init__: it would load the files again into a context of its
+        # own and handshake with itself over a socket pair just to describe the certificate.
+        super(BuiltinSSLAdapter, self).__init__(str(tls.cert_path), str(tls.key_path))
+        self.context = tls.context
+
+    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, Any]]:
+        wrapped = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return wrapped, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+    def get_environ(self, sock: ssl.SSLSocket) -> dict[str, Any]:  # type: ignore[override]
+        cipher = sock.cipher()
+        env: dict[str, Any] = {"wsgi.url_scheme": "https", "HTTPS": "on"}
+        if cipher:
+            env.update(SSL_CIPHER=cipher[0], SSL_PROTOCOL=cipher[1])
+        return env
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def build(
+    app: Any,
+    config: Config,
+    host: str,
+    port: int,
+    server_tls: ServerTLS | None,
+    in_flight: InFlight,
+) -> wsgi.Server:
+    """A prepared (bound, not yet serving) cheroot server for ``app`` with everything above;
+    ``in_flight`` registers the connections serving a request (for a graceful stop:
+    web/shutdown.py)."""
+    http = wsgi.Server(
+        (host, port),
+        app,
+        numthreads=config.get("server", "threads"),
+        server_name="davdisk",
+        timeout=60,
+        # The listen backlog: cheroot's default of 5 resets clients that open many connections
+        # at once (Explorer does; so does the 50-client soak test), and a flood fills it.
+        request_queue_size=1024,
+    )
+    # cheroot answers 413/414 itself when the request line and headers exceed this.
+    http.max_request_header_size = config.get("limits", "max_header_bytes")
+    quiet_server_log(http)  # web/errors.py logs each failed request once
+    if server_tls is not None:
+        http.ssl_adapter = TLSAdapter(server_tls)
+    _install_connection(http, in_flight)
+    # How often cheroot's accept loop looks up (default 0.5 s): a stop waits for it.
+    http.expiration_interval = 0.1
+    http.prepare()
+    # Every waiting connection holds a file descriptor.
+    open_files = raise_open_files_limit()
+    _install_gate(
+        http,
+        head_timeout=config.get("limits", "head_timeout"),
+        max_waiting=min(
+            config.get("limits", "max_waiting_connections"),
+            max(64, open_files - 2 * config.get("server", "threads") - 64),
+        ),
+    )
+    return http
