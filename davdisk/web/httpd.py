@@ -54,6 +54,7 @@ request's header reader.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import selectors
@@ -65,7 +66,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cheroot import connections, errors, server, wsgi
-from cheroot.makefile import StreamReader
+from cheroot.makefile import MakeFile, StreamReader
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from davdisk.config import Config
@@ -579,10 +580,14 @@ def _install_connection(http_server: server.HTTPServer, in_flight: InFlight | No
         RequestHandlerClass = DeferredContinueRequest
         linger_close = False
 
-        def __init__(self, server: Any, sock: Any, makefile: Any = None) -> None:
-            super().__init__(server, sock, *(() if makefile is None else (makefile,)))
-            # The gate puts the request head it read into this reader's buffer.
-            self.rfile = HeadReader(sock, "rb", self.rbufsize)
+        def __init__(self, server: Any, sock: Any, makefile: Any = MakeFile) -> None:
+            def files(sock: Any, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
+                # The gate puts the request head it read into the reader's buffer.
+                if "r" in mode:
+                    return HeadReader(sock, mode, bufsize)
+                return makefile(sock, mode, bufsize)
+
+            super().__init__(server, sock, files)
 
         def close(self) -> None:
             gate = getattr(self.server, "_connections", None)
