@@ -18,6 +18,7 @@ Malformed framing, or a connection that ends before the last chunk, raises :clas
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from cheroot.makefile import StreamReader
 
@@ -110,8 +111,9 @@ def parse_framing(data: bytes | memoryview, crlf_due: bool) -> tuple[bool, int, 
 class ChunkedBody:
     """Reads one chunked body from cheroot's connection ``stream`` (its ``StreamReader``)."""
 
-    def __init__(self, stream: StreamReader) -> None:
+    def __init__(self, stream: StreamReader, on_end: Callable[[], None] | None = None) -> None:
         self._stream = stream
+        self._on_end = on_end  # called once the last chunk (and its trailers) is read
         self._buf = memoryview(bytearray(_SCRATCH))
         self._pos = self._end = 0  # received and not yet used: _buf[_pos:_end]
         self._left = 0  # data bytes still to come in the current chunk
@@ -179,6 +181,8 @@ class ChunkedBody:
                 self._crlf_due = False
                 self._left = value
                 self._done = not value
+                if self._done and self._on_end is not None:
+                    self._on_end()
                 return
             if from_cheroot:
                 # All of cheroot's buffered bytes are framing still incomplete, so body bytes:

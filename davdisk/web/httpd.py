@@ -53,7 +53,9 @@ request's header reader.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
 import io
 import logging
 import os
@@ -91,6 +93,10 @@ LINGER_BYTES = 16 << 20
 _READ_STEP = 1 << 16
 # How often deadlines are checked.
 _EXPIRY_STEP = 0.5
+# The most bytes of unfinished request heads held at once (see Gate._over_budget).
+HEAD_BUDGET = 32 << 20
+# The selector's data for the socket workers wake it through.
+_WAKE = object()
 
 _PLAIN_HTTP_BODY = b"This server speaks HTTPS only: use an https:// URL.\n"
 PLAIN_HTTP_ANSWER = (
@@ -143,14 +149,24 @@ class Gate(connections.ConnectionManager):
         super().__init__(server)
         self.head_timeout = head_timeout
         self.max_waiting = max_waiting
-        self._lock = threading.Lock()
         # Waiting connections by client address, oldest first (dicts keep insertion order).
+        # Only the selector thread touches them (and close(), once the loop has ended): worker
+        # threads hand connections over through the inbox, so that no connection is stepped
+        # by one thread while another closes it.
         self._by_addr: dict[str, dict[Any, None]] = {}
         self._count = 0
+        self._buffered = 0  # bytes of request heads held
         self._next_expiry = 0.0
-        self._running = True
+        self._inbox: collections.deque[tuple[Any, str, bytearray, float]] = collections.deque()
+        self._inbox_lock = threading.Lock()
+        self._closed = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r.fileno(), selectors.EVENT_READ, data=_WAKE)
+        self._accept_paused_until = 0.0
 
-    # --- cheroot's interface ---------------------------------------------------------------
+    # --- cheroot's interface (worker threads) ------------------------------------------------
 
     @property
     def can_add_keepalive_connection(self) -> bool:
@@ -177,26 +193,31 @@ class Gate(connections.ConnectionManager):
             return
         # A pipelined request begun but not whole has head_timeout to arrive.
         deadline = now + (self.head_timeout if leftover else self.server.timeout)
-        self._wait(conn, HEAD, bytearray(leftover), deadline)
+        if not self._hand_over(conn, HEAD, bytearray(leftover), deadline):
+            _close_socket(conn)
 
     def linger(self, conn: Any) -> bool:
         """Close ``conn`` after its answer without reading the rest of its request (see the
         module docstring). False if the gate is stopping (then close it at once)."""
-        if not self._running:
+        if self._closed:
             return False
-        sock = conn.socket
         try:
-            socket.socket.shutdown(sock, socket.SHUT_WR)
-            sock.setblocking(False)
+            socket.socket.shutdown(conn.socket, socket.SHUT_WR)
+            conn.socket.setblocking(False)
         except (OSError, ValueError):
             return False
-        conn.gate_dropped = 0
-        self._wait(conn, LINGER, bytearray(), time.time() + LINGER_SECONDS)
+        return self._hand_over(conn, LINGER, bytearray(), time.time() + LINGER_SECONDS)
+
+    def _hand_over(self, conn: Any, state: str, buffer: bytearray, deadline: float) -> bool:
+        with self._inbox_lock:
+            if self._closed:
+                return False
+            self._inbox.append((conn, state, buffer, deadline))
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            self._wake_w.send(b"\0")
         return True
 
-    def stop(self) -> None:
-        self._running = False
-        super().stop()
+    # --- the selector thread -----------------------------------------------------------------
 
     def _run(self, expiration_interval: float) -> None:
         while not self._stop_requested:
@@ -207,43 +228,77 @@ class Gate(connections.ConnectionManager):
                 continue
             for _fd, conn in ready:
                 if conn is self.server:
-                    new = self._from_server_socket(self.server.socket)
-                    if new is not None:
-                        self._admit(new)
-                else:
+                    self._accept()
+                elif conn is _WAKE:
+                    self._take_inbox()
+                elif conn.gate_state is not None:  # (not closed earlier in this round)
                     self._step(conn)
             now = time.time()
             if now >= self._next_expiry:
                 self._next_expiry = now + _EXPIRY_STEP
                 self._expire_late(now)
 
+    def _accept(self) -> None:
+        if time.monotonic() < self._accept_paused_until:
+            return
+        try:
+            new = self._from_server_socket(self.server.socket)
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                raise
+            # Out of descriptors: free one (the busiest address's oldest waiting connection)
+            # and take a breath, rather than spin on a listening socket that stays readable.
+            logger.warning("cannot accept a connection: %s", e.strerror)
+            if self._count:
+                self._close(self._victim())
+            self._accept_paused_until = time.monotonic() + 0.1
+            return
+        if new is not None:
+            self._admit(new)
+
+    def _take_inbox(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+        with self._inbox_lock:
+            handed, self._inbox = list(self._inbox), collections.deque()
+        for conn, state, buffer, deadline in handed:
+            if state == LINGER:
+                conn.gate_dropped = 0
+            self._wait(conn, state, buffer, deadline)
+
     def _expire_late(self, now: float) -> None:
-        with self._lock:
-            late = [c for conns in self._by_addr.values() for c in conns if c.gate_deadline <= now]
+        late = [c for conns in self._by_addr.values() for c in conns if c.gate_deadline <= now]
         for conn in late:
             if conn.gate_state == HANDSHAKE or (conn.gate_state == HEAD and conn.gate_buffer):
                 logger.debug("closing %s: no complete request head in time", conn.remote_addr)
             self._close(conn)
 
     def _remove_invalid_sockets(self) -> None:
-        with self._lock:
-            conns = [c for conns in self._by_addr.values() for c in conns]
-        for conn in conns:
+        for conn in [c for conns in self._by_addr.values() for c in conns]:
             try:
                 os.fstat(conn.socket.fileno())
             except (OSError, ValueError):
                 self._close(conn)
 
     def close(self) -> None:
-        self._running = False
-        with self._lock:
-            conns = [c for conns in self._by_addr.values() for c in conns]
-            self._by_addr.clear()
-            self._count = 0
+        """Close every waiting connection (after the loop has ended: cheroot's stop())."""
+        with self._inbox_lock:
+            self._closed = True
+            handed = list(self._inbox)
+            self._inbox.clear()
+        conns = [c for conns in self._by_addr.values() for c in conns]
+        self._by_addr.clear()
+        self._count = 0
         for conn in conns:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._selector.unregister(conn.socket.fileno())
+        for conn in [*conns, *(c for c, *_ in handed)]:
             _close_socket(conn)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(self._wake_r.fileno())
+        self._wake_r.close()
+        self._wake_w.close()
         super().close()
 
     # --- the waiting room ------------------------------------------------------------------
@@ -260,11 +315,12 @@ class Gate(connections.ConnectionManager):
         tls = isinstance(conn.socket, ssl.SSLSocket)
         # A handshake has head_timeout from the start; a plain connection may stay idle first.
         deadline = now + (self.head_timeout if tls else self.server.timeout)
-        self._wait(conn, HANDSHAKE if tls else HEAD, bytearray(), deadline)
-        # Its first bytes are often there already: no need for another turn of the loop.
-        self._step(conn)
+        if self._wait(conn, HANDSHAKE if tls else HEAD, bytearray(), deadline):
+            # Its first bytes are often there already: no need for another turn of the loop.
+            self._step(conn)
 
-    def _wait(self, conn: Any, state: str, buffer: bytearray, deadline: float) -> None:
+    def _wait(self, conn: Any, state: str, buffer: bytearray, deadline: float) -> bool:
+        """Park ``conn``; False if that failed (it is closed then)."""
         conn.gate_state = state
         conn.gate_buffer = buffer
         conn.gate_deadline = deadline
@@ -272,37 +328,41 @@ class Gate(connections.ConnectionManager):
         conn.gate_events = selectors.EVENT_READ
         addr = str(conn.remote_addr)
         conn.gate_addr = addr
-        with self._lock:
-            self._by_addr.setdefault(addr, {})[conn] = None
-            self._count += 1
-            victim = self._victim() if self._count > self.max_waiting else None
         try:
             self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
         except (OSError, ValueError, KeyError):
-            self._close(conn)
-        if victim is not None:
+            conn.gate_state = None
+            _close_socket(conn)
+            return False
+        self._by_addr.setdefault(addr, {})[conn] = None
+        self._count += 1
+        self._buffered += len(buffer)
+        if self._count > self.max_waiting:
+            victim = self._victim()
             logger.info(
                 "more than %d connections waiting: closing one of %s's",
                 self.max_waiting,
                 victim.gate_addr,
             )
             self._close(victim)
+        return conn.gate_state is not None
 
     def _victim(self) -> Any:
-        """The oldest waiting connection of the address with the most (under the lock)."""
+        """The oldest waiting connection of the address with the most."""
         addr = max(self._by_addr, key=lambda a: len(self._by_addr[a]))
         return next(iter(self._by_addr[addr]))
 
     def _leave(self, conn: Any) -> bool:
         """Stop waiting for ``conn`` (False if it was not waiting)."""
-        with self._lock:
-            conns = self._by_addr.get(conn.gate_addr)
-            if conns is None or conn not in conns:
-                return False
-            del conns[conn]
-            if not conns:
-                del self._by_addr[conn.gate_addr]
-            self._count -= 1
+        conns = self._by_addr.get(conn.gate_addr)
+        if conns is None or conn not in conns:
+            return False
+        del conns[conn]
+        if not conns:
+            del self._by_addr[conn.gate_addr]
+        self._count -= 1
+        self._buffered -= len(conn.gate_buffer)
+        conn.gate_state = None
         with contextlib.suppress(KeyError, ValueError, OSError):
             self._selector.unregister(conn.socket.fileno())
         return True
@@ -313,17 +373,35 @@ class Gate(connections.ConnectionManager):
 
     def _dispatch(self, conn: Any) -> None:
         """The head is in: hand the connection to a worker, the head in its read buffer."""
+        head = bytes(conn.gate_buffer)
         if not self._leave(conn):
             return
+        conn.gate_buffer = bytearray()
         try:
             conn.socket.settimeout(self.server.timeout)
         except OSError:
             _close_socket(conn)
             return
-        conn.rfile.push_front(bytes(conn.gate_buffer))
-        conn.gate_buffer = bytearray()
+        conn.rfile.push_front(head)
         conn.last_used = time.time()
         self.server.process_conn(conn)
+
+    def _over_budget(self) -> None:
+        """Hold at most HEAD_BUDGET bytes of request heads: close the connections holding the
+        most until under it (honest heads are a few hundred bytes; 4 096 connections with
+        64 KiB each would hold 256 MiB)."""
+        while self._buffered > HEAD_BUDGET:
+            largest = max(
+                (c for conns in self._by_addr.values() for c in conns),
+                key=lambda c: len(c.gate_buffer),
+            )
+            logger.info(
+                "request heads take more than %d MiB: closing %s's (%d bytes, not whole)",
+                HEAD_BUDGET >> 20,
+                largest.gate_addr,
+                len(largest.gate_buffer),
+            )
+            self._close(largest)
 
     def _max_head(self) -> int:
         return int(self.server.max_request_header_size or 0) or (1 << 20)
@@ -361,8 +439,10 @@ class Gate(connections.ConnectionManager):
                 # method: a plain-HTTP client on the HTTPS port. Tell it so in plain text.
                 with contextlib.suppress(OSError):
                     raw.send(sock, PLAIN_HTTP_ANSWER)
-                if self._leave(conn) and not self.linger(conn):
-                    _close_socket(conn)
+                    raw.shutdown(sock, socket.SHUT_WR)
+                conn.gate_state = LINGER
+                conn.gate_dropped = 0
+                conn.gate_deadline = time.time() + LINGER_SECONDS
                 return
             conn.gate_peeked = True
         try:
@@ -378,9 +458,7 @@ class Gate(connections.ConnectionManager):
             self._close(conn)
             return
         conn.ssl_env = self.server.ssl_adapter.get_environ(sock)
-        conn.gate_state = HEAD
-        conn.gate_buffer = bytearray()
-        conn.gate_deadline = time.time() + self.server.timeout
+        conn.gate_state = HEAD  # still within the deadline the handshake started with
         self._want(conn, selectors.EVENT_READ)
         self._read_head(conn)  # the request may have come with the handshake's last flight
 
@@ -407,6 +485,7 @@ class Gate(connections.ConnectionManager):
                 ended = True
                 break
             buffer += chunk
+            self._buffered += len(chunk)
             if len(buffer) >= self._max_head() or head_complete(buffer):
                 break
         if ended and (not buffer or not head_complete(buffer)):
@@ -418,6 +497,8 @@ class Gate(connections.ConnectionManager):
         if head_complete(buffer) or len(buffer) >= self._max_head():
             # (A head larger than the limit goes on too: cheroot answers it 413.)
             self._dispatch(conn)
+        elif self._buffered > HEAD_BUDGET:
+            self._over_budget()
 
     def _drop_input(self, conn: Any) -> None:
         while True:
@@ -555,10 +636,23 @@ class ClosingGateway(wsgi.Gateway_10):
             waiting.pending = False
             self.req.close_connection = True
             self.req.conn.linger_close = True
+        elif _body_unread(self.req):
+            # Answered with part of the body unread and nobody said what to do with it (an
+            # answer from outside web/limits.py, such as a 500 from web/errors.py): cheroot
+            # would read all the rest into memory to keep the connection. Close it instead.
+            self.req.close_connection = True
+            self.req.conn.linger_close = True
         if not self.req.server.ready:
             # Stopping (web/shutdown.py): this is the connection's last answer; say so.
             self.req.close_connection = True
         return super().start_response(status, headers, exc_info)
+
+
+def _body_unread(request: server.HTTPRequest) -> bool:
+    rfile = getattr(request, "rfile", None)
+    if isinstance(rfile, server.ChunkedRFile):
+        return not rfile.closed
+    return bool(getattr(rfile, "remaining", 0))
 
 
 def _has_body(request: server.HTTPRequest) -> bool:

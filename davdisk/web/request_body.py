@@ -176,7 +176,9 @@ def _direct_body(raw: Any, *, fresh: bool) -> _KnownLengthBody | ChunkedBody | N
         and not raw.buffer
         and not raw.closed
     ):
-        return ChunkedBody(raw.rfile)
+        # cheroot's reader, bypassed, must still know when the body has been read to its end
+        # (web/httpd.py closes a connection whose body was left unread).
+        return ChunkedBody(raw.rfile, on_end=lambda: setattr(raw, "closed", True))
     return None
 
 

@@ -4,10 +4,12 @@ and answers to bodies nobody logged in to send (issue 12, item 1)."""
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from pathlib import Path
 
 from tests.live.conftest import HARNESS_CONFIG, Server, ServerFactory, read_status
+from tests.live.test_tls import make_cert
 
 
 def _config(tmp_path: Path, **limits: int) -> Path:
@@ -124,3 +126,37 @@ def test_a_body_sent_before_any_login_is_not_waited_for(
     assert _honest_propfind(srv) == 207
     for sock in slow:
         sock.close()
+
+
+def test_unfinished_heads_are_held_within_a_byte_budget(server: Server) -> None:
+    """700 connections that each send 60 KiB of headers and never end them would have the
+    server hold 42 MB; it keeps at most 32 MiB, closing those that hold the most."""
+    line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+    heads = []
+    for _ in range(700):
+        sock = _connect(server)
+        sock.sendall(b"GET /dav/ HTTP/1.1\r\n" + line * 60)
+        heads.append(sock)
+    assert _honest_propfind(server) == 207
+    closed = sum(_closed(sock, within=0.01) for sock in heads)
+    for sock in heads:
+        sock.close()
+    head = len(b"GET /dav/ HTTP/1.1\r\n" + line * 60)
+    assert closed >= (700 * head - (32 << 20)) // head, closed  # about 147 of them
+    assert "request heads take more than 32 MiB" in server.log()
+
+
+def test_a_tls_connection_idle_after_its_handshake_has_the_head_deadline(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    cert, key, _ = make_cert(tmp_path / "certs")
+    config = _config(tmp_path, head_timeout=2)
+    config.write_text(config.read_text() + f'\n[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    srv = server_factory(config=config)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    started = time.monotonic()
+    with ctx.wrap_socket(_connect(srv)) as tls:  # the handshake, then nothing
+        assert _closed(tls, within=10)
+    assert time.monotonic() - started < 5
