@@ -8,8 +8,11 @@ that name. So a mount keeps its own name only when it cannot be taken for anythi
   characters, runs of whitespace and the common Latin look-alikes of other scripts, quotes and
   dashes (Windows and macOS clients are case-insensitive too, so ``Photos`` and ``photos``
   cannot both be shown);
-- it does not end like the owner suffix below (with a closing bracket of any kind);
-- it hides nothing (:func:`is_plain`): no invisible character, no whitespace but single spaces
+- it does not end like the owner suffix below (with a closing bracket of any kind, also under
+  combining marks: ``)`` + U+0301 is a bracket with an accent);
+- it hides nothing (:func:`is_plain`): no invisible character (format, unassigned, and every
+  default-ignorable code point: U+034F, the variation selectors, fillers, tags, even the
+  ZWJ and emoji selector names may hold), no whitespace but single spaces
   between words, no letters of two scripts that look alike (Latin with Cyrillic or Greek), no
   compatibility forms (fullwidth or mathematical letters).
 
@@ -27,12 +30,14 @@ import re
 import unicodedata
 from collections import Counter
 
+from davdisk.files.ignorable import is_default_ignorable
 from davdisk.files.names import nfc
 
 MAX_SHOWN = 48  # characters of a mount's own name kept before its owner suffix
 
-# Letters that render blank although they are not whitespace or format characters.
-_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
+# A symbol that renders blank although it is not whitespace, format or default-ignorable (the
+# Hangul fillers, which are letters, are default-ignorable).
+_BLANK_SYMBOLS = frozenset("\u2800")  # Braille pattern blank
 # Scripts with letters that pass for Latin ones; a word mixing two of them is a disguise.
 _LOOKALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"})
 # Folds for :func:`look`, after NFKC and casefold: the Cyrillic and Greek letters that look
@@ -70,8 +75,22 @@ _SPACES = re.compile(r"\s+")
 
 
 def _hidden(c: str) -> bool:
-    """A character that shows nothing (format, private use, unassigned, line separators)."""
-    return unicodedata.category(c) in ("Cc", "Cf", "Co", "Cn", "Zl", "Zp") or c in _BLANK_LETTERS
+    """A character that shows nothing (format, private use, unassigned, line separators, and
+    Unicode's default-ignorable code points, some of which are marks or letters)."""
+    return (
+        unicodedata.category(c) in ("Cc", "Cf", "Co", "Cn", "Zl", "Zp")
+        or c in _BLANK_SYMBOLS
+        or is_default_ignorable(c)
+    )
+
+
+def _last_base(name: str) -> str | None:
+    """The last character of ``name`` that is neither a combining mark nor hidden: the one a
+    reader sees at its end (``)`` in ``)`` + U+0301)."""
+    for c in reversed(name):
+        if not unicodedata.category(c).startswith("M") and not _hidden(c):
+            return c
+    return None
 
 
 def _visible(name: str) -> str:
@@ -110,7 +129,8 @@ def is_plain(name: str) -> bool:
         return False
     if len(_scripts(name) & _LOOKALIKE_SCRIPTS) > 1:
         return False
-    return unicodedata.category(name[-1]) not in ("Pe", "Pf")
+    last = _last_base(name)
+    return last is not None and unicodedata.category(last) not in ("Pe", "Pf")
 
 
 def mount_names(own: list[str], mounts: list[tuple[int, str, str]]) -> dict[str, int]:

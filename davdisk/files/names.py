@@ -16,6 +16,7 @@ import re
 import unicodedata
 
 from davdisk.errors import InvalidName, UsageError
+from davdisk.files.ignorable import ZWJ, ZWNJ, is_default_ignorable, is_variation_selector
 
 MAX_NAME_BYTES = 255
 # Characters XML 1.0 cannot carry (tab, LF and CR it can).
@@ -26,6 +27,11 @@ _NOT_XML = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # forge a row of a listing. Names stored before this rule stay reachable: request paths are held
 # to _NOT_XML only.
 _FORGING = re.compile("[\t\n\r\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# What a variation selector may follow in a new name: something it can pick a glyph for (an
+# emoji or other symbol, an ideograph, a Mongolian letter, a keycap's digit, '#' or '*'), not a
+# space, a mark, an invisible character or a bracket or quote (which would end like a mount's
+# owner suffix).
+_VARIED = ("L", "N", "S", "Po", "Pd", "Pc")
 _SHOWN_CHARS = 40  # of a refused name quoted back in an error message
 
 
@@ -55,7 +61,37 @@ def check_name(name: str) -> str:
     _check_characters(name)
     if _FORGING.search(name):
         raise InvalidName(name=_shown(name), why="contains a control character")
-    return nfc(name)
+    name = nfc(name)
+    if _hides_something(name):
+        raise InvalidName(name=_shown(name), why="contains an invisible character")
+    return name
+
+
+def _hides_something(name: str) -> bool:
+    """Whether ``name`` holds a default-ignorable code point (one that renders as nothing, so
+    the name passes for another: ``Holiday (bob)`` + U+034F) that no client needs there.
+
+    Kept are the ones scripts and emoji need: ZWNJ and ZWJ between two characters (Persian and
+    Indic spelling, emoji sequences), and a variation selector right after a character it can
+    vary (U+FE0F after an emoji, as macOS and iOS name files; ideographic variants in Japanese
+    names; Mongolian free variation selectors). Every other one is refused: soft hyphen, zero
+    width space, LRM/RLM/ALM, word joiner, BOM, Hangul fillers, tags, CGJ and the rest.
+    """
+    last = len(name) - 1
+    for i, c in enumerate(name):
+        if not is_default_ignorable(c):
+            continue
+        if c in (ZWNJ, ZWJ) and 0 < i < last:
+            continue
+        if is_variation_selector(c) and i > 0 and _can_vary(name[i - 1]):
+            continue
+        return True
+    return False
+
+
+def _can_vary(c: str) -> bool:
+    category = unicodedata.category(c)
+    return category[0] in _VARIED or category in _VARIED
 
 
 def printable(name: str) -> str:

@@ -11,6 +11,7 @@ sharer can produce: a name the sharer chose never ends in that suffix shape.
 
 from __future__ import annotations
 
+import sqlite3
 import zlib
 from collections.abc import Iterator
 
@@ -65,16 +66,17 @@ def test_a_name_shaped_like_a_mount_suffix_is_not_shown_as_one(srv: Server) -> N
         "bob\u2019s photos",  # curly apostrophe
         "bob's  photos",  # two spaces
         "b\u043eb's photos",  # Cyrillic o
-        "bob's photos\u200b",  # a zero-width space
+        "bob's\u200d photos",  # a zero-width joiner (new names may hold one inside)
         "BOB'S PHOTOS",
+        "bob's photos\ufe0f",  # a variation selector: a mark, not a format character
     ],
-    ids=["apostrophe", "spaces", "cyrillic", "zero-width", "case"],
+    ids=["apostrophe", "spaces", "cyrillic", "zero-width", "case", "variation-selector"],
 )
 def test_look_alikes_of_a_share_carry_their_owner(srv: Server, forged: str) -> None:
     tag = str(zlib.crc32(forged.encode()))
     real, fake = f"bob's photos {tag}", forged + f" {tag}"
-    if forged.endswith("\u200b"):
-        fake = f"bob's photos {tag}\u200b"
+    if forged.endswith("\ufe0f"):
+        fake = f"bob's photos {tag}\ufe0f"
     _share(srv, BOB, real)
     _share(srv, CAROL, fake)
     alice = srv.session(ALICE)
@@ -95,12 +97,15 @@ def test_a_look_alike_of_the_grantees_own_folder_carries_its_owner(srv: Server) 
 @pytest.mark.parametrize(
     "name, shown",
     [
-        ("Invoices\u200b", "Invoices (carol)"),
+        ("Invo\u200dices", "Invoices (carol)"),
         ("Inv\u043eices", "Inv\u043eices (carol)"),  # Latin and Cyrillic in one word
         ("Invoices (bob)" + " " * 150 + ".", "Invoices (bob) . (carol)"),
-        ("Invoices\u3164", "Invoices (carol)"),  # a Hangul filler: a letter nobody sees
+        ("Invoices\u2800", "Invoices (carol)"),  # a Braille blank: a symbol nobody sees
+        ("Invoices\ufe0f", "Invoices (carol)"),  # an emoji presentation selector
+        ("Invoices \u2615\ufe0f", "Invoices \u2615 (carol)"),  # an emoji with its selector
+        ("Invoices (bob)\u0301", "Invoices (bob)\u0301 (carol)"),  # a mark on the bracket
     ],
-    ids=["zero-width", "mixed-script", "padding", "filler"],
+    ids=["zero-width", "mixed-script", "padding", "blank", "vs16", "emoji", "bracket-mark"],
 )
 def test_a_name_that_hides_something_carries_its_owner(srv: Server, name: str, shown: str) -> None:
     """Alone in the grantee's folder too: such a name is made to pass for something else."""
@@ -116,3 +121,31 @@ def test_an_ordinary_share_keeps_its_name(srv: Server) -> None:
     alice = srv.session(ALICE)
     assert _owner_of(alice, srv, "Caf\u00e9 menus") == BOB
     assert _owner_of(alice, srv, "Cafe\u0301 menus") == BOB
+
+
+@pytest.mark.parametrize(
+    "mark",
+    ["\u034f", "\ufe00", "\U000e0100", "\u180b", "\u17b4", "\u200b", "\u3164"],
+    ids=["cgj", "vs1", "vs17", "mongolian-fvs", "khmer", "zero-width", "filler"],
+)
+def test_a_trailing_invisible_mark_does_not_make_a_name_look_like_a_suffix(
+    server_factory: ServerFactory, mark: str
+) -> None:
+    """``Holiday (bob)`` + U+034F (or another default-ignorable code point) renders exactly as
+    ``Holiday (bob)``. New names may not hold these any more, so the folder is renamed in the
+    database, as an older version could have stored it."""
+    srv = server_factory(users={**USERS, CAROL: "carol-password-333"})
+    _share(srv, BOB, "Holiday")
+    carol = srv.session(CAROL, "carol-password-333")
+    assert carol.request("MKCOL", srv.dav + "forged/").status_code == 201
+    assert carol.put(srv.dav + "forged/owner.txt", data=CAROL.encode()).status_code == 201
+    srv.stop()
+    db = sqlite3.connect(srv.data_dir / "davdisk.db")
+    with db:
+        db.execute("UPDATE nodes SET name = ? WHERE name = 'forged'", ("Holiday (bob)" + mark,))
+    db.close()
+    proc = cli(srv.data_dir, "share", "add", CAROL, "/Holiday (bob)" + mark, "--with", ALICE)
+    assert proc.returncode == 0, proc.stderr
+    srv = server_factory(srv.data_dir)
+    found = _mounts(srv.session(ALICE), srv, "Holiday")
+    assert found == {"Holiday": BOB, "Holiday (bob) (carol)": CAROL}, found

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from wsgidav.util import normalize_path
 
 from davdisk.errors import InvalidName, UsageError
+from davdisk.files.ignorable import is_default_ignorable
 from davdisk.files.names import MAX_NAME_BYTES, check_name, check_path, split_path
 
 # Every code point, lone surrogates included (what a lax decoder or surrogateescape produces),
@@ -32,11 +33,14 @@ FORGING = (
     + "".join(chr(c) for c in range(0x7F, 0xA0))
     + "".join(chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 )
+KEPT_IGNORABLE = frozenset(
+    chr(c) for c in [0x200C, 0x200D, *range(0x180B, 0x1810), *range(0xFE00, 0xFE10)]
+) | frozenset(chr(c) for c in range(0xE0100, 0xE01F0))
 valid_names = st.text(
     st.characters(codec="utf-8", exclude_characters="/\0" + NOT_XML + FORGING),
     min_size=1,
     max_size=60,
-).filter(lambda n: n not in (".", ".."))
+).filter(lambda n: n not in (".", "..") and not any(map(is_default_ignorable, n)))
 
 
 def utf8_size(name: str) -> int:
@@ -52,6 +56,9 @@ def utf8_size(name: str) -> int:
 @example("bell\x07")
 @example("tab\tand\r\nnewlines")
 @example("\uffff")
+@example("Holiday (bob)\u034f")
+@example("Holiday (bob)\ufe00")
+@example("\u2764\ufe0f\u200d\U0001f525")
 @example("\udcff")
 @example("é" * 127 + "x")
 @example("é" * 128)
@@ -63,6 +70,8 @@ def test_check_name_passes_only_storable_names(name: str) -> None:
         return
     assert "/" not in name and "\0" not in name
     assert not any(c in NOT_XML or c in FORGING for c in name)
+    # of the characters that render as nothing, only joiners and variation selectors are kept
+    assert all(c in KEPT_IGNORABLE for c in name if is_default_ignorable(c)), ascii(name)
     assert name not in ("", ".", "..")
     assert utf8_size(name) <= MAX_NAME_BYTES  # encodes strictly: no surrogates
 
@@ -158,5 +167,10 @@ def test_check_path_agrees_with_check_name(path: str, max_depth: int) -> None:
             if any(c in FORGING for c in name):  # an older name: reachable, not storable anew
                 with pytest.raises(InvalidName):
                     check_name(name)
+            elif any(map(is_default_ignorable, name)):  # refused unless it joins or varies
+                try:
+                    assert check_name(name) == name
+                except InvalidName as e:
+                    assert "invisible character" in e.message
             else:
                 assert check_name(name) == name
