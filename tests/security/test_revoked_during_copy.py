@@ -14,11 +14,14 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import text
 
 from davdisk import config as config_mod
+from davdisk.files.revocation import revoke
 from davdisk.files.shares import Shares
+from davdisk.meta import store
 from davdisk.services import Services
-from tests.live.conftest import ALICE, BOB, ServerFactory, members, wait_until
+from tests.live.conftest import ALICE, BOB, ServerFactory, members
 from tests.live.sharing_helpers import share_add, share_link
 from tests.security.test_long_copy import build_tree, hidden_rows, quota_used
 
@@ -26,7 +29,7 @@ from tests.security.test_long_copy import build_tree, hidden_rows, quota_used
 @pytest.mark.parametrize("through", ["share", "link"])
 def test_copy_revoked_half_way_is_not_attached(server_factory: ServerFactory, through: str) -> None:
     data_dir = server_factory.new_data_dir()
-    nodes = build_tree(data_dir, "tree", 100, 100)  # about 10 000 nodes: a copy in batches
+    nodes = build_tree(data_dir, "tree", 200, 100)  # 20 000 nodes: a copy in 20 batches
     srv = server_factory(data_dir)
     alice = srv.session(ALICE)
     assert alice.request("MKCOL", srv.dav + "team/").status_code == 201
@@ -43,31 +46,33 @@ def test_copy_revoked_half_way_is_not_attached(server_factory: ServerFactory, th
         session, team = srv.session(None), link.public
 
     status: list[int] = []
-    done = threading.Event()
 
     def copy() -> None:
-        try:
-            r = session.request("COPY", team + "tree/", headers={"Destination": team + "copy/"})
-            status.append(r.status_code)
-        finally:
-            done.set()
+        r = session.request("COPY", team + "tree/", headers={"Destination": team + "copy/"})
+        status.append(r.status_code)
 
-    # ``share rm`` as the CLI runs it, but opened beforehand: the CLI's start (about a second)
-    # would leave the copy time to finish first.
+    # ``share rm`` as the CLI runs it (revocation.revoke, in one write transaction), opened
+    # beforehand: the CLI's start (about a second) would leave the copy time to finish first.
+    # The same transaction sees the copy's rows still hidden, so it lands before the copy's
+    # last transaction, whatever the timing.
     svc = Services.open(config_mod.load(None, data_dir), create=False)
-    shares = Shares(svc.files)
     if through == "link":
-        (share_id,) = [s.id for s in shares.list() if s.grantee is None]
+        (share_id,) = [s.id for s in Shares(svc.files).list() if s.grantee is None]
     copier = threading.Thread(target=copy)
     try:
         copier.start()
-        wait_until(lambda: hidden_rows(data_dir) > 0, 30, "the COPY to stage rows")
-        t0 = time.monotonic()
-        shares.remove(share_id)
-        # The revocation must have landed while the copy was still being built, or this test
-        # shows nothing.
-        assert not done.is_set(), f"the COPY of {nodes} nodes ended before share rm did"
-        print(f"share rm took {time.monotonic() - t0:.3f} s, during a COPY of {nodes} nodes")
+        # Each try is a write transaction of its own, taken between two of the copy's batches.
+        deadline = time.monotonic() + 30
+        staged = 0
+        while not staged and status == [] and time.monotonic() < deadline:
+            with svc.db.write() as conn:
+                staged = conn.scalar(text("SELECT count(*) FROM nodes WHERE deleted_at < 0"))
+                if staged:
+                    share = store.get_share(conn, share_id)
+                    assert share is not None
+                    revoke(conn, [share])
+        assert staged, "the COPY was attached before the share was removed"
+        print(f"share removed with {staged} of {nodes} nodes copied")
     finally:
         copier.join()
         svc.close()
