@@ -10,6 +10,9 @@ editable link, whose row the request read when it began, the row is read again t
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
 import threading
 import time
 
@@ -61,17 +64,35 @@ def test_copy_revoked_half_way_is_not_attached(server_factory: ServerFactory, th
     copier = threading.Thread(target=copy)
     try:
         copier.start()
-        # Each try is a write transaction of its own, taken between two of the copy's batches.
+        # A writer of another process waits by polling (busy_timeout), and the copy's batches
+        # follow each other too closely for the poll to get in. So the server is paused
+        # (SIGSTOP) and the write lock asked for without waiting: paused between two of the
+        # copy's transactions, the lock is free and the share is revoked in a transaction that
+        # sees the copy still staged; paused inside one, the server runs on a moment.
         deadline = time.monotonic() + 30
         staged = 0
-        while not staged and status == [] and time.monotonic() < deadline:
-            with svc.db.write() as conn:
-                staged = conn.scalar(text("SELECT count(*) FROM nodes WHERE deleted_at < 0"))
-                if staged:
-                    share = store.get_share(conn, share_id)
-                    assert share is not None
-                    revoke(conn, [share])
-        assert staged, "the COPY was attached before the share was removed"
+        with svc.db.writer.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA busy_timeout=0")
+            while not staged and not status and time.monotonic() < deadline:
+                os.kill(srv.pid, signal.SIGSTOP)
+                try:
+                    driver.execute("BEGIN IMMEDIATE")
+                    with conn.begin():
+                        staged = conn.scalar(
+                            text("SELECT count(*) FROM nodes WHERE deleted_at < 0")
+                        )
+                        if staged:
+                            share = store.get_share(conn, share_id)
+                            assert share is not None
+                            revoke(conn, [share])
+                except sqlite3.OperationalError:
+                    pass  # paused inside one of the copy's transactions
+                finally:
+                    os.kill(srv.pid, signal.SIGCONT)
+                time.sleep(0.001)
+        assert staged, f"the COPY was attached before the share was removed: {status}"
         print(f"share removed with {staged} of {nodes} nodes copied")
     finally:
         copier.join()
