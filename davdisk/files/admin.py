@@ -106,9 +106,9 @@ class Admin:
             user = store.get_user(conn, name)
             if user is None:
                 raise NotFound(f"user {name!r}")
-            # What they shared on of others' items, and what was made through that, goes
-            # with them (their own items' shares go with the items).
-            revoke(conn, store.shares_made_by(conn, user.id))
+            # What they received and what they shared on of others' items go with them, and
+            # so does what was made through that (their own items' shares go with the items).
+            revoke(conn, store.shares_to(conn, user.id) + store.shares_made_by(conn, user.id))
             blob_ids = store.delete_user(conn, user.id)
         self.files.keyring.forget(user.id)
         removed = sum(1 for b in blob_ids if self.files.blobs.delete(b))

@@ -101,7 +101,15 @@ class Files:
             with self.db.read() as c:
                 ok = Access.allowed(c, actor, entry, action)
         else:
-            ok = Access.allowed(conn, actor, entry, action)
+            # Asked again inside a write transaction, late in a long request: a link removed
+            # since the request began must count as gone, so its row is read again.
+            if actor.link is not None:
+                link = store.get_share(conn, actor.link.id)
+                ok = link is not None and Access.allowed(
+                    conn, replace(actor, link=link), entry, action
+                )
+            else:
+                ok = Access.allowed(conn, actor, entry, action)
         if not ok:
             raise Forbidden(f"{action} not allowed")
 
@@ -663,7 +671,9 @@ class Files:
         dead: list[str] = []
         with self.db.write() as conn:
             guard.check(conn)
-            src, existing = self._target(conn, actor, entry, parent, name, overwrite=overwrite)
+            src, existing = self._target(
+                conn, actor, entry, parent, name, overwrite=overwrite, source_right="delete"
+            )
             if existing is not None and existing.id == src.id:
                 return src, False
             if existing is not None and not existing.is_dir and not src.is_dir:
@@ -715,7 +725,9 @@ class Files:
         dead: list[str] = []
         with self.db.write() as conn:
             guard.check(conn)
-            src, existing = self._target(conn, actor, entry, parent, name, overwrite=overwrite)
+            src, existing = self._target(
+                conn, actor, entry, parent, name, overwrite=overwrite, source_right="read"
+            )
             if existing is not None and existing.id == src.id:
                 raise Forbidden("cannot copy onto itself")
             if existing is not None and not existing.is_dir and not src.is_dir:
@@ -764,7 +776,9 @@ class Files:
         """
         with self.db.write() as conn:  # quick refusals before the long part
             guard.check(conn)
-            src, existing = self._target(conn, actor, entry, parent, name, overwrite=overwrite)
+            src, existing = self._target(
+                conn, actor, entry, parent, name, overwrite=overwrite, source_right="read"
+            )
             # Files and dead properties, as the last transaction charges them.
             needed = store.subtree_totals(conn, src.id)[0]
             if existing is not None:
@@ -786,7 +800,9 @@ class Files:
             dead: list[str] = []
             with self.db.write() as conn:
                 guard.check(conn)
-                src, existing = self._target(conn, actor, entry, parent, name, overwrite=overwrite)
+                src, existing = self._target(
+                    conn, actor, entry, parent, name, overwrite=overwrite, source_right="read"
+                )
                 if existing is not None:
                     dead = self._delete_in(conn, existing)
                 store.update_node(conn, top, parent_id=parent.id, name=name)
@@ -820,10 +836,17 @@ class Files:
         name: str,
         *,
         overwrite: bool,
+        source_right: Action,
     ) -> tuple[Entry, Entry | None]:
         """Re-read the source and check the destination of a move or copy, in its transaction;
-        return (source, what already stands at the destination)."""
+        return (source, what already stands at the destination).
+
+        The actor's rights are asked again here (``source_right`` on the source, write on the
+        destination folder): a share revoked since the request began, e.g. while a big copy
+        was being built in batches, grants nothing any more."""
         src = self._fresh(conn, entry)
+        self._allow(actor, src, source_right, conn)
+        self._allow(actor, parent, "write", conn)
         if store.get_node(conn, parent.id) is None:
             raise Conflict("the destination folder is gone")
         if src.is_dir and store.is_ancestor(conn, src.id, parent.id):

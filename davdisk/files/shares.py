@@ -19,7 +19,7 @@ from davdisk.auth.passwords import hash_password
 from davdisk.errors import Forbidden, NotFound, UsageError
 from davdisk.files.access import Actor
 from davdisk.files.api import Files
-from davdisk.files.revocation import revoke, unsupported
+from davdisk.files.revocation import revoke, settle
 from davdisk.meta import store
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -102,7 +102,17 @@ class Shares:
             existing = store.user_shares_of(conn, entry.id, target.id)
             if existing:
                 keep, *extra = existing
-                # Whoever sets its rights now answers for it: it goes when their right does.
+                # A share is changed only by whom it rests on: its maker, or the owner, who
+                # takes it over (the owner's word outlasts any grantee's share). Another
+                # grantee able to share the item would otherwise become its maker, and it
+                # would go when their own share does.
+                if actor.id not in (entry.owner_id, keep.creator_id):
+                    made_by = store.get_user_by_id(conn, keep.creator_id)
+                    maker = made_by.name if made_by is not None else "its maker"
+                    raise Forbidden(
+                        f"share {keep.id} of {path!r} with {grantee!r} was made by {maker!r}:"
+                        " only they or the owner may change it"
+                    )
                 store.update_share(
                     conn,
                     keep.id,
@@ -114,7 +124,7 @@ class Shares:
                 for dup in extra:  # left by older versions; same item, same grantee
                     store.delete_share(conn, dup.id)
                 # Fewer rights: what the grantee made with the ones taken away goes.
-                revoke(conn, unsupported(conn, target.id))
+                settle(conn, entry.owner_id)
                 return keep.id
             return store.create_share(
                 conn,

@@ -92,7 +92,7 @@ class Node(Base):
     # MD5 and SHA-1 of the content, sealed with the owner's key (crypto/checksums.py); NULL
     # for empty content (its hashes are no secret) and folders.
     checksums: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    # Before migration 0005 the hashes were stored here in clear (a copy of the database gave
+    # Before migration 0006 the hashes were stored here in clear (a copy of the database gave
     # small files away). Never written now; a start seals what an older version left and
     # empties them (files/checksum_upgrade.py).
     md5: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -174,10 +174,10 @@ class Share(Base):
     expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)  # the grantee removed the mount
     created_at: Mapped[float] = mapped_column(Float)
-    # A link that may only add new names: no reading, listing or replacing (migration 0005).
+    # A link that may only add new names: no reading, listing or replacing (migration 0007).
     file_drop: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Who made it: the owner, or a grantee re-sharing through their own share, whose
-    # re-shares and links go when that share does (None: made before migration 0005).
+    # re-shares and links go when that share does (None: made before migration 0007).
     created_by: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
     )

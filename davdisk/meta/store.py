@@ -837,7 +837,7 @@ class ShareRow:
     hidden: bool
     created_at: float
     file_drop: bool  # a link that may only add new names
-    created_by: int | None  # who made it (None: before migration 0005, the owner)
+    created_by: int | None  # who made it (None: before migration 0007, the owner)
 
     @property
     def creator_id(self) -> int:
@@ -940,6 +940,18 @@ def shares_made_by(conn: Connection, user_id: int) -> list[ShareRow]:
     """The shares and links a user made of items that are not theirs (re-shares)."""
     query = select(shares).where(shares.c.created_by == user_id, shares.c.owner_id != user_id)
     return [_share(r) for r in conn.execute(query.order_by(shares.c.id))]
+
+
+def shares_of_owner(conn: Connection, owner_id: int) -> list[ShareRow]:
+    """Every share and link of a user's items, whoever made it."""
+    query = select(shares).where(shares.c.owner_id == owner_id).order_by(shares.c.id)
+    return [_share(r) for r in conn.execute(query)]
+
+
+def shares_to(conn: Connection, grantee_id: int) -> list[ShareRow]:
+    """Every share a user receives, hidden ones too (they grant as much)."""
+    query = select(shares).where(shares.c.grantee_id == grantee_id).order_by(shares.c.id)
+    return [_share(r) for r in conn.execute(query)]
 
 
 _SHARES_RECEIVED = (

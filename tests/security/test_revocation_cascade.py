@@ -14,10 +14,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.live.conftest import ALICE, BOB, Server
+from tests.live.conftest import ALICE, BOB, Server, cli
 from tests.live.sharing_helpers import (
     CAROL,
+    RO,
     RW,
+    assert_clean_error,
     cli_ok,
     mkdirs,
     put_ok,
@@ -142,3 +144,53 @@ def test_losing_the_reshare_right_removes_what_it_allowed(srv: Server) -> None:
     assert fields_of(srv, to_carol) == {}
     assert srv.session(None).get(upload.public + "plan.txt").status_code == 404
     assert sess(srv, BOB).get(f"{srv.dav}{path[1:]}/plan.txt").status_code == 200
+
+
+def test_circular_reshares_go_with_the_owners_share(srv: Server) -> None:
+    # bob re-shares sub to carol, and carol shares sub back to bob: a share of bob's that does
+    # not come from alice. Asked "may bob share sub?", the share from carol said yes, and
+    # carol's said yes to hers through bob's: the pair held each other up after alice's went.
+    path, url = project(srv)
+    leaf = f"sub-{uid()}"  # its mount name for carol
+    sub = f"{path}/{leaf}"
+    mkdirs(sess(srv, ALICE), f"{url}{leaf}/")
+    put_ok(sess(srv, ALICE), f"{url}{leaf}/notes.txt", b"alice's notes")
+    to_bob = share_add(srv, ALICE, path, BOB, write=True, reshare=True)
+    bob_to_carol = share_add(srv, BOB, sub, CAROL, write=True, reshare=True)
+    carol_to_bob = share_add(srv, CAROL, f"/{leaf}", BOB, write=True, reshare=True)
+    assert carol_to_bob not in (to_bob, bob_to_carol)
+    bobs_link = share_link(srv, BOB, sub)
+    anon = srv.session(None)
+    assert anon.get(bobs_link.public + "notes.txt").content == b"alice's notes"
+
+    share_rm(srv, to_bob)
+
+    assert fields_of(srv, bob_to_carol) == {} and fields_of(srv, carol_to_bob) == {}
+    assert anon.get(bobs_link.public + "notes.txt").status_code == 404
+    for user in (BOB, CAROL):
+        s = sess(srv, user)
+        for where in (f"{srv.dav}{sub[1:]}/notes.txt", f"{srv.dav}{leaf}/notes.txt"):
+            r = s.get(where)
+            assert r.status_code == 404, (user, where, r.status_code)
+
+
+def test_only_the_owner_or_its_maker_changes_a_share(srv: Server) -> None:
+    # carol, who may re-share, ran ``share add`` for a share alice had made for ro: she became
+    # its maker (and set its rights), so it went when carol's own share did.
+    path, _url = project(srv)
+    to_ro = share_add(srv, ALICE, path, RO, write=True)
+    to_carol = share_add(srv, ALICE, path, CAROL, write=True, reshare=True)
+    err = assert_clean_error(cli(srv.data_dir, "share", "add", CAROL, path, "--with", RO))
+    assert ALICE in err, err
+    assert fields_of(srv, to_ro).get("BY") == ALICE, fields_of(srv, to_ro)
+    assert "write" in fields_of(srv, to_ro).get("PERMISSIONS", ""), fields_of(srv, to_ro)
+    share_rm(srv, to_carol)
+    assert fields_of(srv, to_ro).get("BY") == ALICE, fields_of(srv, to_ro)
+    put_ok(sess(srv, RO), f"{srv.dav}{path[1:]}/from-ro.txt", b"ro still writes")
+    # Its maker may change it, and stays its maker; the owner changing it takes it over.
+    share_add(srv, ALICE, path, BOB, reshare=True)
+    to_rw = share_add(srv, BOB, path, RW)
+    assert share_add(srv, BOB, path, RW, reshare=True) == to_rw
+    assert fields_of(srv, to_rw).get("BY") == BOB, fields_of(srv, to_rw)
+    assert share_add(srv, ALICE, path, RW) == to_rw
+    assert fields_of(srv, to_rw).get("BY") == ALICE, fields_of(srv, to_rw)

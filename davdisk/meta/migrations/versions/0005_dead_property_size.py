@@ -6,6 +6,11 @@ and ``fsck`` can sum it without decrypting values. Existing rows are charged wha
 now (``length`` counts characters of a non-ASCII name, a few bytes short at worst), and their
 owners' ``used_bytes`` grow by it; existing plain values are sealed when next written.
 
+Only live nodes are charged, as ``fsck`` counts (files/fsck.py): rows with ``deleted_at`` set
+are the hidden rows of a staged copy not yet attached (a crash leaves them to ``davdisk gc``),
+charged only when attached; there is no trash. A database from before this revision holds none,
+but one being downgraded may.
+
 Revision ID: 0005
 Revises: 0004
 """
@@ -20,7 +25,7 @@ depends_on = None
 
 _OWNED = (
     "COALESCE((SELECT SUM(p.size) FROM properties p JOIN nodes n ON n.id = p.node_id"
-    " WHERE n.owner_id = users.id), 0)"
+    " WHERE n.owner_id = users.id AND n.deleted_at IS NULL), 0)"
 )
 
 
