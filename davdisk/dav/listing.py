@@ -33,6 +33,7 @@ from lxml import etree
 from wsgidav import util, xml_tools
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError, as_DAVError, get_http_status_string
 
+from davdisk import lockkeys
 from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.resources import Folder, Host, make_resource
@@ -176,7 +177,7 @@ class _Listing:
             self.locked.setdefault(lock["root"], []).append(lock)
         # What _NodeMixin._ref_url says for an owned member, up to its name: when that lies
         # below the folder's, owned members need neither a resource object nor a query.
-        owned = f"/u/{self.actor.id}" + quote(self.base + "/")
+        owned = lockkeys.of_path(self.actor.id, self.base + "/")
         if self.owns_folder and owned.startswith(self.lock_prefix):
             self.owned_ref_prefix = owned
 

@@ -9,11 +9,10 @@ lock found under an owner's key is shown at the path the requester knows it by.
 
 from __future__ import annotations
 
-import re
 from typing import Any
-from urllib.parse import unquote
 
-_REF_URL = re.compile(r"^/u/\d+(/.*)?$")
+from davdisk import lockkeys
+
 _TREE_KEYS = ("davdisk.resources", "davdisk.children", "davdisk.props")
 
 
@@ -40,5 +39,4 @@ def ref_to_path(environ: dict[str, Any] | None, ref_url: str) -> str:
         if known.startswith(ref + "/"):
             depth = known[len(ref) :].count("/")
             return path.rsplit("/", depth)[0] or "/"
-    m = _REF_URL.match(ref)
-    return unquote(m.group(1) or "/") if m else "/"
+    return lockkeys.path_of(ref)

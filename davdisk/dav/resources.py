@@ -1,10 +1,11 @@
 """WebDAV resources: a :class:`Folder` or :class:`File` over one node of the ``files`` API.
 
 Thin by design: each method translates a WsgiDAV call into one ``Files`` call and maps errors.
-Lock and dead-property keys ("reference URLs") are ``/u/<user id>/<path>``, so two users' equal
-paths never share a lock. COPY, MOVE and DELETE are handled natively (one database transaction
-each) instead of WsgiDAV's member-by-member fallback. A resource reaches the provider that made
-it (``dav/provider.py``, which imports this module) only through :class:`Host`.
+Lock and dead-property keys ("reference URLs") are lock keys (``davdisk/lockkeys.py``), so two
+users' equal paths never share a lock. COPY, MOVE and DELETE are handled natively (one database
+transaction each) instead of WsgiDAV's member-by-member fallback. A resource reaches the
+provider that made it (``dav/provider.py``, which imports this module) only through
+:class:`Host`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from wsgidav.dav_error import (
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
 
+from davdisk import lockkeys
 from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.locks import LockGuard, SQLLockManager
 from davdisk.dav.memo import forget, remember_ref
 from davdisk.files.access import owns
-from davdisk.files.api import Actor, Files, Upload, lock_root
+from davdisk.files.api import Actor, Files, Upload
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.meta.store import Entry
 
@@ -101,10 +103,10 @@ class _NodeMixin:
 
     def _ref_url(self) -> str:
         if owns(self.actor, self.entry):
-            return f"/u/{self.actor.id}" + quote(self.get_preferred_path())  # type: ignore[attr-defined]
+            return lockkeys.of_path(self.actor.id, self.get_preferred_path())  # type: ignore[attr-defined]
         # Reached through a share or link: key locks by the owner's path, so the owner and every
         # grantee contend for the same locks.
-        ref = lock_root(self.entry.owner_id, self._owner_names())
+        ref = lockkeys.of_names(self.entry.owner_id, self._owner_names())
         return ref + "/" if self.is_collection and not ref.endswith("/") else ref
 
     def _owner_names(self) -> list[str]:

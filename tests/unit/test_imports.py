@@ -1,4 +1,4 @@
-"""The shape of the code: which module may import which.
+"""The shape of the code: which module may import which, and where the lock-key scheme is written.
 
 Read from the source (ast), so imports under ``typing.TYPE_CHECKING`` count too: a cycle that
 exists only for the type checker still ties the modules together.
@@ -81,3 +81,31 @@ def test_dav_modules_form_no_import_cycle() -> None:
     # The provider is on top: resources and the listing are what it is built from.
     for name in ("davdisk.dav.resources", "davdisk.dav.listing"):
         assert "davdisk.dav.provider" not in graph[name], name
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                ids.add(id(body[0].value))
+    return ids
+
+
+def test_lock_key_scheme_written_once() -> None:
+    """Lock keys are ``/u/<user id>/<path>``: built and parsed in davdisk/lockkeys.py only, so
+    the server, the lock storage and the cleanups on revocation and user removal agree."""
+    writers = []
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        docs = _docstrings(tree)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and "/u/" in node.value
+                and id(node) not in docs
+            ):
+                writers.append(f"{name}:{node.lineno}")
+    assert writers and all(w.startswith("davdisk.lockkeys:") for w in writers), writers
