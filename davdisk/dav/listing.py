@@ -26,21 +26,19 @@ import io
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from lxml import etree
 from wsgidav import util, xml_tools
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError, as_DAVError, get_http_status_string
 
+from davdisk import lockkeys
 from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
-from davdisk.dav.resources import Folder
+from davdisk.dav.resources import Folder, Host, make_resource
 from davdisk.files.access import owns
 from davdisk.meta.store import Entry
-
-if TYPE_CHECKING:
-    from davdisk.dav.provider import DavdiskProvider
 
 ENABLED = True  # the switch tests flip to get WsgiDAV's own answer for comparison
 
@@ -141,7 +139,7 @@ Getter = Callable[["_Listing", Entry, dict[str, bytes]], Any]
 class _Listing:
     """One request's listing: the folder, who asks, and what is known about its members."""
 
-    def __init__(self, provider: DavdiskProvider, environ: dict[str, Any], folder: Folder) -> None:
+    def __init__(self, provider: Host, environ: dict[str, Any], folder: Folder) -> None:
         self.provider = provider
         self.environ = environ
         self.folder = folder
@@ -165,9 +163,7 @@ class _Listing:
     # --- members ---------------------------------------------------------------------------
 
     def resource(self, entry: Entry) -> Any:
-        return self.provider.make_resource(
-            f"{self.base}/{entry.name}", self.environ, entry, self.actor
-        )
+        return make_resource(f"{self.base}/{entry.name}", self.environ, entry, self.actor)
 
     def find_locks(self) -> None:
         """Note which members hold locks: one query for what lies below the folder."""
@@ -181,7 +177,7 @@ class _Listing:
             self.locked.setdefault(lock["root"], []).append(lock)
         # What _NodeMixin._ref_url says for an owned member, up to its name: when that lies
         # below the folder's, owned members need neither a resource object nor a query.
-        owned = f"/u/{self.actor.id}" + quote(self.base + "/")
+        owned = lockkeys.of_path(self.actor.id, self.base + "/")
         if self.owns_folder and owned.startswith(self.lock_prefix):
             self.owned_ref_prefix = owned
 
@@ -602,7 +598,7 @@ def _wanted(root: etree._Element | None) -> tuple[bool, list[str] | None]:
 
 
 def render(
-    provider: DavdiskProvider, environ: dict[str, Any], start_response: Callable[..., Any]
+    provider: Host, environ: dict[str, Any], start_response: Callable[..., Any]
 ) -> list[bytes] | None:
     """Answer a PROPFIND Depth 1 on a folder; None when WsgiDAV's handler should answer."""
     if not ENABLED or environ.get("HTTP_DEPTH") != "1":

@@ -1,23 +1,24 @@
 """The WebDAV provider: maps a request path to a resource in the authenticated user's home.
 
 One provider instance serves every thread, so per-request state (the actor, resolved resources,
-listings, dead properties) lives in ``environ``, never on ``self``. Request handling that WsgiDAV
-leaves to providers is adjusted here: ``Depth: infinity`` PROPFIND is refused (RFC 4918 allows it,
-and it would let one request walk a whole tree), a PROPFIND without a Depth header is answered as
-Depth 0 on a file and Depth 1 on a folder, a Depth 1 PROPFIND of a folder is answered by
-``dav/listing.py`` (WsgiDAV's generic path costs ~0.6 ms per member), and natively handled
-COPY/MOVE answer 201 when they created the destination (WsgiDAV reports 204 for every natively
-handled one).
+listings, dead properties: ``dav/memo.py``) lives in ``environ``, never on ``self``. Request
+handling that WsgiDAV leaves to providers is adjusted here: ``Depth: infinity`` PROPFIND is
+refused (RFC 4918 allows it, and it would let one request walk a whole tree), a PROPFIND without
+a Depth header is answered as Depth 0 on a file and Depth 1 on a folder, a Depth 1 PROPFIND of a
+folder is answered by ``dav/listing.py`` (WsgiDAV's generic path costs ~0.6 ms per member), and
+natively handled COPY/MOVE answer 201 when they created the destination (WsgiDAV reports 204 for
+every natively handled one).
+
+The provider is the top of dav/: it imports the resources and the listing, which know it only
+as the ``Host`` (resources.py) that serves them.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote
 
 from wsgidav.dav_error import (
     HTTP_FORBIDDEN,
@@ -27,17 +28,15 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVProvider, _DAVResource
 
 from davdisk.auth.domain import ACTOR_KEY
-from davdisk.dav import listing
+from davdisk.dav import listing, memo
 from davdisk.dav.errors import dav_errors
-from davdisk.dav.resources import File, Folder
+from davdisk.dav.resources import Folder, make_resource
 from davdisk.files.api import Actor, Files
-from davdisk.meta.store import Entry
 
 logger = logging.getLogger(__name__)
 
 
 FOLDER_PAGE = b"This is a WebDAV folder: open it with a WebDAV client to see what is in it.\n"
-_REF_URL = re.compile(r"^/u/\d+(/.*)?$")
 
 
 class DavdiskProvider(DAVProvider):
@@ -62,13 +61,6 @@ class DavdiskProvider(DAVProvider):
             environ[ACTOR_KEY] = actor
         return actor
 
-    def make_resource(
-        self, path: str, environ: dict[str, Any], entry: Entry, actor: Actor
-    ) -> _DAVResource:
-        if entry.is_dir:
-            return Folder(path, environ, entry, actor)
-        return File(path, environ, entry, actor)
-
     def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
         actor = self._actor(environ)
         if actor is None:
@@ -79,32 +71,12 @@ class DavdiskProvider(DAVProvider):
             return cache[key]
         with dav_errors():
             entry = self.files.resolve(actor, path)
-        res = None if entry is None else self.make_resource(path, environ, entry, actor)
+        res = None if entry is None else make_resource(path, environ, entry, actor)
         cache[key] = res
         return res
 
-    def forget(self, environ: dict[str, Any]) -> None:
-        """Drop what this request cached: it has just changed the tree."""
-        for key in ("davdisk.resources", "davdisk.children", "davdisk.props"):
-            environ.pop(key, None)
-
-    def remember_ref(self, environ: dict[str, Any], ref_url: str, path: str) -> None:
-        """Note which request path a reference URL stood for, so lock roots found under an
-        owner's reference URL can be shown at the path the requester knows them by."""
-        environ.setdefault("davdisk.refs", {})[ref_url.rstrip("/")] = path.rstrip("/") or "/"
-
     def ref_url_to_path(self, ref_url: str) -> str:
-        ref = ref_url.rstrip("/")
-        environ = getattr(self._request, "environ", None)
-        refs: dict[str, str] = environ.get("davdisk.refs", {}) if environ else {}
-        if ref in refs:
-            return refs[ref]
-        for known, path in refs.items():  # an ancestor of a resource this request touched
-            if known.startswith(ref + "/"):
-                depth = known[len(ref) :].count("/")
-                return path.rsplit("/", depth)[0] or "/"
-        m = _REF_URL.match(ref)
-        return unquote(m.group(1) or "/") if m else "/"
+        return memo.ref_to_path(getattr(self._request, "environ", None), ref_url)
 
     def custom_request_handler(
         self,

@@ -21,7 +21,7 @@ from wsgidav.dav_provider import DAVCollection, _DAVResource
 
 from davdisk.auth.domain import ACTOR_KEY
 from davdisk.dav.provider import DavdiskProvider
-from davdisk.dav.resources import File
+from davdisk.dav.resources import File, make_resource
 from davdisk.files.access import Actor
 from davdisk.files.names import split_path
 from davdisk.files.shares import token_hash
@@ -150,7 +150,7 @@ class PublicProvider(DavdiskProvider):
             if entry is not None and drop_view:
                 res = DropFolder(path, environ, actor.link.id)  # a drop finds only folders
             elif entry is not None:
-                res = self.make_resource(path, environ, entry, actor)
+                res = make_resource(path, environ, entry, actor)
         elif root is not None:
             names = split_path(rest)
             if names == []:

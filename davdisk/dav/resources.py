@@ -1,9 +1,11 @@
 """WebDAV resources: a :class:`Folder` or :class:`File` over one node of the ``files`` API.
 
 Thin by design: each method translates a WsgiDAV call into one ``Files`` call and maps errors.
-Lock and dead-property keys ("reference URLs") are ``/u/<user id>/<path>``, so two users' equal
-paths never share a lock. COPY, MOVE and DELETE are handled natively (one database transaction
-each) instead of WsgiDAV's member-by-member fallback.
+Lock and dead-property keys ("reference URLs") are lock keys (``davdisk/lockkeys.py``), so two
+users' equal paths never share a lock. COPY, MOVE and DELETE are handled natively (one database
+transaction each) instead of WsgiDAV's member-by-member fallback. A resource reaches the
+provider that made it (``dav/provider.py``, which imports this module) only through
+:class:`Host`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import quote
 
 from lxml import etree
@@ -25,16 +27,15 @@ from wsgidav.dav_error import (
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
 
+from davdisk import lockkeys
 from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.locks import LockGuard, SQLLockManager
+from davdisk.dav.memo import forget, remember_ref
 from davdisk.files.access import owns
-from davdisk.files.api import Actor, Files, Upload, lock_root
+from davdisk.files.api import Actor, Files, Upload
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.meta.store import Entry
-
-if TYPE_CHECKING:
-    from davdisk.dav.provider import DavdiskProvider
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,20 @@ _LOCK_PROPS = ("{DAV:}lockdiscovery", "{DAV:}supportedlock")
 _QUOTA_PROPS = ("{DAV:}quota-used-bytes", "{DAV:}quota-available-bytes")
 
 
+class Host(Protocol):
+    """What resources (and dav/listing.py) use of their provider, WsgiDAV's
+    ``environ["wsgidav.provider"]``: a :class:`~davdisk.dav.provider.DavdiskProvider`."""
+
+    files: Files
+    lock_manager: Any
+    mount_path: str
+    share_path: str
+
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None: ...
+
+
 def lock_guard(
-    provider: DavdiskProvider,
+    provider: Host,
     environ: dict[str, Any],
     checks: list[tuple[str, str]],
     drops: Sequence[str] = (),
@@ -68,7 +81,7 @@ def lock_guard(
 class _NodeMixin:
     """What files and folders share: identity, times, dead properties, locks, delete/copy/move."""
 
-    provider: DavdiskProvider
+    provider: Host
     environ: dict[str, Any]
     path: str
     is_collection: bool
@@ -85,15 +98,15 @@ class _NodeMixin:
 
     def get_ref_url(self) -> str:
         ref = self._ref_url()
-        self.provider.remember_ref(self.environ, ref, self.path)
+        remember_ref(self.environ, ref, self.path)
         return ref
 
     def _ref_url(self) -> str:
         if owns(self.actor, self.entry):
-            return f"/u/{self.actor.id}" + quote(self.get_preferred_path())  # type: ignore[attr-defined]
+            return lockkeys.of_path(self.actor.id, self.get_preferred_path())  # type: ignore[attr-defined]
         # Reached through a share or link: key locks by the owner's path, so the owner and every
         # grantee contend for the same locks.
-        ref = lock_root(self.entry.owner_id, self._owner_names())
+        ref = lockkeys.of_names(self.entry.owner_id, self._owner_names())
         return ref + "/" if self.is_collection and not ref.endswith("/") else ref
 
     def _owner_names(self) -> list[str]:
@@ -202,7 +215,7 @@ class _NodeMixin:
             if not dry_run:
                 with dav_errors():
                     self.files.set_times(self.actor, self.entry, **{which: stamp})
-                self.provider.forget(self.environ)
+                forget(self.environ)
             return None
         if name.startswith("{DAV:}"):
             # Live properties are computed by the server (RFC 4918 "protected").
@@ -258,7 +271,7 @@ class _NodeMixin:
             guard = self._lock_guard([(util.get_uri_parent(ref), "0"), (ref, "infinity")], [ref])
         with dav_errors():
             self.files.delete(self.actor, self.entry, guard=guard)
-        self.provider.forget(self.environ)
+        forget(self.environ)
 
     def _destination(self, dest_path: str) -> tuple[Folder, str, _DAVResource | None]:
         # WsgiDAV refuses a destination at or below the source; one above it (an ancestor,
@@ -300,7 +313,7 @@ class _NodeMixin:
                 source_guard=self._lock_guard(source_checks, [src_ref]),
             )
         self.environ["davdisk.created"] = created
-        self.provider.forget(self.environ)
+        forget(self.environ)
         return True
 
     def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
@@ -322,7 +335,7 @@ class _NodeMixin:
                 guard=guard,
             )
         self.environ["davdisk.created"] = created
-        self.provider.forget(self.environ)
+        forget(self.environ)
         return True
 
     def support_recursive_move(self, dest_path: str) -> bool:
@@ -411,17 +424,12 @@ class Folder(_NodeMixin, DAVCollection):
     def get_member_list(self) -> list[_DAVResource]:
         base = self.path.rstrip("/")
         children = self.members()
-        return [
-            self.provider.make_resource(f"{base}/{c.name}", self.environ, c, self.actor)
-            for c in children
-        ]
+        return [make_resource(f"{base}/{c.name}", self.environ, c, self.actor) for c in children]
 
     def get_member(self, name: str) -> _DAVResource | None:
         for c in self._children():
             if c.name == name:
-                return self.provider.make_resource(
-                    f"{self.path.rstrip('/')}/{name}", self.environ, c, self.actor
-                )
+                return make_resource(f"{self.path.rstrip('/')}/{name}", self.environ, c, self.actor)
         return None
 
     def create_empty_resource(self, name: str) -> _DAVResource:
@@ -443,13 +451,13 @@ class Folder(_NodeMixin, DAVCollection):
         )
         with dav_errors():
             entry = self.files.create_empty(self.actor, self.entry, name, guard=guard)
-        self.provider.forget(self.environ)
+        forget(self.environ)
         return File(path, self.environ, entry, self.actor)
 
     def create_collection(self, name: str) -> None:
         with dav_errors():
             self.files.mkdir(self.actor, self.entry, name)
-        self.provider.forget(self.environ)
+        forget(self.environ)
 
 
 class _UploadStream:
@@ -521,7 +529,7 @@ def _size_hint(environ: dict[str, Any]) -> int | None:
 
 class _WritableMixin:
     environ: dict[str, Any]
-    provider: DavdiskProvider
+    provider: Host
     _stream: _UploadStream | None
 
     def _start_upload(
@@ -557,7 +565,7 @@ class _WritableMixin:
         if with_errors and self._stream is not None:
             self._stream.abort()
         self._stream = None
-        self.provider.forget(self.environ)
+        forget(self.environ)
 
 
 class File(_WritableMixin, _NodeMixin, DAVNonCollection):
@@ -660,3 +668,10 @@ class PendingFile(_WritableMixin, DAVNonCollection):
 
     def _committed(self, entry: Entry) -> None:
         self._entry = entry
+
+
+def make_resource(path: str, environ: dict[str, Any], entry: Entry, actor: Actor) -> _DAVResource:
+    """The resource for ``entry``, reached at request path ``path``."""
+    if entry.is_dir:
+        return Folder(path, environ, entry, actor)
+    return File(path, environ, entry, actor)

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import BinaryIO
-from urllib.parse import quote, unquote
 
 from sqlalchemy import Connection
 
+from davdisk import lockkeys
 from davdisk.blobs.base import BlobStore
 from davdisk.crypto.envelope import EnvelopeReader
 from davdisk.errors import (
@@ -51,23 +50,6 @@ logger = logging.getLogger(__name__)
 _COPY_BATCH = 1000
 
 __all__ = ["Action", "Actor", "Files", "Upload"]
-
-
-def lock_root(owner_id: int, names: list[str]) -> str:
-    """The key WebDAV locks on a node use: its owner and its path in the owner's home, so the
-    owner and everyone it is shared with contend for the same locks."""
-    return f"/u/{owner_id}" + quote("/" + "/".join(names))
-
-
-_LOCK_ROOT = re.compile(r"/u/(\d+)(/.*)?")
-
-
-def lock_root_names(root: str) -> tuple[int, list[str]] | None:
-    """(owner id, names) of a :func:`lock_root` key; None if it is not one."""
-    m = _LOCK_ROOT.fullmatch(root)
-    if m is None:
-        return None
-    return int(m.group(1)), [unquote(p) for p in (m.group(2) or "").split("/") if p]
 
 
 def _still_there(entry: Entry | None) -> Entry:
@@ -177,9 +159,9 @@ class Files:
         return Access.allowed(conn, actor, entry, action)
 
     def exists_at_lock_root(self, conn: Connection, root: str) -> bool:
-        """Whether a node stands at the :func:`lock_root` key ``root``, in the caller's
-        transaction (a LOCK decides this together with granting the lock)."""
-        found = lock_root_names(root)
+        """Whether a node stands at the lock key ``root`` (:mod:`davdisk.lockkeys`), in the
+        caller's transaction (a LOCK decides this together with granting the lock)."""
+        found = lockkeys.parse(root)
         if found is None:
             return False
         owner_id, names = found

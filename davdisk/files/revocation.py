@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection
 
-from davdisk.files.api import lock_root
+from davdisk import lockkeys
 from davdisk.meta import store
 from davdisk.meta.store import ShareRow
 
@@ -90,5 +90,7 @@ def _remove(conn: Connection, share: ShareRow) -> bool:
         grantee = store.get_user_by_id(conn, share.grantee_id)
         if grantee is not None:
             names = store.node_names(conn, share.node_id)
-            store.delete_locks_under(conn, lock_root(share.owner_id, names), principal=grantee.name)
+            store.delete_locks_under(
+                conn, lockkeys.of_names(share.owner_id, names), principal=grantee.name
+            )
     return True

@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 
+from davdisk import lockkeys
 from davdisk.errors import IntegrityError
 from davdisk.meta.db import Database
 from davdisk.meta.models import (
@@ -249,7 +250,7 @@ def delete_user(conn: Connection, user_id: int) -> list[str]:
     # Locks are held by principal, the user name: left behind, a grantee's locks kept the
     # owner out of their own files, and whoever was given the name next could use them.
     # Locks on the user's own tree (anyone's) lock nothing any more.
-    home = f"/u/{user_id}"
+    home = lockkeys.home(user_id)
     conn.execute(
         delete(locks).where(
             (locks.c.principal == name)

@@ -1,0 +1,44 @@
+"""Lock keys: the ``/u/<user id>/<path>`` strings WebDAV locks (and their rows) are filed under.
+
+A key names a node by its owner and its quoted path in the owner's home, so two users' equal
+paths never share a lock, and the owner and everyone a folder is shared with contend for the
+same ones. The server writes them (WsgiDAV's reference URLs), the lock storage looks them up,
+and revocation and user removal delete by them: all build and read them here, so they agree.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote
+
+# Group 2: the quoted path. ``$`` (not \Z) as the provider's parsing always had it.
+_KEY = re.compile(r"/u/(\d+)(/.*)?$")
+
+
+def home(user_id: int) -> str:
+    """The key of a user's home; every key of the user's nodes is it or starts with it + '/'."""
+    return f"/u/{user_id}"
+
+
+def of_path(user_id: int, path: str) -> str:
+    """The key of ``path`` (unquoted, starting with '/') in the home of ``user_id``."""
+    return home(user_id) + quote(path)
+
+
+def of_names(owner_id: int, names: list[str]) -> str:
+    """The key of the node at ``names`` in its owner's home ([] is the home itself)."""
+    return of_path(owner_id, "/" + "/".join(names))
+
+
+def parse(key: str) -> tuple[int, list[str]] | None:
+    """(owner id, names) of a key; None if it is not one."""
+    m = _KEY.fullmatch(key)
+    if m is None:
+        return None
+    return int(m.group(1)), [unquote(p) for p in (m.group(2) or "").split("/") if p]
+
+
+def path_of(key: str) -> str:
+    """The path a key names in its user's home; '/' when it is not a key."""
+    m = _KEY.match(key)
+    return unquote(m.group(2) or "/") if m else "/"

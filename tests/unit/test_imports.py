@@ -1,0 +1,111 @@
+"""The shape of the code: which module may import which, and where the lock-key scheme is written.
+
+Read from the source (ast), so imports under ``typing.TYPE_CHECKING`` count too: a cycle that
+exists only for the type checker still ties the modules together.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import davdisk
+
+PACKAGE = Path(davdisk.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The davdisk modules ``path`` imports, anywhere in it (functions, TYPE_CHECKING too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"  # `from davdisk.dav import listing`
+                out.add(sub if sub in modules else node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return {m for m in out if m in modules}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``: its strongly connected components of two or more."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while component[-1:] != [v]:
+                component.append(stack.pop())
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _graph(prefix: str) -> dict[str, set[str]]:
+    modules = _modules()
+    return {
+        name: {m for m in _imports(path, modules) if m.startswith(prefix)}
+        for name, path in modules.items()
+        if name.startswith(prefix)
+    }
+
+
+def test_dav_modules_form_no_import_cycle() -> None:
+    graph = _graph("davdisk.dav.")
+    assert _cycles(graph) == []
+    # The provider is on top: resources and the listing are what it is built from.
+    for name in ("davdisk.dav.resources", "davdisk.dav.listing"):
+        assert "davdisk.dav.provider" not in graph[name], name
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                ids.add(id(body[0].value))
+    return ids
+
+
+def test_lock_key_scheme_written_once() -> None:
+    """Lock keys are ``/u/<user id>/<path>``: built and parsed in davdisk/lockkeys.py only, so
+    the server, the lock storage and the cleanups on revocation and user removal agree."""
+    writers = []
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        docs = _docstrings(tree)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and "/u/" in node.value
+                and id(node) not in docs
+            ):
+                writers.append(f"{name}:{node.lineno}")
+    assert writers and all(w.startswith("davdisk.lockkeys:") for w in writers), writers
