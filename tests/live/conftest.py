@@ -40,6 +40,8 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 import requests
 
+from tests.pg import URL_ENV, fresh_database
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ALICE = "alice"
@@ -101,8 +103,28 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _harness_config(data_dir: Path | None) -> Path:
+    """The harness config for a data dir: the shared one, or in a run against PostgreSQL
+    (``python -m tests.pg -- pytest ...``) one beside the data dir (as its key is) that also
+    names the data dir's own fresh database, made on first use."""
+    if data_dir is None or not os.environ.get(URL_ENV):
+        return HARNESS_CONFIG_FILE
+    path = _harness_config_path(data_dir)
+    if not path.exists():
+        _write_harness_config(path, fresh_database(os.environ[URL_ENV]))
+    return path
+
+
+def _write_harness_config(path: Path, database_url: str) -> None:
+    path.write_text(f'{HARNESS_CONFIG}\n[storage]\ndatabase_url = "{database_url}"\n')
+
+
+def _harness_config_path(data_dir: Path) -> Path:
+    return data_dir.with_name(data_dir.name + ".harness.toml")
+
+
 def davdisk_argv(data_dir: Path | None, *args: str) -> list[str]:
-    argv = [sys.executable, "-m", "davdisk", "--config", str(HARNESS_CONFIG_FILE)]
+    argv = [sys.executable, "-m", "davdisk", "--config", str(_harness_config(data_dir))]
     if data_dir is not None:
         argv += ["--data-dir", str(data_dir)]
     return argv + list(args)
@@ -142,6 +164,11 @@ def copy_data_dir(
     nothing: issue 12, item 11)."""
     shutil.copytree(src, dst, ignore=ignore)
     shutil.copy2(master_key_path(src), master_key_path(dst))
+    if os.environ.get(URL_ENV):  # the database is not in the data dir: copy it too
+        source = _harness_config(src).read_text().split('database_url = "')[1].split('"')[0]
+        _write_harness_config(
+            _harness_config_path(dst), fresh_database(os.environ[URL_ENV], copy_of=source)
+        )
 
 
 def add_user(data_dir: Path, name: str, password: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from davdisk import config as config_mod
 from davdisk.services import Services
+from tests.pg import use_test_database
 
 
 @pytest.fixture
@@ -16,6 +17,7 @@ def svc(tmp_path: Path) -> Iterator[Services]:
     """A fresh data dir (bcrypt cost 4) with alice and bob; modules may define their own."""
     cfg = config_mod.load(None, data_dir=tmp_path / "data")
     cfg.set("auth", "bcrypt_cost", 4, "test")
+    use_test_database(cfg)  # PostgreSQL in a run given one (python -m tests.pg -- pytest ...)
     s = Services.open(cfg, create=True)
     s.admin.add_user("alice", "alice-password-1")
     s.admin.add_user("bob", "bob-password-22")

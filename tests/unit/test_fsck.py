@@ -21,6 +21,7 @@ from davdisk.meta import store
 from davdisk.meta.store import Entry
 from davdisk.progress import Progress
 from davdisk.services import Services
+from tests.pg import use_test_database
 
 SEG = 64 * 1024
 HOUR_AGO = time.time() - 3600
@@ -34,6 +35,7 @@ def quiet(label: str, total: int, unit: str) -> Progress:
 def svc(tmp_path: Path) -> Iterator[Services]:
     cfg = config_mod.load(None, data_dir=tmp_path / "data")
     cfg.set("auth", "bcrypt_cost", 4, "test")
+    use_test_database(cfg)
     s = Services.open(cfg, create=True)
     for name in ("alice", "bob"):
         s.admin.add_user(name, f"{name}-password-1")

@@ -8,11 +8,12 @@ import pytest
 
 from davdisk.dav.locks import SQLLockStorage
 from davdisk.meta.db import Database
+from tests.pg import database_url_for_test
 
 
 @pytest.fixture
 def storage(tmp_path: Path) -> SQLLockStorage:
-    db = Database(f"sqlite:///{tmp_path / 'l.db'}")
+    db = Database(database_url_for_test(tmp_path / "l.db"))
     db.migrate()
     return SQLLockStorage(db)
 

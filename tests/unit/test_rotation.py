@@ -25,6 +25,7 @@ from davdisk.meta import store
 from davdisk.meta.store import Entry
 from davdisk.progress import Progress
 from davdisk.services import Services
+from tests.pg import use_test_database
 
 SEG = 64 * 1024
 USERS = ("alice", "bob", "carol", "dave")
@@ -38,6 +39,7 @@ def quiet(label: str, total: int, unit: str) -> Progress:
 def cfg(tmp_path: Path) -> config_mod.Config:
     cfg = config_mod.load(None, data_dir=tmp_path / "data")
     cfg.set("auth", "bcrypt_cost", 4, "test")
+    use_test_database(cfg)
     return cfg
 
 
