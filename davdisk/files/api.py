@@ -5,7 +5,8 @@ writes new content (stream -> hash -> encrypt -> blob -> one commit), and create
 and deletes nodes. Access checks live here and only here (:meth:`Files._allow`). The write path
 never holds a database transaction while a request body is read: the blob is written and made
 durable first, then one short transaction points the node at it, so a crash or a cut connection
-leaves the old content and, at most, an orphan blob for ``davdisk gc``.
+leaves the old content and, at most, an orphan blob for ``davdisk gc``. Which blob a node points
+at, and which blobs are no longer used, is decided only in files/content.py.
 """
 
 from __future__ import annotations
@@ -643,7 +644,7 @@ class Files:
             else:
                 if existing is not None:
                     dead = self.content.delete_tree(conn, existing)
-                result = store.copy_subtree(conn, src, parent.id, name, recursive=recursive)
+                result = self.content.copy_tree(conn, src, parent.id, name, recursive=recursive)
                 total, _ = store.subtree_totals(conn, result.id)
                 self._charge(conn, src.owner_id, total)
             result = _still_there(self._stamp(conn, result, mtime))
@@ -696,7 +697,7 @@ class Files:
                     if not store.staged_copy_exists(conn, top, marker):
                         raise Conflict("the copy was removed while it was being made")
                     batch = tree[start : start + _COPY_BATCH]
-                    copied.update(store.copy_rows(conn, batch, copied, marker, -marker))
+                    copied.update(self.content.copy_rows(conn, batch, copied, marker, -marker))
             dead: list[str] = []
             with self.db.write() as conn:
                 guard.check(conn)

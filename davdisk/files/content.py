@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection
 
@@ -193,6 +193,27 @@ class Content:
             current_blob_id=src.blob_id,
         )
         return store.drop_unreferenced_blobs(conn, [dest.blob_id])
+
+    @staticmethod
+    def copy_tree(
+        conn: Connection, src: Entry, parent_id: int, name: str, *, recursive: bool
+    ) -> Entry:
+        """Copy ``src`` (and, if ``recursive``, its members) into ``parent_id`` for the same
+        owner: the copies share the source's blobs (immutable; a blob lives while any node
+        points at it). Returns the new top node; the caller charges the bytes."""
+        return store.copy_subtree(conn, src, parent_id, name, recursive=recursive)
+
+    @staticmethod
+    def copy_rows(
+        conn: Connection,
+        ids: Sequence[int],
+        new_parent: Mapping[int, int],
+        marker: float,
+        now: float,
+    ) -> dict[int, int]:
+        """One batch of a staged copy (see meta/store.py): hidden rows sharing the sources'
+        blobs, as :meth:`copy_tree`. Returns old id -> new id."""
+        return store.copy_rows(conn, ids, new_parent, marker, now)
 
     @staticmethod
     def delete_tree(conn: Connection, entry: Entry) -> list[str]:
