@@ -26,11 +26,12 @@ neither read nor change anything that is there, what it added itself included.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from sqlalchemy import Connection
 
+from davdisk.errors import Forbidden
 from davdisk.meta import store
 from davdisk.meta.store import Entry, ShareRow
 
@@ -83,3 +84,18 @@ class Access:
         if action == "share":
             return any(g.can_reshare for g in grants)
         return any(g.can_write for g in grants)
+
+
+def require(conn: Connection, actor: Actor, entry: Entry, action: Action) -> None:
+    """Raise Forbidden unless ``actor`` may do ``action`` on ``entry``, asked inside a write
+    transaction, late in a long request: a link removed since the request began must count as
+    gone, so its row is read again."""
+    if owns(actor, entry):
+        return
+    if actor.link is not None:
+        link = store.get_share(conn, actor.link.id)
+        ok = link is not None and Access.allowed(conn, replace(actor, link=link), entry, action)
+    else:
+        ok = Access.allowed(conn, actor, entry, action)
+    if not ok:
+        raise Forbidden(f"{action} not allowed")

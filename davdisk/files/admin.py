@@ -111,8 +111,7 @@ class Admin:
             revoke(conn, store.shares_to(conn, user.id) + store.shares_made_by(conn, user.id))
             blob_ids = store.delete_user(conn, user.id)
         self.files.keyring.forget(user.id)
-        removed = sum(1 for b in blob_ids if self.files.blobs.delete(b))
-        return removed
+        return self.files.content.remove_all(blob_ids)
 
     def list_users(self) -> list[UserSummary]:
         with self.db.read() as conn:
@@ -140,18 +139,4 @@ class Admin:
             stale = store.stale_staged_copies(conn, time.time() - min_age)
         for top in stale:  # before the blobs: their rows may hold the last use of some
             self.files.drop_staged_copy(top)
-        count, size = self.files.blobs.remove_stale_uploads(min_age)
-        with self.db.write() as conn:
-            dead_rows = store.unreferenced_blob_ids(conn)
-            store.drop_unreferenced_blobs(conn, dead_rows)
-            known = store.all_blob_rows(conn)
-        limit = time.time() - min_age
-        for info in self.files.blobs.iter_blobs():
-            if info.id in known:
-                continue
-            if info.id not in dead_rows and info.mtime > limit:
-                continue
-            if self.files.blobs.delete(info.id):
-                count += 1
-                size += info.size
-        return GcReport(count, size)
+        return GcReport(*self.files.content.collect(min_age))

@@ -5,7 +5,8 @@ writes new content (stream -> hash -> encrypt -> blob -> one commit), and create
 and deletes nodes. Access checks live here and only here (:meth:`Files._allow`). The write path
 never holds a database transaction while a request body is read: the blob is written and made
 durable first, then one short transaction points the node at it, so a crash or a cut connection
-leaves the old content and, at most, an orphan blob for ``davdisk gc``.
+leaves the old content and, at most, an orphan blob for ``davdisk gc``. Which blob a node points
+at, and which blobs are no longer used, is decided only in files/content.py.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from davdisk.errors import (
     NotFound,
     PreconditionFailed,
 )
-from davdisk.files import deadprops
-from davdisk.files.access import Access, Action, Actor, owns
+from davdisk.files import deadprops, quota
+from davdisk.files.access import Access, Action, Actor, owns, require
 from davdisk.files.checksums import Checksums
+from davdisk.files.content import Content
+from davdisk.files.content import still_there as _still_there
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.keyring import Keyring
 from davdisk.files.mount_names import mount_names
@@ -52,15 +55,6 @@ _COPY_BATCH = 1000
 __all__ = ["Action", "Actor", "Files", "Upload"]
 
 
-def _still_there(entry: Entry | None) -> Entry:
-    """The node a write just made or changed, read back inside its transaction. Missing means
-    the write went wrong: raising here rolls the whole transaction back (an ``assert`` after
-    the commit once reported a 500 for a MOVE that had already deleted a tree)."""
-    if entry is None:
-        raise Conflict("the item changed while it was being written; nothing was changed")
-    return entry
-
-
 class Files:
     """Thread-safe; one per application."""
 
@@ -70,6 +64,8 @@ class Files:
         self.keyring = keyring
         self.props = deadprops.PropertyCrypt(keyring)
         self.checksums = Checksums(keyring)
+        # The one owner of "which blob a node points at" (upload, copy, move, delete, gc).
+        self.content = Content(db, blobs)
 
     # --- access ------------------------------------------------------------------------------
 
@@ -79,19 +75,11 @@ class Files:
         """The access-control choke point: may ``actor`` do ``action`` on ``entry``?"""
         if owns(actor, entry):
             return  # the common case needs no query
-        if conn is None:
-            with self.db.read() as c:
-                ok = Access.allowed(c, actor, entry, action)
-        else:
-            # Asked again inside a write transaction, late in a long request: a link removed
-            # since the request began must count as gone, so its row is read again.
-            if actor.link is not None:
-                link = store.get_share(conn, actor.link.id)
-                ok = link is not None and Access.allowed(
-                    conn, replace(actor, link=link), entry, action
-                )
-            else:
-                ok = Access.allowed(conn, actor, entry, action)
+        if conn is not None:
+            require(conn, actor, entry, action)  # a link's row read again, late in a request
+            return
+        with self.db.read() as c:
+            ok = Access.allowed(c, actor, entry, action)
         if not ok:
             raise Forbidden(f"{action} not allowed")
 
@@ -317,20 +305,13 @@ class Files:
         """Bytes the owner's quota still allows; None if unlimited."""
         if conn is None:
             with self.db.read() as c:
-                user = store.get_user_by_id(c, owner_id)
-        else:
-            user = store.get_user_by_id(conn, owner_id)
-        if user is None or user.quota_bytes <= 0:
-            return None
-        return max(0, user.quota_bytes - user.used_bytes)
+                return quota.allowance(c, owner_id)
+        return quota.allowance(conn, owner_id)
 
-    def _charge(self, conn: Connection, owner_id: int, delta: int) -> None:
+    @staticmethod
+    def _charge(conn: Connection, owner_id: int, delta: int) -> None:
         """Count ``delta`` bytes against the owner; refuse growth beyond the quota."""
-        if delta > 0:
-            left = self.allowance(owner_id, conn)
-            if left is not None and delta > left:
-                raise InsufficientStorage(f"{delta} more bytes exceed the quota")
-        store.add_used_bytes(conn, owner_id, delta)
+        quota.charge(conn, owner_id, delta)
 
     def tree_size(self, actor: Actor, folder: Entry) -> int:
         """Bytes of all files below ``folder``."""
@@ -398,7 +379,9 @@ class Files:
             replacing = existing.size if existing is not None else 0
             allowance = self.allowance(parent.owner_id, conn)
         return Upload(
-            self,
+            self.content,
+            self.keyring,
+            self.checksums,
             actor,
             parent,
             name,
@@ -417,82 +400,6 @@ class Files:
         with self.upload(actor, parent, name, expected_size=len(data)) as up:
             up.write(data)
             return up.commit()
-
-    def _commit_content(
-        self,
-        parent: Entry,
-        name: str,
-        *,
-        target: Entry | None,
-        blob_id: str | None,
-        key_version: int,
-        size: int,
-        cipher_size: int,
-        checksums: bytes | None,
-        content_type: str,
-        mtime: float | None,
-        guard: WriteGuard = NO_GUARD,
-        actor: Actor | None = None,
-    ) -> tuple[Entry, list[str]]:
-        """Point ``parent/name`` at a stored blob; return the entry and blobs now unused.
-        ``actor``'s right to write is asked again here: a share revoked while the body was
-        arriving grants nothing any more."""
-        now = time.time()
-        with self.db.write() as conn:
-            guard.check(conn)  # e.g. a lock granted while the body was arriving
-            if target is not None:
-                existing = store.get_node(conn, target.id)
-                if existing is None:
-                    raise Conflict("the file is gone")
-            else:
-                if store.get_node(conn, parent.id) is None:
-                    raise Conflict("the parent folder is gone")
-                existing = store.get_child(conn, parent.id, name)
-            if actor is not None:
-                if existing is not None:
-                    self._allow(actor, existing, "write", conn)
-                else:
-                    self._allow(actor, parent, "create", conn)
-            if existing is not None and existing.is_dir:
-                raise AlreadyExists(f"{name!r} is a folder")
-            if blob_id is not None:
-                store.insert_blob(
-                    conn,
-                    blob_id,
-                    owner_id=parent.owner_id,
-                    node_id=existing.id if existing else None,
-                    key_version=key_version,
-                    size_plain=size,
-                    size_cipher=cipher_size,
-                )
-            content = dict(
-                size=size,
-                mtime=now if mtime is None else mtime,
-                etag=blob_id or secrets.token_hex(16),
-                content_type=content_type,
-                checksums=checksums,
-                current_blob_id=blob_id,
-            )
-            if existing is not None:
-                store.update_node(conn, existing.id, **content)
-                self._charge(conn, existing.owner_id, size - existing.size)
-                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id])
-                node_id = existing.id
-            else:
-                node_id = store.insert_node(
-                    conn,
-                    owner_id=parent.owner_id,
-                    parent_id=parent.id,
-                    name=name,
-                    is_dir=False,
-                    ctime=now,
-                    **content,
-                ).id
-                self._charge(conn, parent.owner_id, size)
-                dead = []
-            entry = _still_there(store.get_node(conn, node_id))
-            guard.done(conn)
-        return entry, dead
 
     def create_empty(
         self, actor: Actor, parent: Entry, name: str, *, guard: WriteGuard = NO_GUARD
@@ -601,15 +508,9 @@ class Files:
             raise Forbidden("the home folder cannot be deleted")
         with self.db.write() as conn:
             guard.check(conn)
-            dead = self._delete_in(conn, self._fresh(conn, entry))
+            dead = self.content.delete_tree(conn, self._fresh(conn, entry))
             guard.done(conn)
-        self._remove_blobs(dead)
-
-    def _delete_in(self, conn: Connection, entry: Entry) -> list[str]:
-        total, blob_ids = store.subtree_totals(conn, entry.id)
-        store.delete_subtree(conn, entry.id)
-        store.add_used_bytes(conn, entry.owner_id, -total)
-        return store.drop_unreferenced_blobs(conn, blob_ids)
+        self.content.remove(dead)
 
     def move(
         self,
@@ -662,18 +563,18 @@ class Files:
                 # The destination's bytes go; the source's only change place.
                 replaced = sum(store.property_sizes(conn, existing.id).values())
                 store.add_used_bytes(conn, src.owner_id, -existing.size - replaced)
-                dead = self._take_content(conn, existing, src)
+                dead = self.content.take(conn, existing, src)
                 store.replace_properties(conn, src.id, existing.id, move=True)
                 store.delete_subtree(conn, src.id)
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
-                    dead = self._delete_in(conn, existing)
+                    dead = self.content.delete_tree(conn, existing)
                 store.update_node(conn, src.id, parent_id=parent.id, name=name)
                 result = store.get_node(conn, src.id)
             result = _still_there(self._stamp(conn, result, mtime))
             guard.done(conn)
-        self._remove_blobs(dead)
+        self.content.remove(dead)
         return result, existing is None
 
     def copy(
@@ -719,18 +620,18 @@ class Files:
                     store.property_sizes(conn, existing.id).values()
                 )
                 self._charge(conn, existing.owner_id, src.size - existing.size + props_delta)
-                dead = self._take_content(conn, existing, src)
+                dead = self.content.take(conn, existing, src)
                 store.replace_properties(conn, src.id, existing.id, move=False)
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
-                    dead = self._delete_in(conn, existing)
-                result = store.copy_subtree(conn, src, parent.id, name, recursive=recursive)
+                    dead = self.content.delete_tree(conn, existing)
+                result = self.content.copy_tree(conn, src, parent.id, name, recursive=recursive)
                 total, _ = store.subtree_totals(conn, result.id)
                 self._charge(conn, src.owner_id, total)
             result = _still_there(self._stamp(conn, result, mtime))
             guard.done(conn)
-        self._remove_blobs(dead)
+        self.content.remove(dead)
         return result, existing is None
 
     def _staged_copy(
@@ -778,7 +679,7 @@ class Files:
                     if not store.staged_copy_exists(conn, top, marker):
                         raise Conflict("the copy was removed while it was being made")
                     batch = tree[start : start + _COPY_BATCH]
-                    copied.update(store.copy_rows(conn, batch, copied, marker, -marker))
+                    copied.update(self.content.copy_rows(conn, batch, copied, marker, -marker))
             dead: list[str] = []
             with self.db.write() as conn:
                 guard.check(conn)
@@ -786,7 +687,7 @@ class Files:
                     conn, actor, entry, parent, name, overwrite=overwrite, source_right="read"
                 )
                 if existing is not None:
-                    dead = self._delete_in(conn, existing)
+                    dead = self.content.delete_tree(conn, existing)
                 store.update_node(conn, top, parent_id=parent.id, name=name)
                 store.reveal_subtree(conn, top, marker)
                 self._charge(conn, src.owner_id, store.subtree_totals(conn, top)[0])
@@ -795,7 +696,7 @@ class Files:
         except BaseException:
             self.drop_staged_copy(top)
             raise
-        self._remove_blobs(dead)
+        self.content.remove(dead)
         return result, existing is None
 
     def drop_staged_copy(self, top: int) -> None:
@@ -805,9 +706,8 @@ class Files:
         dead: list[str] = []
         for end in range(len(ids), 0, -_COPY_BATCH):  # children before their parents
             with self.db.write() as conn:
-                blob_ids = store.delete_rows(conn, ids[max(0, end - _COPY_BATCH) : end])
-                dead += store.drop_unreferenced_blobs(conn, blob_ids)
-        self._remove_blobs(dead)
+                dead += self.content.delete_rows(conn, ids[max(0, end - _COPY_BATCH) : end])
+        self.content.remove(dead)
 
     def _target(
         self,
@@ -931,22 +831,6 @@ class Files:
             self._charge(conn, dest.owner_id, delta)
             store.set_properties(conn, dest.id, changes)
 
-    @staticmethod
-    def _take_content(conn: Connection, dest: Entry, src: Entry) -> list[str]:
-        """Give file ``dest`` the content, times and hashes of ``src``; return unused blobs.
-        The caller counts the bytes (a copy adds them, a move only moves them)."""
-        store.update_node(
-            conn,
-            dest.id,
-            size=src.size,
-            mtime=src.mtime,
-            etag=src.etag,
-            content_type=src.content_type,
-            checksums=src.checksums,
-            current_blob_id=src.blob_id,
-        )
-        return store.drop_unreferenced_blobs(conn, [dest.blob_id])
-
     # --- helpers -----------------------------------------------------------------------------
 
     @staticmethod
@@ -962,15 +846,6 @@ class Files:
         if current is None:
             raise NotFound(entry.name)
         return current
-
-    def _remove_blobs(self, blob_ids: Iterable[str]) -> None:
-        """Delete blob files whose rows are gone; a crash here leaves work for ``gc``."""
-        for blob_id in blob_ids:
-            try:
-                self.blobs.delete(blob_id)
-            except Exception:
-                # The rows are gone, so the request succeeded; the file is gc's to remove.
-                logger.exception("could not remove blob %s; davdisk gc will", blob_id)
 
     def walk_entries(self, actor: Actor, folder: Entry) -> Iterable[tuple[str, Entry]]:
         """(relative path, entry) for every node below ``folder``, parents first."""

@@ -303,7 +303,8 @@ class Fsck:
         with self.progress(label, len(referenced), "blobs") as bar:
             for row in referenced.values():
                 problem = self._blob_problem(row, on_disk.get(row.id))
-                if problem and self._still_referenced(row.id):
+                # Against a fresh snapshot: a concurrent write may have replaced the blob.
+                if problem and self.files.content.in_use(row.id):
                     kind, detail = problem
                     with self.db.read() as conn:
                         where = where_used(conn, row.id)
@@ -356,17 +357,6 @@ class Fsck:
         while n := reader.readinto(buf):
             total += n
         return total
-
-    def _still_referenced(self, blob_id: str) -> bool:
-        """Against a fresh snapshot: a concurrent write may have replaced the blob meanwhile."""
-        with self.db.read() as conn:
-            return bool(
-                conn.scalar(
-                    select(func.count())
-                    .select_from(nodes)
-                    .where(nodes.c.current_blob_id == blob_id)
-                )
-            )
 
     # --- garbage -------------------------------------------------------------------------------
 

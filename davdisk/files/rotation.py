@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, func, select, update
 
 from davdisk.crypto import keys
 from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter
@@ -278,32 +278,15 @@ class Reencryption:
         """Point every node still on ``old`` at ``new`` in one short transaction and drop the
         old row; then remove the file no longer needed. False (and ``new`` removed) if no node
         points at ``old`` any more: a concurrent write replaced or deleted it."""
-        with self.files.db.write() as conn:
-            still_used = conn.scalar(
-                select(func.count()).select_from(nodes).where(nodes.c.current_blob_id == old.id)
-            )
-            if still_used:
-                store.insert_blob(
-                    conn,
-                    new.id,
-                    owner_id=self.user_id,
-                    node_id=old.node_id,
-                    key_version=new.key_version,
-                    size_plain=old.size_plain,
-                    size_cipher=new.size_cipher,
-                )
-                conn.execute(
-                    update(nodes)
-                    .where(nodes.c.current_blob_id == old.id)
-                    .values(current_blob_id=new.id)
-                )
-                conn.execute(delete(blobs).where(blobs.c.id == old.id))
-        gone = old.id if still_used else new.id
-        try:
-            self.files.blobs.delete(gone)
-        except OSError:
-            logger.exception("could not remove blob %s; davdisk gc will", gone)
-        return bool(still_used)
+        return self.files.content.swap(
+            old.id,
+            new.id,
+            owner_id=self.user_id,
+            node_id=old.node_id,
+            key_version=new.key_version,
+            size_plain=old.size_plain,
+            size_cipher=new.size_cipher,
+        )
 
     def run(self, progress: ProgressFactory = default_progress) -> ReencryptReport:
         """Rewrite everything pending, in passes until nothing is left (uploads that began
@@ -324,7 +307,7 @@ class Reencryption:
         try:
             new = self.rewrite(old)
         except (DavdiskError, OSError) as e:
-            if not self._still_used(old.id):
+            if not self.files.content.in_use(old.id):
                 report.skipped += 1  # removed while we read it: nothing to do
                 return
             failed_ids.add(old.id)
@@ -336,13 +319,3 @@ class Reencryption:
             report.bytes += old.size_plain
         else:
             report.skipped += 1
-
-    def _still_used(self, blob_id: str) -> bool:
-        with self.files.db.read() as conn:
-            return bool(
-                conn.scalar(
-                    select(func.count())
-                    .select_from(nodes)
-                    .where(nodes.c.current_blob_id == blob_id)
-                )
-            )

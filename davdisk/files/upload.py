@@ -25,22 +25,21 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from davdisk.blobs.base import is_out_of_space
+from davdisk.blobs.base import BlobStore, is_out_of_space
 from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter, cipher_size
 from davdisk.errors import (
     ChecksumMismatch,
-    DavdiskError,
     IncompleteBody,
     InsufficientStorage,
 )
 from davdisk.files.access import Actor
+from davdisk.files.checksums import Checksums
+from davdisk.files.content import Content
 from davdisk.files.guard import NO_GUARD, WriteGuard
+from davdisk.files.keyring import Keyring
 from davdisk.meta.store import Entry
-
-if TYPE_CHECKING:
-    from davdisk.files.api import Files
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +113,9 @@ class Upload:
 
     def __init__(
         self,
-        files: Files,
+        content: Content,
+        keyring: Keyring,
+        sealer: Checksums,
         actor: Actor,
         parent: Entry,
         name: str,
@@ -128,16 +129,19 @@ class Upload:
         allowance: int | None = None,
         guard: WriteGuard = NO_GUARD,
     ) -> None:
-        """``target``: the file to give new content (else ``parent/name`` is created or
-        replaced); ``allowance``: bytes the owner's quota still allows (None = no limit),
-        checked against ``expected_size`` or ``size_hint`` now and against the body as it
-        streams, so an upload that cannot fit stops early and stores nothing."""
+        """``content``: where the stored blob is committed (files/content.py); ``keyring`` and
+        ``sealer``: the owner's key and the sealing of the hashes. ``target``: the file to give
+        new content (else ``parent/name`` is created or replaced); ``allowance``: bytes the
+        owner's quota still allows (None = no limit), checked against ``expected_size`` or
+        ``size_hint`` now and against the body as it streams, so an upload that cannot fit
+        stops early and stores nothing."""
         need = expected_size if expected_size is not None else size_hint
         if allowance is not None and need is not None and need > allowance:
             raise InsufficientStorage(f"{need} bytes do not fit in the {allowance} left")
         if need is not None:
-            _check_free_space(files, need)
-        self._files = files
+            _check_free_space(content.blobs, need)
+        self._content = content
+        self._sealer = sealer
         self._guard = guard
         self._checksums = checksums or {}
         self._actor = actor
@@ -151,10 +155,10 @@ class Upload:
         # Content is encrypted for the node's owner, whoever writes it (a share grantee, a link).
         self._owner_id = parent.owner_id
         self.blob_id = secrets.token_hex(16)
-        self._key_version, self._key = files.keyring.current(self._owner_id)
+        self._key_version, self._key = keyring.current(self._owner_id)
         self._closed = False
         with _out_of_space_is_507(self.blob_id, cleanup=None):  # no room even for a temp file
-            self._blob = files.blobs.upload(self.blob_id)
+            self._blob = content.blobs.upload(self.blob_id)
         try:
             with self._storing():
                 self._enc = EnvelopeWriter(
@@ -259,42 +263,28 @@ class Upload:
         else:
             # Hashes of the plaintext are stored sealed, like the content: in clear, a copy of
             # the database gave small files (a PIN) away.
-            sealed = self._files.checksums.seal(
+            sealed = self._sealer.seal(
                 self._owner_id, self._key_version, self._key, md5=md5, sha1=sha1
             )
             with self._storing():
                 self._enc.close()
                 stored_size = self._blob.commit()
         self._closed = True
-        try:
-            entry, dead = self._files._commit_content(
-                self._parent,
-                self._name,
-                target=self._target,
-                blob_id=blob_id,
-                key_version=self._key_version,
-                size=self.size,
-                cipher_size=stored_size,
-                checksums=sealed,
-                content_type=self._content_type,
-                mtime=self._mtime,
-                guard=self._guard,
-                actor=self._actor,
-            )
-        except DavdiskError:
-            # Refused inside the transaction (or at a COMMIT that failed, e.g. a full database):
-            # the node was not pointed at the new blob, so it is garbage right away.
-            if blob_id is not None:
-                self._files.blobs.delete(blob_id)
-            raise
-        except BaseException:
-            # Anything else (a lost database connection) may have hit after the COMMIT went
-            # through: deleting the blob could lose the new content. gc removes it if unused.
-            if blob_id is not None:
-                logger.warning("upload of blob %s ended in doubt; davdisk gc will check", blob_id)
-            raise
-        self._files._remove_blobs(dead)
-        return entry
+        # Points the node at the blob; a refusal there removes the blob, see Content.commit.
+        return self._content.commit(
+            self._parent,
+            self._name,
+            target=self._target,
+            blob_id=blob_id,
+            key_version=self._key_version,
+            size=self.size,
+            cipher_size=stored_size,
+            checksums=sealed,
+            content_type=self._content_type,
+            mtime=self._mtime,
+            guard=self._guard,
+            actor=self._actor,
+        )
 
     def abort(self) -> None:
         if not self._closed:
@@ -308,10 +298,10 @@ class Upload:
         self.abort()
 
 
-def _check_free_space(files: Files, plain_size: int) -> None:
+def _check_free_space(blobs: BlobStore, plain_size: int) -> None:
     """Refuse up front content that cannot fit the blob store's free space, so a client does
     not send gigabytes only to hear 507 (and with ``Expect: 100-continue`` sends nothing)."""
-    free = files.blobs.free_bytes()
+    free = blobs.free_bytes()
     need = cipher_size(plain_size)
     if free is not None and need > free:
         logger.warning("blob store full: refused an upload of %d bytes (%d free)", need, free)

@@ -756,6 +756,24 @@ def drop_unreferenced_blobs(conn: Connection, blob_ids: Iterable[str | None]) ->
     return dead
 
 
+def blob_in_use(conn: Connection, blob_id: str) -> bool:
+    """Whether any node points at this blob."""
+    return bool(
+        conn.scalar(
+            select(func.count()).select_from(nodes).where(nodes.c.current_blob_id == blob_id)
+        )
+    )
+
+
+def repoint_blob(conn: Connection, old_id: str, new_id: str) -> None:
+    """Point every node on blob ``old_id`` at ``new_id`` (whose row exists) and delete the old
+    row."""
+    conn.execute(
+        update(nodes).where(nodes.c.current_blob_id == old_id).values(current_blob_id=new_id)
+    )
+    conn.execute(delete(blobs).where(blobs.c.id == old_id))
+
+
 def all_blob_rows(conn: Connection) -> dict[str, int]:
     """Every blob row: id -> ciphertext size."""
     return {r.id: r.size_cipher for r in conn.execute(select(blobs.c.id, blobs.c.size_cipher))}

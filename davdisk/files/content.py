@@ -1,0 +1,312 @@
+"""The content transition: the one place that points a node at a blob and decides which blobs
+are no longer used.
+
+A node's content changes in a few ways — an upload commits new content (:meth:`Content.commit`),
+a same-owner COPY or MOVE onto a file hands the source's blob over (:meth:`Content.take`), a
+delete drops a subtree (:meth:`Content.delete_tree`), key rotation swaps a blob for its
+re-encrypted twin (:meth:`Content.swap`) — and each returns (or removes) the blobs that no node
+uses any more. Blob rows are dropped in the transaction that makes them unused; the files
+follow after the commit (:meth:`Content.remove`), so a crash in between leaves only garbage
+for ``davdisk gc`` (:meth:`Content.collect`), never a node without its blob. Versions and trash
+hook in here: they decide to keep a replaced blob instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import Connection
+
+from davdisk.blobs.base import BlobStore
+from davdisk.errors import AlreadyExists, Conflict, DavdiskError
+from davdisk.files import quota
+from davdisk.files.access import Actor, require
+from davdisk.files.guard import NO_GUARD, WriteGuard
+from davdisk.meta import store
+from davdisk.meta.db import Database
+from davdisk.meta.store import Entry
+
+logger = logging.getLogger(__name__)
+
+
+def still_there(entry: Entry | None) -> Entry:
+    """The node a write just made or changed, read back inside its transaction. Missing means
+    the write went wrong: raising here rolls the whole transaction back (an ``assert`` after
+    the commit once reported a 500 for a MOVE that had already deleted a tree)."""
+    if entry is None:
+        raise Conflict("the item changed while it was being written; nothing was changed")
+    return entry
+
+
+class Content:
+    """Thread-safe; one per application, owned by ``Files``."""
+
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
+
+    # --- new content from an upload ----------------------------------------------------------
+
+    def commit(
+        self,
+        parent: Entry,
+        name: str,
+        *,
+        target: Entry | None,
+        blob_id: str | None,
+        key_version: int,
+        size: int,
+        cipher_size: int,
+        checksums: bytes | None,
+        content_type: str,
+        mtime: float | None,
+        guard: WriteGuard = NO_GUARD,
+        actor: Actor | None = None,
+    ) -> Entry:
+        """Point ``parent/name`` (or the file ``target``) at the durable blob ``blob_id`` (None:
+        empty content) in one short transaction, then remove the blob it replaced.
+
+        ``actor``'s right to write is asked again here: a share revoked while the body was
+        arriving grants nothing any more. A refusal removes the new blob (nothing points at
+        it); any other failure leaves it to gc, since the COMMIT may have gone through."""
+        try:
+            entry, dead = self._commit(
+                parent,
+                name,
+                target=target,
+                blob_id=blob_id,
+                key_version=key_version,
+                size=size,
+                cipher_size=cipher_size,
+                checksums=checksums,
+                content_type=content_type,
+                mtime=mtime,
+                guard=guard,
+                actor=actor,
+            )
+        except DavdiskError:
+            # Refused inside the transaction (or at a COMMIT that failed, e.g. a full database):
+            # the node was not pointed at the new blob, so it is garbage right away.
+            if blob_id is not None:
+                self.blobs.delete(blob_id)
+            raise
+        except BaseException:
+            # Anything else (a lost database connection) may have hit after the COMMIT went
+            # through: deleting the blob could lose the new content. gc removes it if unused.
+            if blob_id is not None:
+                logger.warning("upload of blob %s ended in doubt; davdisk gc will check", blob_id)
+            raise
+        self.remove(dead)
+        return entry
+
+    def _commit(
+        self,
+        parent: Entry,
+        name: str,
+        *,
+        target: Entry | None,
+        blob_id: str | None,
+        key_version: int,
+        size: int,
+        cipher_size: int,
+        checksums: bytes | None,
+        content_type: str,
+        mtime: float | None,
+        guard: WriteGuard,
+        actor: Actor | None,
+    ) -> tuple[Entry, list[str]]:
+        now = time.time()
+        with self.db.write() as conn:
+            guard.check(conn)  # e.g. a lock granted while the body was arriving
+            if target is not None:
+                existing = store.get_node(conn, target.id)
+                if existing is None:
+                    raise Conflict("the file is gone")
+            else:
+                if store.get_node(conn, parent.id) is None:
+                    raise Conflict("the parent folder is gone")
+                existing = store.get_child(conn, parent.id, name)
+            if actor is not None:
+                if existing is not None:
+                    require(conn, actor, existing, "write")
+                else:
+                    require(conn, actor, parent, "create")
+            if existing is not None and existing.is_dir:
+                raise AlreadyExists(f"{name!r} is a folder")
+            if blob_id is not None:
+                store.insert_blob(
+                    conn,
+                    blob_id,
+                    owner_id=parent.owner_id,
+                    node_id=existing.id if existing else None,
+                    key_version=key_version,
+                    size_plain=size,
+                    size_cipher=cipher_size,
+                )
+            content = dict(
+                size=size,
+                mtime=now if mtime is None else mtime,
+                etag=blob_id or secrets.token_hex(16),
+                content_type=content_type,
+                checksums=checksums,
+                current_blob_id=blob_id,
+            )
+            if existing is not None:
+                store.update_node(conn, existing.id, **content)
+                quota.charge(conn, existing.owner_id, size - existing.size)
+                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id])
+                node_id = existing.id
+            else:
+                node_id = store.insert_node(
+                    conn,
+                    owner_id=parent.owner_id,
+                    parent_id=parent.id,
+                    name=name,
+                    is_dir=False,
+                    ctime=now,
+                    **content,
+                ).id
+                quota.charge(conn, parent.owner_id, size)
+                dead = []
+            entry = still_there(store.get_node(conn, node_id))
+            guard.done(conn)
+        return entry, dead
+
+    # --- transitions inside the caller's transaction -----------------------------------------
+
+    @staticmethod
+    def take(conn: Connection, dest: Entry, src: Entry) -> list[str]:
+        """Give file ``dest`` the content, times and hashes of ``src`` (same owner: the blob is
+        shared, not copied); return the blobs now unused, for :meth:`remove` after the commit.
+        The caller counts the bytes (a copy adds them, a move only moves them)."""
+        store.update_node(
+            conn,
+            dest.id,
+            size=src.size,
+            mtime=src.mtime,
+            etag=src.etag,
+            content_type=src.content_type,
+            checksums=src.checksums,
+            current_blob_id=src.blob_id,
+        )
+        return store.drop_unreferenced_blobs(conn, [dest.blob_id])
+
+    @staticmethod
+    def copy_tree(
+        conn: Connection, src: Entry, parent_id: int, name: str, *, recursive: bool
+    ) -> Entry:
+        """Copy ``src`` (and, if ``recursive``, its members) into ``parent_id`` for the same
+        owner: the copies share the source's blobs (immutable; a blob lives while any node
+        points at it). Returns the new top node; the caller charges the bytes."""
+        return store.copy_subtree(conn, src, parent_id, name, recursive=recursive)
+
+    @staticmethod
+    def copy_rows(
+        conn: Connection,
+        ids: Sequence[int],
+        new_parent: Mapping[int, int],
+        marker: float,
+        now: float,
+    ) -> dict[int, int]:
+        """One batch of a staged copy (see meta/store.py): hidden rows sharing the sources'
+        blobs, as :meth:`copy_tree`. Returns old id -> new id."""
+        return store.copy_rows(conn, ids, new_parent, marker, now)
+
+    @staticmethod
+    def delete_tree(conn: Connection, entry: Entry) -> list[str]:
+        """Delete ``entry`` and everything below it, uncharge its owner; return the blobs now
+        unused, for :meth:`remove` after the commit."""
+        total, blob_ids = store.subtree_totals(conn, entry.id)
+        store.delete_subtree(conn, entry.id)
+        store.add_used_bytes(conn, entry.owner_id, -total)
+        return store.drop_unreferenced_blobs(conn, blob_ids)
+
+    @staticmethod
+    def delete_rows(conn: Connection, ids: Sequence[int]) -> list[str]:
+        """Delete these node rows (children before parents; charged to nobody, e.g. the hidden
+        rows of a staged copy); return the blobs now unused."""
+        return store.drop_unreferenced_blobs(conn, store.delete_rows(conn, ids))
+
+    # --- key rotation ------------------------------------------------------------------------
+
+    def swap(
+        self,
+        old_id: str,
+        new_id: str,
+        *,
+        owner_id: int,
+        node_id: int | None,
+        key_version: int,
+        size_plain: int,
+        size_cipher: int,
+    ) -> bool:
+        """Point every node still on blob ``old_id`` at its re-encrypted twin ``new_id`` (stored,
+        durable, without a row yet) in one short transaction, then remove the file no longer
+        needed. False (and ``new_id`` removed) if no node uses ``old_id`` any more."""
+        with self.db.write() as conn:
+            used = store.blob_in_use(conn, old_id)
+            if used:
+                store.insert_blob(
+                    conn,
+                    new_id,
+                    owner_id=owner_id,
+                    node_id=node_id,
+                    key_version=key_version,
+                    size_plain=size_plain,
+                    size_cipher=size_cipher,
+                )
+                store.repoint_blob(conn, old_id, new_id)
+        gone = old_id if used else new_id
+        try:
+            self.blobs.delete(gone)
+        except OSError:
+            logger.exception("could not remove blob %s; davdisk gc will", gone)
+        return used
+
+    # --- liveness ----------------------------------------------------------------------------
+
+    def in_use(self, blob_id: str) -> bool:
+        """Whether a node points at ``blob_id``, against a fresh snapshot (a concurrent write
+        may have replaced it meanwhile)."""
+        with self.db.read() as conn:
+            return store.blob_in_use(conn, blob_id)
+
+    def remove(self, blob_ids: Iterable[str]) -> None:
+        """Delete blob files whose rows are gone; a crash here leaves work for ``gc``."""
+        for blob_id in blob_ids:
+            try:
+                self.blobs.delete(blob_id)
+            except Exception:
+                # The rows are gone, so the request succeeded; the file is gc's to remove.
+                logger.exception("could not remove blob %s; davdisk gc will", blob_id)
+
+    def remove_all(self, blob_ids: Iterable[str]) -> int:
+        """Delete the files of blobs whose rows went with their owner (a deleted user); return
+        how many were there."""
+        return sum(1 for b in blob_ids if self.blobs.delete(b))
+
+    def collect(self, min_age: float) -> tuple[int, int]:
+        """Remove blobs no node points to and uploads abandoned for ``min_age`` seconds; return
+        (files removed, their bytes).
+
+        A blob file is only removed if it has no row, or a row no node points to; files younger
+        than ``min_age`` are left alone, since a running server may be about to commit them.
+        """
+        count, size = self.blobs.remove_stale_uploads(min_age)
+        with self.db.write() as conn:
+            dead_rows = store.unreferenced_blob_ids(conn)
+            store.drop_unreferenced_blobs(conn, dead_rows)
+            known = store.all_blob_rows(conn)
+        limit = time.time() - min_age
+        for info in self.blobs.iter_blobs():
+            if info.id in known:
+                continue
+            if info.id not in dead_rows and info.mtime > limit:
+                continue
+            if self.blobs.delete(info.id):
+                count += 1
+                size += info.size
+        return count, size
