@@ -32,8 +32,9 @@ from wsgidav.http_authenticator import HTTPAuthenticator
 
 from davdisk.auth.app_tokens import AppTokens, looks_like_token
 from davdisk.auth.links import LinkAuthenticator
-from davdisk.auth.passwords import CredentialCache, check_password, hash_password
+from davdisk.auth.passwords import CredentialCache
 from davdisk.auth.throttle import AUTH_EVENT, Attempt, LoginThrottled, Throttle, client_ip
+from davdisk.crypto.passwords import check_password, hash_password
 from davdisk.files.api import Actor, Files
 
 logger = logging.getLogger(__name__)

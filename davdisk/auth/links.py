@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from davdisk.auth.passwords import CredentialCache, check_password
+from davdisk.auth.passwords import CredentialCache
 from davdisk.auth.throttle import Attempt, Throttle
+from davdisk.crypto.passwords import check_password
 from davdisk.files.access import Actor, link_usable
 from davdisk.files.api import Files
 from davdisk.files.shares import token_hash

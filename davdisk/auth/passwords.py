@@ -1,4 +1,4 @@
-"""Password hashing and a cache of verified credentials.
+"""A cache of verified credentials (the hashing itself is ``crypto/passwords.py``).
 
 Stored passwords are bcrypt hashes. Every WebDAV request carries Basic credentials, and bcrypt at
 cost 12 takes ~0.25 s, so a verified (user, password) pair is remembered for a short while — keyed
@@ -17,30 +17,6 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import bcrypt
-
-MIN_PASSWORD_LENGTH = 8
-# bcrypt ignores bytes past 72; longer passwords are pre-hashed so every byte counts.
-_BCRYPT_MAX = 72
-
-
-def _prepare(password: str) -> bytes:
-    raw = password.encode("utf-8")
-    if len(raw) > _BCRYPT_MAX:
-        raw = hashlib.sha256(raw).hexdigest().encode()
-    return raw
-
-
-def hash_password(password: str, cost: int = 12) -> str:
-    return bcrypt.hashpw(_prepare(password), bcrypt.gensalt(cost)).decode("ascii")
-
-
-def check_password(password: str, password_hash: str) -> bool:
-    try:
-        return bcrypt.checkpw(_prepare(password), password_hash.encode("ascii"))
-    except ValueError:  # a malformed stored hash never matches
-        return False
 
 
 class CredentialCache:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from davdisk.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
+from davdisk.crypto.passwords import MIN_PASSWORD_LENGTH, hash_password
 from davdisk.errors import AlreadyExists, InvalidName, NotFound, UsageError
 from davdisk.files.api import Files
 from davdisk.files.revocation import revoke

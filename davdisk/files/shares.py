@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from davdisk.auth.passwords import hash_password
+from davdisk.crypto.passwords import hash_password
 from davdisk.errors import Forbidden, NotFound, UsageError
 from davdisk.files.access import Actor
 from davdisk.files.api import Files

@@ -146,7 +146,7 @@ def add_many_users(data_dir: Path, count: int) -> None:
     """``count`` users with real wrapped keys in one transaction, through the library: the CLI
     would spend a bcrypt hash and a process per user, minutes for a few thousand."""
     from davdisk import config as config_mod
-    from davdisk.auth.passwords import hash_password
+    from davdisk.crypto.passwords import hash_password
     from davdisk.meta import store
     from davdisk.services import Services
 

@@ -115,3 +115,58 @@ def test_lock_key_scheme_written_once() -> None:
             ):
                 writers.append(f"{name}:{node.lineno}")
     assert writers and all(w.startswith("davdisk.lockkeys:") for w in writers), writers
+
+
+# Layers, top to bottom; a module may import its own layer and those below it only.
+LAYERS = [
+    (
+        "faces",
+        (
+            "davdisk.cli",
+            "davdisk.__main__",
+            "davdisk.server",
+            "davdisk.app",
+            "davdisk.commands",
+            "davdisk.dav",
+            "davdisk.web",
+            "davdisk.auth",
+            "davdisk.services",
+        ),
+    ),
+    ("files", ("davdisk.files",)),
+    (
+        "ground",
+        (
+            "davdisk.meta",
+            "davdisk.blobs",
+            "davdisk.crypto",
+            "davdisk.config",
+            "davdisk.tls",
+            "davdisk.errors",
+            "davdisk.progress",
+            "davdisk.lockkeys",
+            "davdisk",
+        ),
+    ),
+]
+
+
+def _layer(module: str) -> int:
+    """The depth of ``module``'s layer (0 = top); -1 if it is in none."""
+    for depth, (_name, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if module == prefix or (prefix != "davdisk" and module.startswith(prefix + ".")):
+                return depth
+    return -1
+
+
+def test_no_module_imports_a_layer_above_its_own() -> None:
+    """faces -> files -> meta/blobs/crypto: before, files/shares.py and files/admin.py took
+    hash_password from auth/ (now crypto/passwords.py)."""
+    upward = []
+    for name, imported in _graph("davdisk").items():
+        for target in imported:
+            if _layer(target) < _layer(name):
+                upward.append(f"{name} -> {target}")
+    assert all(_layer(m) >= 0 for m in _graph("davdisk")), "a module in no layer"
+    assert upward == []
