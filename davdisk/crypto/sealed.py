@@ -1,7 +1,8 @@
-"""Small values sealed under a user's root key: dead properties, which live in the database.
+"""Small values sealed under a user's root key, for those kept in the database: dead property
+values and content checksums.
 
-A blob is a stream (:mod:`davdisk.crypto.envelope`); a dead property is one short value read
-whole, so it gets a single AES-256-GCM message instead::
+A blob is a stream (:mod:`davdisk.crypto.envelope`); such a value is short and read whole, so it
+gets a single AES-256-GCM message instead::
 
     off  len  field
     0    4    magic b"\\x00DP1" (a stored XML value never starts with a NUL byte)
@@ -10,9 +11,10 @@ whole, so it gets a single AES-256-GCM message instead::
     20   ...  ciphertext || 16-byte tag
 
 The key is derived from the user's root key (HKDF-SHA256, info ``davdisk/sealed/v1`` || user
-id), never stored. The associated data binds the header, the user id and a caller's label (the
-property's name), so a value copied onto another property or another user's row fails to open.
-It does not bind the node: properties follow their node through MOVE and are copied by COPY.
+id), never stored. The associated data binds the header, the user id and a caller's label (a
+property's name; ``\0checksums`` for checksums), so a value copied onto another property, into
+another column or onto another user's row fails to open. It does not bind the node: values
+follow their node through MOVE and are copied by COPY.
 """
 
 from __future__ import annotations

@@ -1,25 +1,30 @@
-"""A file's content checksums as clients see them, from the sealed value the database holds.
+"""A file's content checksums: sealed at rest like its content, opened for ``oc:checksums``.
 
-:class:`Checksums` seals the MD5 and SHA-1 an upload computed with the owner's key
-(:mod:`davdisk.crypto.checksums`) and opens them again for ``oc:checksums``. The per-user,
-per-version ciphers are derived once and kept: a PROPFIND of a big folder opens one value per
-file, each a single AES-GCM decryption of 36 bytes.
+``oc:checksums`` must answer a file's real MD5 and SHA-1, so they cannot be stored keyed one-way;
+and an unkeyed hash of a small file (a PIN, a short password) gives its content away to whoever
+holds a copy of the database. So ``nodes.checksums`` holds ``md5 (16) || sha1 (20)`` sealed
+(:mod:`davdisk.crypto.sealed`) under the owner's user key, with :data:`LABEL` as the label. The
+seal binds the owner, not the node or the blob: copies share the sealed value as they share the
+blob, and re-encrypting a blob leaves it valid. A user's older key versions are never dropped,
+so a sealed value stays readable after ``key rotate-user``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from davdisk.crypto import checksums as sealing
-from davdisk.errors import DavdiskError
+from davdisk.crypto import sealed
+from davdisk.errors import DavdiskError, IntegrityError
 from davdisk.files.keyring import Keyring
 from davdisk.meta.store import Entry
 
 logger = logging.getLogger(__name__)
+
+# The seal's label. Dead properties are labelled with their names, which never hold a NUL (XML
+# cannot), so a sealed checksum cannot pass for a property value, nor one for it.
+LABEL = b"\0checksums"
+_MD5, _SHA1 = 16, 20
 
 # Empty content is stored with no blob and no sealed value: its hashes are no secret.
 EMPTY = (
@@ -29,32 +34,20 @@ EMPTY = (
 
 
 class Checksums:
+    """Thread-safe (the keys are the keyring's)."""
+
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
-        self._ciphers: dict[tuple[int, int, bytes], AESGCM] = {}
-        self._lock = threading.Lock()
 
-    def _cipher(self, user_id: int, version: int, urk: bytes) -> AESGCM:
-        # Keyed by the URK too: a key row replaced under the same version (the keyring unwraps
-        # it afresh) must not be answered with the old cipher.
-        key = (user_id, version, urk)
-        with self._lock:
-            found = self._ciphers.get(key)
-        if found is None:
-            found = sealing.checksum_cipher(urk, user_id)
-            with self._lock:
-                self._ciphers[key] = found
-        return found
-
-    def seal(self, user_id: int, version: int, urk: bytes, *, md5: str, sha1: str) -> bytes:
+    def seal(self, user_id: int, version: int, *, md5: str, sha1: str) -> bytes:
         """The value to store for content with these hex digests, owned by ``user_id``."""
-        cipher = self._cipher(user_id, version, urk)
-        return sealing.seal(cipher, user_id=user_id, key_version=version, md5=md5, sha1=sha1)
+        key = self._keyring.sealing_key(user_id, version)
+        return sealed.seal(key, version, user_id, LABEL, bytes.fromhex(md5) + bytes.fromhex(sha1))
 
     def seal_current(self, user_id: int, *, md5: str, sha1: str) -> bytes:
         """:meth:`seal` under the user's newest key version."""
-        version, urk = self._keyring.current(user_id)
-        return self.seal(user_id, version, urk, md5=md5, sha1=sha1)
+        version, _urk = self._keyring.current(user_id)
+        return self.seal(user_id, version, md5=md5, sha1=sha1)
 
     def reveal(self, entry: Entry) -> tuple[str, str] | None:
         """(md5, sha1) hex of a file's content; None for a folder, or if they are unknown or
@@ -64,10 +57,12 @@ class Checksums:
         if entry.checksums is None:
             return EMPTY if entry.size == 0 else None
         try:
-            version = sealing.key_version_of(entry.checksums)
-            urk = self._keyring.key(entry.owner_id, version)
-            cipher = self._cipher(entry.owner_id, version, urk)
-            return sealing.open_sealed(cipher, entry.checksums, user_id=entry.owner_id)
+            version = sealed.key_version(entry.checksums)
+            key = self._keyring.sealing_key(entry.owner_id, version)
+            plain = sealed.open_sealed(key, entry.owner_id, LABEL, entry.checksums)
+            if len(plain) != _MD5 + _SHA1:
+                raise IntegrityError(f"sealed checksums of {len(plain)} bytes")
+            return plain[:_MD5].hex(), plain[_MD5:].hex()
         except DavdiskError as e:
             logger.warning("checksums of node %d cannot be read: %s", entry.id, e)
             return None

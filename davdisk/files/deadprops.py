@@ -19,7 +19,6 @@ read as it is, and sealed when it is next written.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 
 from davdisk.crypto import sealed
@@ -71,28 +70,16 @@ class PropertyCrypt:
 
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
-        self._keys: dict[tuple[int, int, bytes], bytes] = {}  # (user, version, URK) -> key
-        self._lock = threading.Lock()
-
-    def _key(self, user_id: int, version: int, urk: bytes) -> bytes:
-        with self._lock:
-            found = self._keys.get((user_id, version, urk))
-        if found is None:
-            found = sealed.derive_key(urk, user_id)
-            with self._lock:
-                self._keys[(user_id, version, urk)] = found
-        return found
 
     def seal(self, owner_id: int, name: str, plain: bytes) -> bytes:
-        version, urk = self._keyring.current(owner_id)
-        key = self._key(owner_id, version, urk)
+        version, _urk = self._keyring.current(owner_id)
+        key = self._keyring.sealing_key(owner_id, version)
         return sealed.seal(key, version, owner_id, name.encode("utf-8"), plain)
 
     def open(self, owner_id: int, name: str, stored: bytes) -> bytes:
         if not sealed.is_sealed(stored):
             return stored  # written before values were sealed
-        version = sealed.key_version(stored)
-        key = self._key(owner_id, version, self._keyring.key(owner_id, version))
+        key = self._keyring.sealing_key(owner_id, sealed.key_version(stored))
         return sealed.open_sealed(key, owner_id, name.encode("utf-8"), stored)
 
     def open_all(self, owner_id: int, stored: Mapping[str, bytes]) -> dict[str, bytes]:

@@ -21,7 +21,7 @@ from typing import cast
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select
 
-from davdisk.crypto import keys
+from davdisk.crypto import keys, sealed
 from davdisk.errors import UnknownKeyVersion
 from davdisk.meta import store
 from davdisk.meta.db import Database
@@ -57,6 +57,7 @@ class Keyring:
         self.masters = masters
         # (user id, version) -> (wrapped bytes it was unwrapped from, URK)
         self._cache: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+        self._sealing: dict[tuple[int, int, bytes], bytes] = {}  # (user, version, URK) -> key
         self._lock = threading.Lock()
 
     # --- adding keys ---------------------------------------------------------------------------
@@ -121,7 +122,24 @@ class Keyring:
             self._cache[(user_id, version)] = (wrapped, urk)
         return urk
 
+    def sealing_key(self, user_id: int, version: int) -> bytes:
+        """The key that seals the user's small values (dead properties, content checksums:
+        crypto/sealed.py) under ``version``, derived once and kept: a listing opens one value
+        per file."""
+        urk = self.key(user_id, version)
+        # Keyed by the URK too: a key row replaced under the same version must not be answered
+        # with the old key.
+        with self._lock:
+            found = self._sealing.get((user_id, version, urk))
+        if found is None:
+            found = sealed.derive_key(urk, user_id)
+            with self._lock:
+                self._sealing[(user_id, version, urk)] = found
+        return found
+
     def forget(self, user_id: int) -> None:
         with self._lock:
             for k in [k for k in self._cache if k[0] == user_id]:
                 del self._cache[k]
+            for s in [s for s in self._sealing if s[0] == user_id]:
+                del self._sealing[s]

@@ -263,9 +263,7 @@ class Upload:
         else:
             # Hashes of the plaintext are stored sealed, like the content: in clear, a copy of
             # the database gave small files (a PIN) away.
-            sealed = self._sealer.seal(
-                self._owner_id, self._key_version, self._key, md5=md5, sha1=sha1
-            )
+            sealed = self._sealer.seal(self._owner_id, self._key_version, md5=md5, sha1=sha1)
             with self._storing():
                 self._enc.close()
                 stored_size = self._blob.commit()

@@ -89,7 +89,7 @@ class Node(Base):
     ctime: Mapped[float] = mapped_column(Float)
     etag: Mapped[str] = mapped_column(String(64))
     content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    # MD5 and SHA-1 of the content, sealed with the owner's key (crypto/checksums.py); NULL
+    # MD5 and SHA-1 of the content, sealed with the owner's key (files/checksums.py); NULL
     # for empty content (its hashes are no secret) and folders.
     checksums: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # Before migration 0006 the hashes were stored here in clear (a copy of the database gave

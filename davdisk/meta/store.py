@@ -85,7 +85,7 @@ class Entry:
     ctime: float
     etag: str
     content_type: str | None
-    checksums: bytes | None  # sealed MD5 and SHA-1 (crypto/checksums.py); None if empty
+    checksums: bytes | None  # sealed MD5 and SHA-1 (files/checksums.py); None if empty
     blob_id: str | None
 
 
