@@ -17,6 +17,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
@@ -41,6 +42,20 @@ def still_there(entry: Entry | None) -> Entry:
     return entry
 
 
+@dataclass(frozen=True)
+class NewContent:
+    """What an upload stored: its blob (None: empty content, no blob) and what a node records
+    of it."""
+
+    blob_id: str | None
+    key_version: int
+    size: int
+    cipher_size: int
+    checksums: bytes | None  # sealed (files/checksums.py); None for empty content
+    content_type: str
+    mtime: float | None  # None: now
+
+
 class Content:
     """Thread-safe; one per application, owned by ``Files``."""
 
@@ -54,50 +69,33 @@ class Content:
         self,
         parent: Entry,
         name: str,
+        new: NewContent,
         *,
         target: Entry | None,
-        blob_id: str | None,
-        key_version: int,
-        size: int,
-        cipher_size: int,
-        checksums: bytes | None,
-        content_type: str,
-        mtime: float | None,
         guard: WriteGuard = NO_GUARD,
         actor: Actor | None = None,
     ) -> Entry:
-        """Point ``parent/name`` (or the file ``target``) at the durable blob ``blob_id`` (None:
-        empty content) in one short transaction, then remove the blob it replaced.
+        """Point ``parent/name`` (or the file ``target``) at ``new`` in one short transaction,
+        then remove the blob it replaced.
 
         ``actor``'s right to write is asked again here: a share revoked while the body was
         arriving grants nothing any more. A refusal removes the new blob (nothing points at
         it); any other failure leaves it to gc, since the COMMIT may have gone through."""
         try:
-            entry, dead = self._commit(
-                parent,
-                name,
-                target=target,
-                blob_id=blob_id,
-                key_version=key_version,
-                size=size,
-                cipher_size=cipher_size,
-                checksums=checksums,
-                content_type=content_type,
-                mtime=mtime,
-                guard=guard,
-                actor=actor,
-            )
+            entry, dead = self._commit(parent, name, new, target, guard, actor)
         except DavdiskError:
             # Refused inside the transaction (or at a COMMIT that failed, e.g. a full database):
             # the node was not pointed at the new blob, so it is garbage right away.
-            if blob_id is not None:
-                self.blobs.delete(blob_id)
+            if new.blob_id is not None:
+                self.blobs.delete(new.blob_id)
             raise
         except BaseException:
             # Anything else (a lost database connection) may have hit after the COMMIT went
             # through: deleting the blob could lose the new content. gc removes it if unused.
-            if blob_id is not None:
-                logger.warning("upload of blob %s ended in doubt; davdisk gc will check", blob_id)
+            if new.blob_id is not None:
+                logger.warning(
+                    "upload of blob %s ended in doubt; davdisk gc will check", new.blob_id
+                )
             raise
         self.remove(dead)
         return entry
@@ -106,18 +104,12 @@ class Content:
         self,
         parent: Entry,
         name: str,
-        *,
+        new: NewContent,
         target: Entry | None,
-        blob_id: str | None,
-        key_version: int,
-        size: int,
-        cipher_size: int,
-        checksums: bytes | None,
-        content_type: str,
-        mtime: float | None,
         guard: WriteGuard,
         actor: Actor | None,
     ) -> tuple[Entry, list[str]]:
+        blob_id, size = new.blob_id, new.size
         now = time.time()
         with self.db.write() as conn:
             guard.check(conn)  # e.g. a lock granted while the body was arriving
@@ -142,16 +134,16 @@ class Content:
                     blob_id,
                     owner_id=parent.owner_id,
                     node_id=existing.id if existing else None,
-                    key_version=key_version,
+                    key_version=new.key_version,
                     size_plain=size,
-                    size_cipher=cipher_size,
+                    size_cipher=new.cipher_size,
                 )
             content = dict(
                 size=size,
-                mtime=now if mtime is None else mtime,
+                mtime=now if new.mtime is None else new.mtime,
                 etag=blob_id or secrets.token_hex(16),
-                content_type=content_type,
-                checksums=checksums,
+                content_type=new.content_type,
+                checksums=new.checksums,
                 current_blob_id=blob_id,
             )
             if existing is not None:

@@ -36,7 +36,7 @@ from davdisk.errors import (
 )
 from davdisk.files.access import Actor
 from davdisk.files.checksums import Checksums
-from davdisk.files.content import Content
+from davdisk.files.content import Content, NewContent
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.keyring import Keyring
 from davdisk.meta.store import Entry
@@ -269,17 +269,20 @@ class Upload:
                 stored_size = self._blob.commit()
         self._closed = True
         # Points the node at the blob; a refusal there removes the blob, see Content.commit.
+        stored = NewContent(
+            blob_id,
+            self._key_version,
+            self.size,
+            stored_size,
+            sealed,
+            self._content_type,
+            self._mtime,
+        )
         return self._content.commit(
             self._parent,
             self._name,
+            stored,
             target=self._target,
-            blob_id=blob_id,
-            key_version=self._key_version,
-            size=self.size,
-            cipher_size=stored_size,
-            checksums=sealed,
-            content_type=self._content_type,
-            mtime=self._mtime,
             guard=self._guard,
             actor=self._actor,
         )
