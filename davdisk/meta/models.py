@@ -149,7 +149,7 @@ class Lock(Base):
     scope: Mapped[str] = mapped_column(String(10))
     depth: Mapped[str] = mapped_column(String(10))
     owner: Mapped[bytes] = mapped_column(LargeBinary)
-    principal: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str] = mapped_column(String(64), index=True)
     timeout: Mapped[float] = mapped_column(Float)
     expire: Mapped[float] = mapped_column(Float)
 
@@ -217,3 +217,15 @@ class LoginFailure(Base):
     failures: Mapped[int] = mapped_column(Integer)
     locked_until: Mapped[float] = mapped_column(Float)
     last_failure: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Lease(Base):
+    """Who runs a background job (gc, expiry) until when: with several server processes on one
+    database, the one holding a job's unexpired lease runs it and the others skip it."""
+
+    __tablename__ = "leases"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float)
+    last_run_at: Mapped[float | None] = mapped_column(Float, nullable=True)
