@@ -5,6 +5,7 @@
     davdisk [--data-dir DIR] user del NAME [--yes]
     davdisk [--data-dir DIR] user list
     davdisk [--data-dir DIR] gc [--min-age SECONDS]
+    davdisk [--data-dir DIR] db migrate --to postgresql+psycopg://...
 
 Errors are one line on stderr and a non-zero exit code (see ``errors.py``); never a traceback.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 from davdisk import __version__
 from davdisk import config as config_mod
-from davdisk.commands import cert, fsck, keys, tokens
+from davdisk.commands import cert, db, fsck, keys, tokens
 from davdisk.errors import DatabaseUnavailable, DavdiskError, NotFound, UsageError
 from davdisk.files.names import printable
 
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert.register(sub)
     keys.register(sub)
     fsck.register(sub)
+    db.register(sub)
 
     gc = sub.add_parser(
         "gc",
@@ -220,8 +222,8 @@ def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
         services = Services.open(cfg, create=True, check_database=True)
         return serve(services, cfg.get("server", "host"), cfg.get("server", "port"))
 
-    if args.command in ("cert", "key", "fsck"):
-        return {"cert": cert, "key": keys, "fsck": fsck}[args.command].run(args, cfg)
+    if args.command in ("cert", "key", "fsck", "db"):
+        return {"cert": cert, "key": keys, "fsck": fsck, "db": db}[args.command].run(args, cfg)
     if args.command == "user" and args.user_command == "token":
         return tokens.run(args, cfg)
     create = args.command == "user" and args.user_command == "add"
