@@ -11,14 +11,17 @@ touched). Afterwards the id sequences continue above every id the source ever ga
 row counts and an equal content fingerprint (an order-independent hash of every row, so the two
 databases' different collations do not matter).
 
-The source is only read, in one snapshot (a consistent copy even of a database in use), with
-``query_only`` on. A server writing to it meanwhile is detected at the end (the move is then
-refused): stop the server first.
+The source is only read, in one snapshot, with ``query_only`` on. A server must not run on it
+(what it wrote after the copy would be lost at the switch): a database another process has open
+is refused up front, and a write that slips in during the move is detected at the end.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -160,6 +163,32 @@ def _in_parent_order(rows: Iterable[Any], key: str, parent: str) -> Iterator[Any
         )
 
 
+# SQLite's "DMS" byte of the -shm file: every connection to a WAL database holds a shared POSIX
+# lock on it while open (os_unix.c: UNIX_SHM_DMS, 120 + SQLITE_SHM_NLOCK).
+_SHM_DMS = 128
+_FLOCK = "hhqqi"  # struct flock: l_type, l_whence, l_start, l_len, l_pid
+
+
+def _user_of(db_file: str) -> int | None:
+    """The pid of another process that has the SQLite database open (a running server), else
+    None. Asks the kernel whether a write lock on the -shm file's DMS byte would conflict, which
+    takes no lock and writes nothing. Call it before this process opens the database: closing a
+    descriptor drops every POSIX lock the process holds on the file."""
+    try:
+        fd = os.open(db_file + "-shm", os.O_RDONLY)
+    except OSError:  # no -shm: nobody has it open in WAL mode
+        return None
+    try:
+        probe = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _SHM_DMS, 1, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, probe)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    kind, _whence, _start, _len, pid = struct.unpack(_FLOCK, answer[: struct.calcsize(_FLOCK)])
+    return pid if kind != fcntl.F_UNLCK else None
+
+
 class Transfer:
     """One move of the SQLite database ``source_url`` into PostgreSQL ``target``."""
 
@@ -296,6 +325,13 @@ class Transfer:
 
     def run(self, progress: Callable[[TableDone], None] = lambda _d: None) -> Report:
         started = time.perf_counter()
+        source_file = make_url(self.source_url).database or ""
+        user = _user_of(source_file)
+        if user is not None:
+            raise TransferError(
+                f"{source_file} is open in another process (pid {user}, a running server?): "
+                "stop it before moving"
+            )
         engine = self._source_engine()
         watch = engine.connect()  # outside the snapshot: sees others' commits
         try:

@@ -285,3 +285,28 @@ def test_migrate_refuses_bad_targets(pg_server: str, tmp_path: Path) -> None:
         tables = conn.scalar(text("SELECT count(*) FROM pg_tables WHERE schemaname='public'"))
     engine.dispose()
     assert tables == 1
+
+
+def test_migrate_refuses_a_source_a_server_has_open(
+    server_factory: ServerFactory, pg_server: str, tmp_path: Path
+) -> None:
+    """Writes made after the copy would be lost on the switch: the server must be stopped."""
+    data_dir = tmp_path / "data"
+    cfg = _config(tmp_path / "sqlite.toml")
+    _ok(data_dir, cfg, "user", "add", ALICE, "--password-stdin", input=USERS[ALICE] + "\n")
+    srv = server_factory(data_dir, config=cfg)
+    put(srv.session(ALICE), srv.dav + "a.txt", b"written while serving")
+    target = fresh_database(pg_server)
+    proc = cli(data_dir, "--config", str(cfg), "db", "migrate", "--to", target)
+    assert proc.returncode != 0, describe(proc)
+    assert re.fullmatch(
+        rf"davdisk: error: .* is open in another process \(pid {srv.pid}, .*\n", proc.stderr
+    ), describe(proc)
+    engine = create_engine(target)
+    with engine.connect() as conn:
+        tables = conn.scalar(text("SELECT count(*) FROM pg_tables WHERE schemaname='public'"))
+    engine.dispose()
+    assert tables == 0  # refused before the target was touched
+    srv.stop()
+    done = cli(data_dir, "--config", str(cfg), "db", "migrate", "--to", target)
+    assert done.returncode == 0, describe(done)
