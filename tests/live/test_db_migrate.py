@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -194,7 +195,7 @@ def test_migrate_populated_install_to_postgresql(
 
     db_file = data_dir / "davdisk.db"
     dump = _source_dump(db_file)
-    with sqlite3.connect(f"file:{db_file}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)) as conn:
         nodes_given = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='nodes'").fetchone()
     target = fresh_database(pg_server)
 
