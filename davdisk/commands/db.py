@@ -35,9 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     from davdisk.meta.transfer import TableDone, Transfer, target_url
+    from davdisk.progress import Progress
+
+    def counter(name: str, total: int) -> Progress | None:
+        # A bar (on stderr) for the tables that take a while: 50 000 rows take ~2 s.
+        return Progress(f"  copying {name}", total, unit="rows") if total >= 50_000 else None
 
     target = target_url(args.to)
-    transfer = Transfer(cfg.database_url, target)
+    transfer = Transfer(cfg.database_url, target, counter)
     shown = target.render_as_string(hide_password=True)
     print(f"moving {cfg.database_url.removeprefix('sqlite:///')} to {shown}", flush=True)
 

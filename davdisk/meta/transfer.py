@@ -25,7 +25,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Connection,
@@ -51,6 +51,19 @@ TABLES: tuple[Table, ...] = tuple(Base.metadata.sorted_tables)
 _BOOKKEEPING = {"alembic_version", "sqlite_sequence"}
 BATCH = 5000  # rows fetched at a time: bounds memory
 _MOD = 1 << 256
+
+
+class RowCounter(Protocol):
+    """What shows the progress of a long table (davdisk.progress.Progress fits)."""
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# Counts rows as a big table is copied: given the table's name and row count, a counter, or
+# None to show nothing (a small table).
+Counters = Callable[[str, int], RowCounter | None]
 
 
 class TransferError(DavdiskError):
@@ -191,12 +204,13 @@ def _user_of(db_file: str) -> int | None:
 class Transfer:
     """One move of the SQLite database ``source_url`` into PostgreSQL ``target``."""
 
-    def __init__(self, source_url: str, target: URL) -> None:
+    def __init__(self, source_url: str, target: URL, counters: Counters | None = None) -> None:
         if not source_url.startswith("sqlite"):
             raise UsageError("the install's database is not SQLite: nothing to move")
         self.source_url = source_url
         self.target = target
         self.target_text = target.render_as_string(hide_password=False)
+        self.counters: Counters = counters or (lambda _name, _total: None)
 
     # --- the source: read only, one snapshot --------------------------------------------------
 
@@ -292,12 +306,19 @@ class Transfer:
             with target.write() as conn:
                 driver = conn.connection.driver_connection
                 assert driver is not None
+                total = source.scalar(select(func.count()).select_from(table)) or 0
+                counter = self.counters(table.name, total)
                 with driver.cursor() as cursor, cursor.copy(sql) as copy:
                     for row in rows:
                         # The fingerprint of what was read, for the verification to compare.
                         rows_read += 1
                         digest = (digest + _row_hash(row)) % _MOD
                         copy.write_row(tuple(row))
+                        if counter is not None and rows_read % BATCH == 0:
+                            counter.advance(BATCH)
+                if counter is not None:
+                    counter.advance(rows_read % BATCH)
+                    counter.close()
         except (DBAPIError, psycopg.Error) as e:
             message = _first_line(e)
             hint = ""
