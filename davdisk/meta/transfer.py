@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import os
 import struct
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -178,7 +179,7 @@ def _in_parent_order(rows: Iterable[Any], key: str, parent: str) -> Iterator[Any
 # SQLite's "DMS" byte of the -shm file: every connection to a WAL database holds a shared POSIX
 # lock on it while open (os_unix.c: UNIX_SHM_DMS, 120 + SQLITE_SHM_NLOCK).
 _SHM_DMS = 128
-_FLOCK = "hhqqi"  # struct flock: l_type, l_whence, l_start, l_len, l_pid
+_FLOCK = "hhqqi"  # Linux's struct flock: l_type, l_whence, l_start, l_len, l_pid
 
 
 def _user_of(db_file: str) -> int | None:
@@ -186,6 +187,8 @@ def _user_of(db_file: str) -> int | None:
     None. Asks the kernel whether a write lock on the -shm file's DMS byte would conflict, which
     takes no lock and writes nothing. Call it before this process opens the database: closing a
     descriptor drops every POSIX lock the process holds on the file."""
+    if not sys.platform.startswith("linux"):  # struct flock is laid out otherwise elsewhere
+        return None
     try:
         fd = os.open(db_file + "-shm", os.O_RDONLY)
     except OSError:  # no -shm: nobody has it open in WAL mode
