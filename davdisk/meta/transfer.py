@@ -245,7 +245,9 @@ class Transfer:
             )
         unknown = names - _BOOKKEEPING - {t.name for t in TABLES}
         if unknown:  # never leave data behind silently
-            raise TransferError(f"the source has tables this davdisk does not know: {unknown}")
+            raise TransferError(
+                f"the source has tables this davdisk does not know: {', '.join(sorted(unknown))}"
+            )
 
     # --- the target ---------------------------------------------------------------------------
 
