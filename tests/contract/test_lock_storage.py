@@ -63,7 +63,7 @@ def acquire(manager: LockManager, url: str, principal: str, **kw: Any) -> dict[s
         "token_list": [],
     }
     args.update(kw)
-    return manager.acquire(url=url, principal=principal, **args)  # type: ignore[no-any-return]
+    return manager.acquire(url=url, principal=principal, **args)
 
 
 class LockStorageContract:
