@@ -12,8 +12,8 @@ worker is a session and starts its own.
 Migrating costs ~0.5 s a database and a ``CREATE DATABASE`` ~0.2-0.7 s (more on a busy
 machine: a minute for this tier's PostgreSQL half alone), so each backend migrates once per
 session. On SQLite every test gets a copy of that file. On PostgreSQL the session (the xdist
-worker) has one migrated database of its own, emptied before each test: every table truncated
-and every id sequence restarted, which leaves it as a fresh one would be (~20 ms).
+worker) has one migrated database of its own, emptied before each test: every row deleted
+and every id sequence restarted, which leaves it as a fresh one would be (a few ms).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from davdisk.meta.db import Database
+from davdisk.meta.models import Base
 from tests.pg import URL_ENV, fresh_database, postgres_server
 
 
@@ -53,20 +54,27 @@ def pg_session_url(pg_server_url: str) -> str:
 
 def _empty_postgresql(url: str) -> None:
     """Remove every row but the schema revision, and restart the id sequences (so a test sees
-    the ids a new database gives)."""
+    the ids a new database gives). DELETE, children before parents: on tables this small it
+    is several times faster than TRUNCATE, which gives every table and index a new file."""
     import psycopg
 
     driver_url = make_url(url).set(drivername="postgresql")
+    order = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with psycopg.connect(driver_url.render_as_string(hide_password=False)) as conn:
-        tables = [
+        present = {
             row[0]
             for row in conn.execute(
                 "SELECT tablename FROM pg_tables"
                 " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
             )
-        ]
-        names = ", ".join(f'"{t}"' for t in tables)  # names from the catalog, not from input
-        conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        }
+        # Names come from the catalog and the models, not from input: safe to quote in.
+        for table in [t for t in order if t in present] + sorted(present - set(order)):
+            conn.execute(f'DELETE FROM "{table}"')
+        for (sequence,) in conn.execute(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
+        ).fetchall():
+            conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
 
 
 @pytest.fixture(scope="session")
