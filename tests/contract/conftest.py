@@ -12,8 +12,8 @@ worker is a session and starts its own.
 Migrating costs ~0.5 s a database and a ``CREATE DATABASE`` ~0.2-0.7 s (more on a busy
 machine: a minute for this tier's PostgreSQL half alone), so each backend migrates once per
 session. On SQLite every test gets a copy of that file. On PostgreSQL the session (the xdist
-worker) has one migrated database of its own, emptied before each test: every row deleted
-and every id sequence restarted, which leaves it as a fresh one would be (a few ms).
+worker) has one migrated database of its own, put back before each test to the rows and id
+sequence positions it had just after the migration: as a fresh one would be (a few ms).
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from davdisk.meta.db import Database
@@ -42,39 +45,65 @@ def pg_server_url() -> Iterator[str]:
         yield server.url()
 
 
+class _PostgresBaseline:
+    """The rows and id sequence positions of a database just migrated (most tables empty; a
+    migration may seed some), and the way back to them before each test. DELETE and INSERT of
+    these few rows take a few ms; TRUNCATE, which gives every table and index a new file, took
+    ~0.3 s a test on a busy machine."""
+
+    def __init__(self, url: str) -> None:
+        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        models = [t.name for t in Base.metadata.sorted_tables]  # parents before children
+        with psycopg.connect(self.dsn) as conn:
+            present = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT tablename FROM pg_tables"
+                    " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )
+            }
+            self.tables = [t for t in models if t in present] + sorted(present - set(models))
+            self.rows: dict[str, tuple[list[str], list[Any]]] = {}
+            for table in self.tables:
+                cur = conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+                rows = cur.fetchall()
+                if rows:
+                    assert cur.description is not None
+                    self.rows[table] = ([d.name for d in cur.description], rows)
+            self.sequences: list[tuple[str, int, bool]] = []
+            for (name,) in conn.execute(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
+            ).fetchall():
+                query = sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(name))
+                found = conn.execute(query).fetchone()
+                assert found is not None
+                self.sequences.append((name, found[0], found[1]))
+
+    def restore(self) -> None:
+        with psycopg.connect(self.dsn) as conn:
+            for table in reversed(self.tables):
+                conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+            for table, (columns, rows) in self.rows.items():
+                insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                    sql.Identifier(table),
+                    sql.SQL(", ").join(map(sql.Identifier, columns)),
+                    sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+                )
+                conn.cursor().executemany(insert, rows)
+            for name, value, called in self.sequences:
+                regclass = sql.Identifier(name).as_string(conn)
+                conn.execute("SELECT setval(%s::regclass, %s, %s)", (regclass, value, called))
+
+
 @pytest.fixture(scope="session")
-def pg_session_url(pg_server_url: str) -> str:
-    """This session's database on the server, migrated to the newest schema."""
+def pg_session_database(pg_server_url: str) -> tuple[str, _PostgresBaseline]:
+    """This session's database on the server, migrated to the newest schema, and its state
+    then."""
     url = fresh_database(pg_server_url)
     db = Database(url)
     db.migrate()
     db.dispose()
-    return url
-
-
-def _empty_postgresql(url: str) -> None:
-    """Remove every row but the schema revision, and restart the id sequences (so a test sees
-    the ids a new database gives). DELETE, children before parents: on tables this small it
-    is several times faster than TRUNCATE, which gives every table and index a new file."""
-    import psycopg
-
-    driver_url = make_url(url).set(drivername="postgresql")
-    order = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with psycopg.connect(driver_url.render_as_string(hide_password=False)) as conn:
-        present = {
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables"
-                " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-            )
-        }
-        # Names come from the catalog and the models, not from input: safe to quote in.
-        for table in [t for t in order if t in present] + sorted(present - set(order)):
-            conn.execute(f'DELETE FROM "{table}"')
-        for (sequence,) in conn.execute(
-            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
-        ).fetchall():
-            conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
+    return url, _PostgresBaseline(url)
 
 
 @pytest.fixture(scope="session")
@@ -97,8 +126,11 @@ def sqlite_db(sqlite_template: Path, tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def postgresql_db(pg_session_url: str) -> Iterator[Database]:
-    _empty_postgresql(pg_session_url)
-    db = Database(pg_session_url)
+def postgresql_db(
+    pg_session_database: tuple[str, _PostgresBaseline],
+) -> Iterator[Database]:
+    url, baseline = pg_session_database
+    baseline.restore()
+    db = Database(url)
     yield db
     db.dispose()  # closes every connection the test left open: the next test empties it
