@@ -217,17 +217,27 @@ class LockStorageContract:
     ) -> None:
         for root in (target, below, *neighbours):
             make(storage, root, scope="shared")
-        assert roots_of(
-            storage.get_lock_list(
-                target, include_root=True, include_children=True, token_only=False
+
+        def lists() -> tuple[list[str], list[str], list[str]]:
+            return (
+                roots_of(
+                    storage.get_lock_list(
+                        target, include_root=True, include_children=True, token_only=False
+                    )
+                ),
+                roots_of(
+                    storage.get_lock_list(
+                        target, include_root=False, include_children=True, token_only=False
+                    )
+                ),
+                roots_of(storage.get_locks_on([target])),
             )
-        ) == sorted([target, below])
-        assert roots_of(
-            storage.get_lock_list(
-                target, include_root=False, include_children=True, token_only=False
-            )
-        ) == [below]
-        assert roots_of(storage.get_locks_on([target])) == [target]
+
+        expected = (sorted([target, below]), [below], [target])
+        assert lists() == expected
+        # The same inside a lock acquisition's transaction (another path to the database).
+        with storage.exclusive():
+            assert lists() == expected
         storage.remove_under(target)
         left = storage.get_lock_list(
             "/u/1", include_root=True, include_children=True, token_only=False

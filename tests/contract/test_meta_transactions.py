@@ -162,6 +162,8 @@ class MetaTransactionsContract:
             thread.join(timeout=30)
             assert not thread.is_alive(), "a write waited for a read"
             # Still the state the read began with, in every table.
+            seen = [e.name for e in store.list_children(conn, alice.root_id)]
+            assert seen == ["old"], f"the read saw a write that committed after it began: {seen}"
             assert store.list_children(conn, alice.root_id) == before
             assert store.get_child(conn, alice.root_id, "renamed") is None
             assert store.get_user(conn, "bob") is None
