@@ -24,6 +24,9 @@ from davdisk.dav.locks import MAX_TIMEOUT, SQLLockManager, SQLLockStorage
 from davdisk.meta.db import Database
 
 OWNER = b"<D:href>mailto:joe@example.com</D:href>"
+# A lock timeout that runs out within a test, but not before the test's next few statements
+# (on a busy machine a write transaction can take a good part of a second).
+SHORT = 1.0
 
 
 def new_lock(
@@ -128,10 +131,10 @@ class LockStorageContract:
         assert storage.get(other["token"]) is not None
 
     def test_an_expired_lock_is_gone_everywhere(self, storage: SQLLockStorage) -> None:
-        short = make(storage, "/u/1/a/short", timeout=0.2)
+        short = make(storage, "/u/1/a/short", timeout=SHORT)
         kept = make(storage, "/u/1/a/kept", timeout=60)
         assert storage.get(short["token"]) is not None
-        time.sleep(0.3)
+        time.sleep(SHORT + 0.2)
         assert storage.get(short["token"]) is None
         found = storage.get_lock_list(
             "/u/1/a", include_root=True, include_children=True, token_only=True
@@ -266,14 +269,14 @@ class LockStorageContract:
         self, storage: SQLLockStorage, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(locks_mod, "MAX_LOCKS_PER_USER", 3)
-        short = make(storage, "/u/1/f0", principal="joe", timeout=0.2)
+        short = make(storage, "/u/1/f0", principal="joe", timeout=SHORT)
         first = make(storage, "/u/1/f1", principal="joe")
         make(storage, "/u/1/f2", principal="joe")
         with pytest.raises(DAVError) as refused:
             make(storage, "/u/1/f3", principal="joe")
         assert refused.value.value == HTTP_INSUFFICIENT_STORAGE
         make(storage, "/u/1/f3", principal="ann")  # another principal has room
-        time.sleep(0.3)  # an expired lock holds no place
+        time.sleep(SHORT + 0.2)  # an expired lock holds no place
         make(storage, "/u/1/f3", principal="joe")
         with pytest.raises(DAVError):
             make(storage, "/u/1/f4", principal="joe")
