@@ -596,7 +596,7 @@ def stage_copy_top(conn: Connection, src: Entry, parent_id: int, marker: float) 
             id=top,
             owner_id=src.owner_id,
             parent_id=parent_id,
-            name=f"\x00copy {top}",  # a name no client can send; the last transaction names it
+            name=f"/copy {top}",  # no name can hold a "/"; the last transaction names it
             is_dir=True,
             size=0,
             mtime=src.mtime,
