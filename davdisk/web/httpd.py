@@ -29,14 +29,15 @@ non-blocking, for any number of connections (:class:`Gate`):
 body (a 401 to an anonymous PUT, a 409, a refusal by ``web/limits.py``), cheroot reads the rest
 before it sends the answer, so the connection can be reused - and reads it with one
 ``read(remaining)``, which holds the whole remainder in memory: a 1 GiB Content-Length costs
-1 GiB of RAM (measured). The gateway puts a callable under :data:`CLOSE_CONNECTION` in every
-request's environ that marks the connection to be closed after the answer (with a lingering
-close); servers without it (tests that call the WSGI app directly) simply lack the key.
+1 GiB of RAM (measured). The gateway puts a callable in every request's context
+(``close_connection``, ``request_context.py``) that marks the connection to be closed after
+the answer (with a lingering close); servers without it (tests that call the WSGI app
+directly) leave it None.
 
 **``Expect: 100-continue``.** cheroot answers ``100 Continue`` as soon as it has read the
 request head, before the application has looked at the request, so a client sends its body
 into a 401, a full quota or a locked file. Here the request holds the expectation back from
-cheroot, and the gateway puts a :class:`Continue` under :data:`CONTINUE`:
+cheroot, and the gateway puts a :class:`Continue` in the request context (``expectation``):
 ``web/request_body.py`` sends the 100 just before the first read of the body, which comes after
 authentication, the size limit, the quota, the lock and permission checks. A request answered
 without that read gets its final status and no 100; its client has sent no body (or may still
@@ -72,16 +73,12 @@ from cheroot.makefile import MakeFile, StreamReader
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from davdisk.config import Config
+from davdisk.request_context import context
 from davdisk.tls import ServerTLS
 from davdisk.web.errors import quiet_server_log
 from davdisk.web.shutdown import InFlight
 
 logger = logging.getLogger(__name__)
-
-# Under these keys the gateway puts, in every request's environ, the callable that closes the
-# connection after the answer and the Continue of a client that waits for a 100.
-CLOSE_CONNECTION = "davdisk.close_connection"
-CONTINUE = "davdisk.continue"
 
 
 # --------------------------------------------------------------------------- the gate
@@ -621,15 +618,16 @@ class ClosingGateway(wsgi.Gateway_10):
             # Part of the body may still be on its way: close without reading it (the gate).
             request.conn.linger_close = True
 
-        environ[CLOSE_CONNECTION] = close_connection
+        ctx = context(environ)
+        ctx.close_connection = close_connection
         # An HTTP/1.0 client never waits for a 100 (RFC 9110 10.1.1): its Expect is ignored.
         if getattr(request, "expects_continue", False) and request.response_protocol == "HTTP/1.1":
             environ["HTTP_EXPECT"] = "100-continue"
-            environ[CONTINUE] = Continue(request)
+            ctx.expectation = Continue(request)
         return environ
 
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
-        waiting = self.env.get(CONTINUE)
+        waiting = context(self.env).expectation
         if waiting is not None and waiting.pending and _has_body(self.req):
             # Answered without asking for the body: the client may still send it (after its
             # own wait for the 100 runs out), so nothing more is read from this connection.
