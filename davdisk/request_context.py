@@ -22,7 +22,7 @@ KEY = "davdisk.context"
 
 
 class Expectation(Protocol):
-    """The ``100 Continue`` a client waits for (``web/httpd.py``'s Continue)."""
+    """The ``100 Continue`` a client waits for (``web/connection.py``'s Continue)."""
 
     pending: bool
 
@@ -62,7 +62,7 @@ class DavMemo:
 
 @dataclass(eq=False, slots=True)
 class RequestContext:
-    # The connection (set by web/httpd.py's gateway; None when the app runs without it):
+    # The connection (set by web/connection.py's gateway; None when the app runs without it):
     # close it after the answer without reading the rest of the body; the 100 it waits for.
     close_connection: Callable[[], None] | None = None
     expectation: Expectation | None = None

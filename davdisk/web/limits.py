@@ -22,8 +22,8 @@ A body the answer to a logged-in request left unread is read and discarded here,
 steps, up to ``DRAIN_LIMIT`` bytes, so the client (which may still be sending: a PUT refused
 with 409 or 423) gets the answer and the connection stays usable. Anything larger, a body the
 client has not started to send (``Expect: 100-continue``), or any body of a request nobody
-logged in to, closes the connection after the answer instead (``web/httpd.py``; the
-client still reads the answer: ``web/httpd.py`` lingers): a refused 10 GiB upload costs
+logged in to, closes the connection after the answer instead (``web/connection.py``; the
+client still reads the answer: ``web/gate.py`` lingers): a refused 10 GiB upload costs
 neither memory nor time. (cheroot itself would read a Content-Length remainder in one
 ``read()`` - all of it in memory - and would not read a chunked one at all.)
 """
