@@ -1,10 +1,11 @@
-"""Builds the WSGI application: WsgiDAV mounted at ``/dav`` over a data dir's services, plus the
-few answers outside ``/dav`` (landing page, anonymous OPTIONS probes)."""
+"""Builds the WSGI application over a data dir's services: a mount table (WsgiDAV at ``/dav``
+and ``/public/<token>``, link pages at ``/s/<token>``, the landing page, the anonymous OPTIONS
+probes) inside one stack of middleware every request passes through."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -15,6 +16,7 @@ from davdisk.auth.domain import Authenticator, BasicAuthenticator, DavdiskDomain
 from davdisk.auth.links import LinkAuthenticator
 from davdisk.auth.principal import ActorPrincipal
 from davdisk.auth.throttle import Throttle
+from davdisk.config import Config
 from davdisk.dav.errors import ErrorPages
 from davdisk.dav.locks import SQLLockManager, SQLLockStorage
 from davdisk.dav.provider import DavdiskProvider
@@ -25,6 +27,7 @@ from davdisk.web.errors import ServerErrors
 from davdisk.web.inert import InertContent
 from davdisk.web.limits import BodyAfterLogin, RequestLimits
 from davdisk.web.links import LINK_PREFIX, LinkPages
+from davdisk.web.mounts import Mount, Mounts, WSGIApp, plain, without_head_bodies
 from davdisk.web.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -33,27 +36,12 @@ DAV_PREFIX = "/dav"
 DAV_HEADERS = [("DAV", "1, 2"), ("MS-Author-Via", "DAV")]
 ROOT_ALLOW = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, MKCOL, PUT, DELETE, COPY, MOVE, LOCK, UNLOCK"
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def _simple(start_response: Callable[..., Any], status: str, body: bytes, extra=()) -> list[bytes]:
-    headers = [
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-        *extra,
-    ]
-    start_response(status, headers)
-    return [body]
-
-
-def _without_body(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    try:
-        for _ in chunks:
-            pass
-    finally:
-        if hasattr(chunks, "close"):
-            chunks.close()
-    yield b""
+_OPTIONS = frozenset({"OPTIONS"})
+_GET = frozenset({"GET", "HEAD"})
+# No version: it would tell anyone who can reach the port which holes to try.
+LANDING = (
+    f"davdisk\n\nMount {DAV_PREFIX}/ with a WebDAV client (Finder, Explorer, rclone, cadaver...).\n"
+).encode()
 
 
 def build_app(services: Services) -> WSGIApp:
@@ -119,37 +107,41 @@ def build_app(services: Services) -> WSGIApp:
     public.set_lock_manager(lock_manager)
     link_pages = LinkPages(services.files, links, dav)
 
-    landing = (
-        # No version: it would tell anyone who can reach the port which holes to try.
-        f"davdisk\n\nMount {DAV_PREFIX}/ with a WebDAV client "
-        "(Finder, Explorer, rclone, cadaver...).\n"
-    ).encode()
-
-    def heads(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ["REQUEST_METHOD"] == "HEAD":
-            # Whatever answers (401 pages included), a HEAD response carries no body.
-            return _without_body(route(environ, start_response))
-        return route(environ, start_response)
-
-    def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        method = environ["REQUEST_METHOD"]
-        if method == "OPTIONS" and path in ("/", "*", DAV_PREFIX, DAV_PREFIX + "/"):
+    # Where each request goes: the first mount that matches answers it.
+    probe = plain("200 OK", b"", *DAV_HEADERS, ("Allow", ROOT_ALLOW))
+    routes = Mounts(
+        [
             # Windows' mini-redirector probes these before it sends credentials.
-            return _simple(start_response, "200 OK", b"", [*DAV_HEADERS, ("Allow", ROOT_ALLOW)])
-        if path == DAV_PREFIX or path.startswith(DAV_PREFIX + "/"):
-            return dav(environ, start_response)
-        if path.startswith(PUBLIC_PREFIX + "/"):
-            return dav(environ, start_response)
-        if path.startswith(LINK_PREFIX):
-            return link_pages(environ, start_response)
-        if path == "/" and method in ("GET", "HEAD"):
-            return _simple(start_response, "200 OK", b"" if method == "HEAD" else landing)
-        return _simple(start_response, "404 Not Found", b"not found\n")
-
-    # Outermost first: the audit log sees every answer, every 5xx is logged with its cause,
-    # every answer is inert in a browser, the transport policy runs before any limit or login,
-    # and the limits before any work.
-    return AuditLog(
-        ServerErrors(InertContent(Transport(RequestLimits(heads, config), config))), config
+            Mount(probe, at=("*", "/", DAV_PREFIX, DAV_PREFIX + "/"), methods=_OPTIONS),
+            Mount(dav, at=(DAV_PREFIX,), under=DAV_PREFIX),  # the users' tree
+            Mount(dav, under=PUBLIC_PREFIX),  # the trees of public links
+            Mount(link_pages, under=LINK_PREFIX.rstrip("/")),  # links seen in a browser
+            Mount(_landing, at=("/",), methods=_GET),
+        ],
+        fallback=plain("404 Not Found", b"not found\n"),
     )
+    return _middleware(routes, config)
+
+
+def _middleware(app: WSGIApp, config: Config) -> WSGIApp:
+    """``app`` inside every layer each request passes through, outermost first: the audit log
+    sees every answer, every 5xx is logged with its cause, every answer is inert in a
+    browser, the transport policy runs before any limit or login, the limits before any
+    work, and no answer to a HEAD has a body. (The login and WebDAV's own layers are inside
+    the WsgiDAV app: its middleware_stack above.)"""
+    layers: list[Callable[[WSGIApp], WSGIApp]] = [
+        lambda inner: AuditLog(inner, config),
+        ServerErrors,
+        InertContent,
+        lambda inner: Transport(inner, config),
+        lambda inner: RequestLimits(inner, config),
+        without_head_bodies,
+    ]
+    for layer in reversed(layers):
+        app = layer(app)
+    return app
+
+
+def _landing(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    head = environ["REQUEST_METHOD"] == "HEAD"
+    return plain("200 OK", b"" if head else LANDING)(environ, start_response)

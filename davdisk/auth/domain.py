@@ -33,13 +33,12 @@ from wsgidav.http_authenticator import HTTPAuthenticator
 from davdisk.auth.app_tokens import AppTokens, looks_like_token
 from davdisk.auth.links import LinkAuthenticator
 from davdisk.auth.passwords import CredentialCache
-from davdisk.auth.throttle import AUTH_EVENT, Attempt, LoginThrottled, Throttle, client_ip
+from davdisk.auth.throttle import Attempt, LoginThrottled, Throttle, client_ip
 from davdisk.crypto.passwords import check_password, hash_password
 from davdisk.files.api import Actor, Files
+from davdisk.request_context import context
 
 logger = logging.getLogger(__name__)
-
-ACTOR_KEY = "davdisk.actor"
 
 
 class Authenticator:
@@ -121,7 +120,7 @@ class DavdiskDomainController(BaseDomainController):
             return True
         login = self.links.login(self._token(environ), None)
         if login.actor is not None:
-            environ[ACTOR_KEY] = login.actor
+            context(environ).actor = login.actor
         return login.needs_password
 
     def basic_auth_user(
@@ -134,15 +133,15 @@ class DavdiskDomainController(BaseDomainController):
             else:
                 actor = self.auth.login(user_name, password, address)
         except LoginThrottled as e:
-            environ[AUTH_EVENT] = "throttled"
+            context(environ).auth_event = "throttled"
             # Raised through HTTPAuthenticator to dav/errors.py's ErrorPages, which answers it.
             raise DAVError(
                 e.http_status, e.message, add_headers=[("Retry-After", str(e.retry_after))]
             ) from None
         if actor is None:
-            environ[AUTH_EVENT] = "failed"
+            context(environ).auth_event = "failed"
             return False
-        environ[ACTOR_KEY] = actor
+        context(environ).actor = actor
         return True
 
     def supports_http_digest_auth(self) -> bool:
@@ -165,6 +164,6 @@ class BasicAuthenticator(HTTPAuthenticator):
         except (binascii.Error, UnicodeDecodeError):
             decoded = ""
         if ":" not in decoded:
-            environ[AUTH_EVENT] = "failed"
+            context(environ).auth_event = "failed"
             return self.send_basic_auth_response(environ, start_response)
         return super().handle_basic_auth_request(environ, start_response)

@@ -17,7 +17,7 @@ from typing import Any
 
 from wsgidav.mw.base_mw import BaseMiddleware
 
-from davdisk.auth.domain import ACTOR_KEY
+from davdisk.request_context import context
 
 
 class ActorPrincipal(BaseMiddleware):
@@ -27,7 +27,7 @@ class ActorPrincipal(BaseMiddleware):
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        actor = environ.get(ACTOR_KEY)
+        actor = context(environ).actor
         # No actor: nobody logged in (an unknown link token), so no one's locks are held.
         environ["wsgidav.auth.user_name"] = actor.name if actor is not None else ""
         return self.next_app(environ, start_response)

@@ -63,7 +63,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,11 +71,10 @@ from davdisk.errors import DavdiskError
 from davdisk.meta import store
 from davdisk.meta.db import Database
 from davdisk.meta.store import FailureCount
+from davdisk.request_context import context
 
 logger = logging.getLogger(__name__)
 
-# environ key the login code sets for the audit log: "failed" or "throttled".
-AUTH_EVENT = "davdisk.auth"
 # Counters whose last failure is older than this are forgotten.
 FORGET_AFTER = 24 * 3600.0
 PRUNE_EVERY = 60.0
@@ -92,9 +91,9 @@ class LoginThrottled(DavdiskError):
         self.retry_after = retry_after
 
 
-def client_ip(environ: Mapping[str, Any]) -> str:
+def client_ip(environ: MutableMapping[str, Any]) -> str:
     """The client's address as the transport layer established it ("" if unknown)."""
-    return str(environ.get("davdisk.client_ip") or environ.get("REMOTE_ADDR") or "")
+    return str(context(environ).client_ip or environ.get("REMOTE_ADDR") or "")
 
 
 def _key(kind: str, value: str) -> str:

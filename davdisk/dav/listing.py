@@ -39,6 +39,7 @@ from davdisk.dav.errors import dav_errors
 from davdisk.dav.resources import Folder, Host, make_resource
 from davdisk.files.access import owns
 from davdisk.meta.store import Entry
+from davdisk.request_context import context
 
 ENABLED = True  # the switch tests flip to get WsgiDAV's own answer for comparison
 
@@ -624,7 +625,7 @@ def render(
 
     ls = _Listing(provider, environ, folder)
     children = folder.members()
-    dead: dict[int, dict[str, bytes]] = environ.get("davdisk.props", {})
+    dead: dict[int, dict[str, bytes]] = context(environ).dav.props
     if names is None or _LOCKDISCOVERY in names:
         ls.find_locks()
     member_names = None if names is None else tuple(names)

@@ -27,11 +27,11 @@ from wsgidav.dav_error import (
 )
 from wsgidav.dav_provider import DAVProvider, _DAVResource
 
-from davdisk.auth.domain import ACTOR_KEY
 from davdisk.dav import listing, memo
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.resources import Folder, make_resource
 from davdisk.files.api import Actor, Files
+from davdisk.request_context import context
 
 logger = logging.getLogger(__name__)
 
@@ -52,20 +52,21 @@ class DavdiskProvider(DAVProvider):
         return False
 
     def _actor(self, environ: dict[str, Any]) -> Actor | None:
-        actor = environ.get(ACTOR_KEY)
+        ctx = context(environ)
+        actor = ctx.actor
         if actor is None:
             name = environ.get("wsgidav.auth.user_name")
             if not name:
                 return None
             actor = self.files.actor(name)
-            environ[ACTOR_KEY] = actor
+            ctx.actor = actor
         return actor
 
     def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
         actor = self._actor(environ)
         if actor is None:
             return None
-        cache = environ.setdefault("davdisk.resources", {})
+        cache = context(environ).dav.resources
         key = path.rstrip("/") or "/"
         if key in cache:
             return cache[key]
@@ -127,9 +128,9 @@ class DavdiskProvider(DAVProvider):
         if method in ("PUT", "COPY", "MOVE"):
 
             def finish(status: str, headers: list[Any], exc_info: Any = None) -> Any:
-                if status.startswith("204") and environ.get("davdisk.created"):
+                if status.startswith("204") and context(environ).dav.created:
                     status = "201 Created"
-                if status.startswith("2") and environ.get("davdisk.oc_mtime_accepted"):
+                if status.startswith("2") and context(environ).dav.oc_mtime_accepted:
                     headers = [*headers, ("X-OC-Mtime", "accepted")]
                 return start_response(status, headers, exc_info)
 

@@ -19,13 +19,13 @@ from typing import Any
 from wsgidav.dav_error import HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError
 from wsgidav.dav_provider import DAVCollection, _DAVResource
 
-from davdisk.auth.domain import ACTOR_KEY
 from davdisk.dav.provider import DavdiskProvider
 from davdisk.dav.resources import File, make_resource
 from davdisk.files.access import Actor
 from davdisk.files.names import split_path
 from davdisk.files.shares import token_hash
 from davdisk.meta.store import Entry
+from davdisk.request_context import context
 
 PUBLIC_PREFIX = "/public"
 # What a file drop's holder may send (see the module docstring).
@@ -128,7 +128,7 @@ class PublicProvider(DavdiskProvider):
         return super().custom_request_handler(environ, start_response, default_handler)
 
     def _actor(self, environ: dict[str, Any]) -> Actor | None:
-        actor = environ.get(ACTOR_KEY)
+        actor = context(environ).actor
         return actor if actor is not None and actor.link is not None else None
 
     def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
@@ -138,7 +138,7 @@ class PublicProvider(DavdiskProvider):
         token, _, rest = path.lstrip("/").partition("/")
         if token_hash(token) != actor.link.token_hash:
             return None
-        cache = environ.setdefault("davdisk.resources", {})
+        cache = context(environ).dav.resources
         key = path.rstrip("/") or "/"
         if key in cache:
             return cache[key]

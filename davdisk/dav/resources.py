@@ -36,6 +36,7 @@ from davdisk.files.access import owns
 from davdisk.files.api import Actor, Files, Upload
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.meta.store import Entry
+from davdisk.request_context import context
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class _NodeMixin:
 
     def _owner_names(self) -> list[str]:
         """The names leading to this node in its owner's home (cached for the request)."""
-        cache = self.environ.setdefault("davdisk.owner_names", {})
+        cache = context(self.environ).dav.owner_names
         names = cache.get(self.entry.id)
         if names is None:
             with dav_errors():
@@ -130,7 +131,7 @@ class _NodeMixin:
     # --- dead properties ---------------------------------------------------------------------
 
     def _dead_props(self) -> dict[str, bytes]:
-        cache = self.environ.setdefault("davdisk.props", {})
+        cache = context(self.environ).dav.props
         found = cache.get(self.entry.id)
         if found is None:
             with dav_errors():
@@ -227,14 +228,14 @@ class _NodeMixin:
             # WsgiDAV tries every change of a PROPPATCH before making any: check this one
             # together with those tried before it, so the one that would pass a limit (count,
             # size, quota) is refused (507) and none is made.
-            planned = self.environ.setdefault("davdisk.proppatch", {}).setdefault(self.entry.id, {})
+            planned = context(self.environ).dav.proppatch.setdefault(self.entry.id, {})
             with dav_errors():
                 self.files.check_properties(self.actor, self.entry, {**planned, name: raw})
             planned[name] = raw
             return None
         with dav_errors():
             self.files.set_properties(self.actor, self.entry, {name: raw})
-        self.environ.get("davdisk.props", {}).pop(self.entry.id, None)
+        context(self.environ).dav.props.pop(self.entry.id, None)
         return None
 
     def remove_all_properties(self, *, recursive: bool) -> None:
@@ -312,7 +313,7 @@ class _NodeMixin:
                 guard=guard,
                 source_guard=self._lock_guard(source_checks, [src_ref]),
             )
-        self.environ["davdisk.created"] = created
+        context(self.environ).dav.created = created
         forget(self.environ)
         return True
 
@@ -334,7 +335,7 @@ class _NodeMixin:
                 mtime=self._requested_mtime(),
                 guard=guard,
             )
-        self.environ["davdisk.created"] = created
+        context(self.environ).dav.created = created
         forget(self.environ)
         return True
 
@@ -349,7 +350,7 @@ def _requested_mtime(environ: dict[str, Any]) -> float | None:
     """``X-OC-Mtime`` of this request; noted so the answer can say it was accepted."""
     mtime = liveprops.oc_mtime(environ)
     if mtime is not None:
-        environ["davdisk.oc_mtime_accepted"] = True
+        context(environ).dav.oc_mtime_accepted = True
     return mtime
 
 
@@ -370,7 +371,7 @@ class Folder(_NodeMixin, DAVCollection):
         has no business with the owner's quota."""
         if actor.is_link:
             return None
-        cache = environ.setdefault("davdisk.usage", {})
+        cache = context(environ).dav.usage
         key = entry.owner_id if entry.owner_id == actor.id else ("shared", entry.id)
         found = cache.get(key)
         if found is None:
@@ -392,7 +393,7 @@ class Folder(_NodeMixin, DAVCollection):
         return usage[1] if usage else None
 
     def _children(self) -> list[Entry]:
-        cache = self.environ.setdefault("davdisk.children", {})
+        cache = context(self.environ).dav.children
         found = cache.get(self.entry.id)
         if found is None:
             # Members and their dead properties together: a PROPFIND Depth 1 then costs two
@@ -400,7 +401,7 @@ class Folder(_NodeMixin, DAVCollection):
             with dav_errors():
                 found, props = self.files.children_with_properties(self.actor, self.entry)
             cache[self.entry.id] = found
-            prop_cache = self.environ.setdefault("davdisk.props", {})
+            prop_cache = context(self.environ).dav.props
             for child in found:
                 prop_cache.setdefault(child.id, props.get(child.id, {}))
         return found
@@ -416,7 +417,7 @@ class Folder(_NodeMixin, DAVCollection):
             # Inside a share, members' lock keys extend this folder's: derive them here rather
             # than with one path query per member.
             parent = self._owner_names()
-            cache = self.environ["davdisk.owner_names"]
+            cache = context(self.environ).dav.owner_names
             for c in children:
                 cache.setdefault(c.id, [*parent, c.name])
         return children

@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from davdisk.auth.domain import ACTOR_KEY
-from davdisk.auth.throttle import AUTH_EVENT, client_ip
+from davdisk.auth.throttle import client_ip
 from davdisk.config import Config
+from davdisk.request_context import context
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class _Entry:
         self.done = False
 
     def record(self) -> dict[str, Any]:
-        actor = self.environ.get(ACTOR_KEY)
+        actor = context(self.environ).actor
         record: dict[str, Any] = {
             "ts": self.ts,
             "user": getattr(actor, "name", None),
@@ -152,7 +152,7 @@ class _Entry:
             "bytes_out": self.bytes_out,
             "ms": round((time.monotonic() - self.started) * 1000, 1),
         }
-        event = self.environ.get(AUTH_EVENT)
+        event = context(self.environ).auth_event
         if event:
             record["auth"] = event
         return record

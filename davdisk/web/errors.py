@@ -20,13 +20,12 @@ from typing import Any
 from wsgidav.dav_error import DAVError
 
 from davdisk.errors import DavdiskError
+from davdisk.request_context import context
 from davdisk.web.audit import redact_path, request_path
 
 logger = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-CAUSE_KEY = "davdisk.error_cause"
 
 _Request = tuple[str, str, str]  # method, SCRIPT_NAME, PATH_INFO as the request came in
 
@@ -35,7 +34,9 @@ _PAGE = b"500 Internal Server Error\n"
 
 def record_cause(environ: dict[str, Any], exc: BaseException) -> None:
     """Note why this request is failing; the first cause noted is the one logged."""
-    environ.setdefault(CAUSE_KEY, exc)
+    ctx = context(environ)
+    if ctx.error_cause is None:
+        ctx.error_cause = exc
 
 
 class ServerErrors:
@@ -100,7 +101,7 @@ class ServerErrors:
     def _log(environ: dict[str, Any], request: _Request, outcome: str, server_fault: bool) -> None:
         method, script, path = request
         what = f"{method} {redact_path(request_path({'SCRIPT_NAME': script, 'PATH_INFO': path}))}"
-        cause = environ.get(CAUSE_KEY)
+        cause = context(environ).error_cause
         if cause is None:
             logger.error("%s %s (no cause recorded)", what, outcome)
             return

@@ -22,8 +22,8 @@ A body the answer to a logged-in request left unread is read and discarded here,
 steps, up to ``DRAIN_LIMIT`` bytes, so the client (which may still be sending: a PUT refused
 with 409 or 423) gets the answer and the connection stays usable. Anything larger, a body the
 client has not started to send (``Expect: 100-continue``), or any body of a request nobody
-logged in to, closes the connection after the answer instead (``web/httpd.py``; the
-client still reads the answer: ``web/httpd.py`` lingers): a refused 10 GiB upload costs
+logged in to, closes the connection after the answer instead (``web/connection.py``; the
+client still reads the answer: ``web/gate.py`` lingers): a refused 10 GiB upload costs
 neither memory nor time. (cheroot itself would read a Content-Length remainder in one
 ``read()`` - all of it in memory - and would not read a chunked one at all.)
 """
@@ -41,12 +41,11 @@ from xml.sax.saxutils import escape
 
 from wsgidav.mw.base_mw import BaseMiddleware
 
-from davdisk.auth.domain import ACTOR_KEY
 from davdisk.config import Config
 from davdisk.errors import DavdiskError, TooLarge
 from davdisk.files.admin import parse_size
 from davdisk.files.names import check_path, nfc
-from davdisk.web.httpd import CLOSE_CONNECTION, CONTINUE
+from davdisk.request_context import context
 from davdisk.web.request_body import TrackedInput, read_capped
 from davdisk.web.xml_guard import check_xml_body
 
@@ -56,8 +55,6 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Bodies WsgiDAV parses as XML (request_server.py: do_PROPFIND, do_PROPPATCH, do_LOCK).
 XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "LOCK"})
-# Where RequestLimits leaves the reading of a non-PUT body for BodyAfterLogin.
-TAKE_BODY = "davdisk.take_body"
 # An unread body up to this size is read and discarded after an answer, keeping the connection.
 DRAIN_LIMIT = 16 << 20
 _DRAIN_STEP = 64 * 1024
@@ -115,7 +112,7 @@ class RequestLimits:
             length = _content_length(environ)
         except Refused as e:
             return self._refuse(environ, start_response, e, None)
-        waiting = environ.get(CONTINUE)
+        waiting = context(environ).expectation
         body = environ["wsgi.input"] = TrackedInput(
             environ["wsgi.input"], length, before_read=waiting.send if waiting else None
         )
@@ -128,7 +125,9 @@ class RequestLimits:
                     raise TooLarge(f"request bodies may be at most {self.max_xml_body} bytes")
                 # Read after the login (BodyAfterLogin), not before: a client that has not
                 # logged in cannot hold a worker thread by sending a body slowly.
-                environ[TAKE_BODY] = functools.partial(self._take_body_after_login, environ, body)
+                context(environ).take_body = functools.partial(
+                    self._take_body_after_login, environ, body
+                )
         except DavdiskError as e:
             return self._refuse(environ, start_response, Refused.of(e), body)
         except Refused as e:
@@ -216,7 +215,7 @@ class RequestLimits:
         return self.max_upload
 
     def _take_body_after_login(self, environ: dict[str, Any], body: TrackedInput) -> None:
-        waiting = environ.get(CONTINUE)
+        waiting = context(environ).expectation
         if waiting is not None and waiting.pending and body.length is not None:
             # The client waits for a 100 before it sends the body: ask for it (and vet it)
             # only when the request is read, after the lock and permission checks too.
@@ -281,7 +280,8 @@ class BodyAfterLogin(BaseMiddleware):
         return False
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        take = environ.pop(TAKE_BODY, None)
+        ctx = context(environ)
+        take, ctx.take_body = ctx.take_body, None
         if take is not None:
             take()
         return self.next_app(environ, start_response)
@@ -335,7 +335,7 @@ def _settle_unread(environ: dict[str, Any], body: TrackedInput | None) -> None:
     connection after the answer."""
     unread = None if body is None else body.unread
     small = unread is None or unread <= DRAIN_LIMIT  # None: chunked, size unknown
-    logged_in = environ.get(ACTOR_KEY) is not None
+    logged_in = context(environ).actor is not None
     if (
         body is not None
         and unread != 0
@@ -354,14 +354,14 @@ def _settle_unread(environ: dict[str, Any], body: TrackedInput | None) -> None:
         except Exception:  # a client that hangs up or sends a broken body: just close
             logger.debug("could not drain a request body", exc_info=True)
     if body is None or body.unread != 0:
-        close = environ.get(CLOSE_CONNECTION)
+        close = context(environ).close_connection
         if close is not None:
             close()
 
 
 def _awaits_continue(environ: dict[str, Any], body: TrackedInput) -> bool:
     # Reading would send "100 Continue" and make the client send the whole body for nothing.
-    waiting = environ.get(CONTINUE)
+    waiting = context(environ).expectation
     if waiting is not None:
         return bool(waiting.pending)
     return body.consumed == 0 and "100-continue" in environ.get("HTTP_EXPECT", "").lower()

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
-from davdisk.auth.domain import ACTOR_KEY
 from davdisk.auth.links import LinkAuthenticator
-from davdisk.auth.throttle import AUTH_EVENT, LoginThrottled, client_ip
+from davdisk.auth.throttle import LoginThrottled, client_ip
 from davdisk.files.api import Files
 from davdisk.files.names import split_path
+from davdisk.request_context import context
 
 LINK_PREFIX = "/s/"
 StartResponse = Callable[..., Any]
@@ -94,7 +94,7 @@ class LinkPages:
         try:
             login = self.links.login(token, password, client_ip(environ))
         except LoginThrottled as e:
-            environ[AUTH_EVENT] = "throttled"
+            context(environ).auth_event = "throttled"
             return _answer(
                 start_response,
                 "429 Too Many Requests",
@@ -104,7 +104,7 @@ class LinkPages:
         if login.actor is None:
             if login.needs_password:
                 if password is not None:
-                    environ[AUTH_EVENT] = "failed"
+                    context(environ).auth_event = "failed"
                 return _answer(
                     start_response,
                     "401 Unauthorized",
@@ -113,7 +113,7 @@ class LinkPages:
                 )
             return _answer(start_response, "404 Not Found", b"<p>No such link.</p>")
         actor = login.actor
-        environ[ACTOR_KEY] = actor  # for the audit log
+        context(environ).actor = actor  # for the audit log
         assert actor.link is not None
         root = self.files.node(actor, actor.link.node_id)
         names = split_path(rest)
@@ -163,7 +163,7 @@ class LinkPages:
     def _download(
         self, environ: dict[str, Any], start_response: StartResponse, token: str, names: list[str]
     ) -> Iterable[bytes]:
-        environ = dict(environ)
+        environ = dict(environ)  # (the same request: the copy shares its context)
         environ["PATH_INFO"] = to_wsgi("/public/" + token + "/" + "/".join(names))
         environ["SCRIPT_NAME"] = ""
         disposition = content_disposition(names[-1])

@@ -30,7 +30,7 @@ class TrackedInput:
 
     ``length`` is the Content-Length, or None for a chunked body (its end is known only once
     a read returns nothing). ``before_read`` runs once, before the first read that may need the
-    client: it sends the ``100 Continue`` a client may wait for (``web/httpd.py``).
+    client: it sends the ``100 Continue`` a client may wait for (``web/connection.py``).
     """
 
     def __init__(
@@ -177,7 +177,7 @@ def _direct_body(raw: Any, *, fresh: bool) -> _KnownLengthBody | ChunkedBody | N
         and not raw.closed
     ):
         # cheroot's reader, bypassed, must still know when the body has been read to its end
-        # (web/httpd.py closes a connection whose body was left unread).
+        # (web/connection.py closes a connection whose body was left unread).
         return ChunkedBody(raw.rfile, on_end=lambda: setattr(raw, "closed", True))
     return None
 

@@ -5,11 +5,12 @@ text from other machines.
 Per request this middleware
 
 - decides the client address: ``REMOTE_ADDR``, or, when that is a trusted proxy, the rightmost
-  ``X-Forwarded-For`` hop that is not one; it lands in ``environ["davdisk.client_ip"]``;
+  ``X-Forwarded-For`` hop that is not one; it lands in the request context's
+  ``client_ip`` (``request_context.py``);
 - decides the scheme: HTTPS when cheroot's TLS adapter set ``HTTPS=on``, or a trusted proxy
   said ``X-Forwarded-Proto: https``. ``wsgi.url_scheme`` is rewritten to match, because cheroot
   copies it from an absolute request URI (``PUT https://host/... HTTP/1.1`` sent in clear text
-  would otherwise claim HTTPS); ``environ["davdisk.secure"]`` says the same as a bool;
+  would otherwise claim HTTPS); the context's ``secure`` says the same as a bool;
 - applies a trusted proxy's ``X-Forwarded-Host`` to ``HTTP_HOST``, so that WsgiDAV's COPY/MOVE
   check of the ``Destination`` host and scheme compares with what the client used;
 - removes every forwarding header afterwards, so nothing further in (WsgiDAV reads
@@ -40,7 +41,7 @@ from typing import Any
 
 from davdisk.config import Config
 from davdisk.errors import ConfigError
-from davdisk.web.httpd import CLOSE_CONNECTION
+from davdisk.request_context import context
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-CLIENT_IP = "davdisk.client_ip"
-SECURE = "davdisk.secure"
 HSTS = ("Strict-Transport-Security", "max-age=31536000")
 
 FORWARDING_HEADERS = (
@@ -125,7 +124,8 @@ class Transport:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         remote_addr = environ.get("REMOTE_ADDR", "")
-        environ[CLIENT_IP] = remote_addr  # until a trusted proxy says otherwise
+        ctx = context(environ)
+        ctx.client_ip = remote_addr  # until a trusted proxy says otherwise
         peer = parse_ip(remote_addr)
         secure = environ.get("HTTPS", "").lower() == "on"
         forwarded = any(environ.get(h) for h in FORWARDING_HEADERS)
@@ -159,8 +159,8 @@ class Transport:
         for header in FORWARDING_HEADERS:
             environ.pop(header, None)
         if client is not None:
-            environ[CLIENT_IP] = str(client)
-        environ[SECURE] = secure
+            ctx.client_ip = str(client)
+        ctx.secure = secure
         environ["wsgi.url_scheme"] = "https" if secure else "http"
 
         if not (private or self.allow_insecure or _anonymous_probe(environ)):
@@ -179,14 +179,14 @@ class Transport:
         self, environ: dict[str, Any], start_response: Callable[..., Any], status: str, body: bytes
     ) -> list[bytes]:
         # A request body (a PUT's content, say) stays unread: hang up instead of draining it.
-        close = environ.get(CLOSE_CONNECTION)
+        close = context(environ).close_connection
         if close is not None:
             close()
         headers = [
             ("Content-Type", "text/plain; charset=utf-8"),
             ("Content-Length", str(len(body))),
         ]
-        if environ.get(SECURE):
+        if context(environ).secure:
             headers.append(HSTS)
         start_response(status, headers)
         return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]

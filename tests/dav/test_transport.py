@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from davdisk.app import build_app
+from davdisk.request_context import context
 from davdisk.services import Services
 from davdisk.web.transport import Transport
 from tests.dav.conftest import Client
@@ -215,21 +216,21 @@ def test_client_ip_scheme_and_host_as_the_rest_of_the_app_sees_them(services: Se
     }
     seen = _seen_by_app(config, PROXY, chain)
     # Rightmost hop that is not a trusted proxy; the leftmost entry is whatever the client said.
-    assert seen["davdisk.client_ip"] == "203.0.113.7"
-    assert seen["wsgi.url_scheme"] == "https" and seen["davdisk.secure"] is True
+    assert context(seen).client_ip == "203.0.113.7"
+    assert seen["wsgi.url_scheme"] == "https" and context(seen).secure is True
     assert seen["HTTP_HOST"] == "public.example:8443"
     assert not any(k.startswith("HTTP_X_FORWARDED") for k in seen)
 
     seen = _seen_by_app(config, PROXY, {"X-Forwarded-For": "10.1.0.1, 10.1.0.2"})
-    assert seen["davdisk.client_ip"] == "10.1.0.1"  # every hop trusted: the first one
-    assert seen["wsgi.url_scheme"] == "http" and seen["davdisk.secure"] is False
+    assert context(seen).client_ip == "10.1.0.1"  # every hop trusted: the first one
+    assert seen["wsgi.url_scheme"] == "http" and context(seen).secure is False
 
     seen = _seen_by_app(config, REMOTE, chain)
-    assert seen["davdisk.client_ip"] == REMOTE
+    assert context(seen).client_ip == REMOTE
     assert seen["wsgi.url_scheme"] == "http"
     assert seen["HTTP_HOST"] == "localhost"
     assert not any(k.startswith("HTTP_X_FORWARDED") for k in seen)
 
     seen = _seen_by_app(config, "::ffff:192.0.2.9", {}, https=True)
-    assert seen["davdisk.client_ip"] == "192.0.2.9"
+    assert context(seen).client_ip == "192.0.2.9"
     assert seen["wsgi.url_scheme"] == "https"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from davdisk import config as config_mod
-from davdisk.auth.throttle import AUTH_EVENT
+from davdisk.request_context import KEY, RequestContext
 from davdisk.web.audit import AuditLog, redact_path
 
 
@@ -71,7 +71,7 @@ def test_one_line_per_request_with_its_fields(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     app = AuditLog(echo_app, config(str(log)))
     assert call(app, body=b"hello", path="/dav/caf\xc3\xa9") == ("200 OK", b"hello|hello")
-    call(app, "GET", extra={"davdisk.client_ip": "203.0.113.5", AUTH_EVENT: "failed"})
+    call(app, "GET", extra={KEY: RequestContext(client_ip="203.0.113.5", auth_event="failed")})
     first, second = lines(log)
     assert first["method"] == "PUT" and first["path"] == "/dav/café" and first["status"] == 200
     assert (first["bytes_in"], first["bytes_out"], first["ip"]) == (5, 11, "192.0.2.7")

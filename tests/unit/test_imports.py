@@ -131,6 +131,7 @@ LAYERS = [
             "davdisk.web",
             "davdisk.auth",
             "davdisk.services",
+            "davdisk.request_context",
         ),
     ),
     ("files", ("davdisk.files",)),

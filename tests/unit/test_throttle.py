@@ -13,6 +13,7 @@ import pytest
 from davdisk.auth.throttle import FORGET_AFTER, Attempt, LoginThrottled, Throttle, client_ip
 from davdisk.meta import store
 from davdisk.meta.db import Database
+from davdisk.request_context import KEY, RequestContext
 
 
 class Clock:
@@ -232,8 +233,7 @@ def test_a_lockout_is_logged_without_secrets(
 
 
 def test_client_ip_prefers_the_transport_layers_answer() -> None:
-    assert client_ip({"REMOTE_ADDR": "127.0.0.1", "davdisk.client_ip": "203.0.113.9"}) == (
-        "203.0.113.9"
-    )
+    environ = {"REMOTE_ADDR": "127.0.0.1", KEY: RequestContext(client_ip="203.0.113.9")}
+    assert client_ip(environ) == "203.0.113.9"
     assert client_ip({"REMOTE_ADDR": "127.0.0.1"}) == "127.0.0.1"
     assert client_ip({}) == ""
