@@ -22,7 +22,7 @@ from tests.live.conftest import Server, ServerFactory, _harness_config, cli, wai
 
 INTERVAL = 1  # [jobs] gc_interval
 LEASE = 3  # [jobs] lease_seconds
-ORPHANS = 20_000  # leftovers that make one gc run last a second or more
+ORPHANS = 30_000  # leftovers that make one gc run last a second or more
 HOUR_AGO = time.time() - 3600
 RUN_RE = re.compile(
     r"^(\S+ \S+) INFO davdisk\.jobs: gc: removed (\d+) blobs, \d+ bytes in [\d.]+ s "
@@ -58,14 +58,20 @@ def _stage_orphans(data_dir: Path, count: int, stage: str) -> list[Path]:
     """``count`` blob files no row names, an hour old (what a crash leaves), made in a folder
     beside the blobs; :func:`_move_in` puts them where they count. Their future paths."""
     staging = data_dir / stage
+    staging.mkdir()
+    # Hard links of one file: one system call each (they share its old mtime).
+    original = staging / "original"
+    original.write_bytes(b"left by a crash")
+    os.utime(original, (HOUR_AGO, HOUR_AGO))
     made = []
     for n in range(count):
         blob_id = f"{n % 256:02x}{stage[:4]}{n:026x}"
         path = staging / blob_id[:2] / blob_id
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"left by a crash")
-        os.utime(path, (HOUR_AGO, HOUR_AGO))
+        if n < 256:
+            path.parent.mkdir()
+        os.link(original, path)
         made.append(data_dir / "blobs" / blob_id[:2] / blob_id)
+    original.unlink()
     return made
 
 
