@@ -127,7 +127,12 @@ def run_peer(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run (< 2 min)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a quick look (< 2 min)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, figures meaningless: does all the work succeed? (scripts/test)",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("bench-results"), help="folder for JSON and PNG"
     )
@@ -172,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("curl") is None:
         parser.error("curl is required")
 
-    params = work.Params.quick() if args.quick else work.Params()
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    params = {"smoke": work.Params.smoke, "quick": work.Params.quick, "full": work.Params}[mode]()
     info = report.machine()
     print(report.banner(info), flush=True)
     started = time.perf_counter()
@@ -211,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.banner(info))
     print(
-        f"mode: {'quick' if args.quick else 'full'}, davdisk on {args.db}, "
+        f"mode: {mode}, davdisk on {args.db}, "
         f"big file {params.big_mib} MiB, "
         f"{args.rounds} round(s){' (medians)' if args.rounds > 1 else ''}, "
         f"run time {elapsed:.0f} s"
@@ -225,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         json_path,
         {
             "machine": info,
-            "mode": "quick" if args.quick else "full",
+            "mode": mode,
             "db": args.db,
             "params": asdict(params),
             "seconds": elapsed,
