@@ -2,7 +2,9 @@
 
 One server runs at a time (so they do not compete for the cores), each on a fresh folder, driven
 by the same client code. Prints a table of absolute figures and davdisk/peer ratios and writes
-``results-<time>.json`` (and a PNG chart when matplotlib is installed) to ``--out``.
+``results-<time>.json`` (and a PNG chart when matplotlib is installed) to ``--out``. With
+``--db postgresql`` davdisk keeps its metadata in a throwaway PostgreSQL server (started here
+with PostgreSQL's durable defaults, a fresh database per run) instead of SQLite.
 Ratios are reported, never enforced: the exit status is non-zero only if some work failed.
 """
 
@@ -14,19 +16,46 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 from bench import report, scale, work
-from bench.servers import STARTERS, RssSampler, seed_folders
+from bench.servers import STARTERS, RssSampler, seed_folders, use_database
+
+DATABASES = ("sqlite", "postgresql")
+
+
+@contextmanager
+def databases(db: str) -> Iterator[Callable[[], str] | None]:
+    """For ``postgresql``: a running server, as a maker of fresh databases; else None."""
+    if db == "sqlite":
+        yield None
+        return
+    # tests/pg.py starts a cluster as the tests do (initdb + pg_ctl in a temp dir).
+    from tests.pg import postgres_server
+
+    print("starting a throwaway PostgreSQL server", flush=True)
+    with postgres_server(durable=True) as server:
+        yield server.create_database
 
 
 def run_peer(
-    name: str, params: work.Params, tmp: Path, src: Path, sha: str, out: dict[str, float]
+    name: str,
+    params: work.Params,
+    tmp: Path,
+    src: Path,
+    sha: str,
+    out: dict[str, float],
+    new_database: Callable[[], str] | None = None,
 ) -> None:
-    """Start one server, run every phase against it, stop it; put its figures in ``out``."""
+    """Start one server, run every phase against it, stop it; put its figures in ``out``.
+    davdisk keeps its metadata in a database from ``new_database`` if given."""
     peer_dir = tmp / name
     peer_dir.mkdir()
+    if name == "davdisk" and new_database is not None:
+        use_database(peer_dir, new_database())
     peer = STARTERS[name](peer_dir)
     sampler = RssSampler(peer.pid)
     size = params.big_mib * work.MIB
@@ -98,7 +127,12 @@ def run_peer(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run (< 2 min)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a quick look (< 2 min)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, figures meaningless: does all the work succeed? (scripts/test)",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("bench-results"), help="folder for JSON and PNG"
     )
@@ -114,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of: " + ", ".join(STARTERS),
     )
     parser.add_argument(
+        "--db",
+        choices=DATABASES,
+        default="sqlite",
+        help="davdisk's metadata database: its data dir's SQLite file (default) or a "
+        "throwaway PostgreSQL server (initdb and pg_ctl must be installed)",
+    )
+    parser.add_argument(
         "--scale",
         nargs="?",
         const=1_000_000,
@@ -123,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.scale is not None:
+        if args.db != "sqlite":
+            parser.error("--scale runs on SQLite only")
         return scale.run(args.out, args.scale)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = [s for s in servers if s not in STARTERS]
@@ -134,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("curl") is None:
         parser.error("curl is required")
 
-    params = work.Params.quick() if args.quick else work.Params()
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    params = {"smoke": work.Params.smoke, "quick": work.Params.quick, "full": work.Params}[mode]()
     info = report.machine()
     print(report.banner(info), flush=True)
     started = time.perf_counter()
@@ -144,25 +188,26 @@ def main(argv: list[str] | None = None) -> int:
     errors: dict[str, str] = {}
     tmp = Path(tempfile.mkdtemp(prefix="davdisk-bench-"))
     try:
-        src = tmp / "big.src"
-        print(f"making a {params.big_mib} MiB random file", flush=True)
-        sha = work.make_big_file(src, params.big_mib)
-        # Servers take turns within each round, so a slow spell of a shared machine touches
-        # them all alike; medians over rounds then drop the outliers.
-        for round_no in range(1, args.rounds + 1):
-            figures: dict[str, dict[str, float]] = {}
-            for name in servers:
-                if name in errors:
-                    continue
-                label = f" (round {round_no} of {args.rounds})" if args.rounds > 1 else ""
-                print(f"== {name}{label}", flush=True)
-                figures[name] = {}
-                try:
-                    run_peer(name, params, tmp, src, sha, figures[name])
-                except Exception as exc:  # report and go on with the other peers
-                    traceback.print_exc()
-                    errors[name] = f"{type(exc).__name__}: {exc}"
-            rounds.append(figures)
+        with databases(args.db if "davdisk" in servers else "sqlite") as new_database:
+            src = tmp / "big.src"
+            print(f"making a {params.big_mib} MiB random file", flush=True)
+            sha = work.make_big_file(src, params.big_mib)
+            # Servers take turns within each round, so a slow spell of a shared machine touches
+            # them all alike; medians over rounds then drop the outliers.
+            for round_no in range(1, args.rounds + 1):
+                figures: dict[str, dict[str, float]] = {}
+                for name in servers:
+                    if name in errors:
+                        continue
+                    label = f" (round {round_no} of {args.rounds})" if args.rounds > 1 else ""
+                    print(f"== {name}{label}", flush=True)
+                    figures[name] = {}
+                    try:
+                        run_peer(name, params, tmp, src, sha, figures[name], new_database)
+                    except Exception as exc:  # report and go on with the other peers
+                        traceback.print_exc()
+                        errors[name] = f"{type(exc).__name__}: {exc}"
+                rounds.append(figures)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.perf_counter() - started
@@ -172,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.banner(info))
     print(
-        f"mode: {'quick' if args.quick else 'full'}, big file {params.big_mib} MiB, "
+        f"mode: {mode}, davdisk on {args.db}, "
+        f"big file {params.big_mib} MiB, "
         f"{args.rounds} round(s){' (medians)' if args.rounds > 1 else ''}, "
         f"run time {elapsed:.0f} s"
     )
@@ -185,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         json_path,
         {
             "machine": info,
-            "mode": "quick" if args.quick else "full",
+            "mode": mode,
+            "db": args.db,
             "params": asdict(params),
             "seconds": elapsed,
             "metrics": [asdict(m) for m in rows],

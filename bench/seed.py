@@ -2,8 +2,8 @@
 
 Creating tens of thousands of files by PUT takes minutes, so the listing and MOVE phases get
 their folders this way: empty files, as ``Files.create_empty`` makes them (no blob), inserted
-in one transaction. Run as ``python -m bench.seed DATA_DIR USER FOLDER:COUNT ...`` while the
-server is stopped, so it keeps no stale state.
+in one transaction. Run as ``python -m bench.seed [--config FILE] DATA_DIR USER FOLDER:COUNT ...``
+while the server is stopped, so it keeps no stale state.
 
 ``seed_tree`` grows a user's tree to a given number of nodes (up to a million in well under a
 minute) for ``scripts/bench --scale``: rows with explicit ids, many per executemany, in one
@@ -29,8 +29,10 @@ EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
 EMPTY_SHA1 = hashlib.sha1(b"", usedforsecurity=False).hexdigest()
 
 
-def seed(data_dir: str, user_name: str, specs: list[tuple[str, int]]) -> None:
-    services = Services.open(config.load(None, data_dir), create=False)
+def seed(
+    data_dir: str, user_name: str, specs: list[tuple[str, int]], config_file: str | None = None
+) -> None:
+    services = Services.open(config.load(config_file, data_dir), create=False)
     now = time.time()
     md5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
     sha1 = hashlib.sha1(b"", usedforsecurity=False).hexdigest()
@@ -215,9 +217,12 @@ def seed_tree(data_dir: str, user_name: str, total: int) -> TreeStats:
 
 
 def main(argv: list[str]) -> None:
+    config_file = None
+    if argv[:1] == ["--config"]:  # the data dir's config, e.g. its database elsewhere
+        config_file, argv = argv[1], argv[2:]
     data_dir, user_name, *specs = argv
     pairs = [(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in specs]
-    seed(data_dir, user_name, pairs)
+    seed(data_dir, user_name, pairs, config_file)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Start and stop the servers under test, and sample their resident memory from /proc.
 
 Each peer runs as a subprocess on 127.0.0.1 with HTTP Basic auth for one user. davdisk gets a
-fresh data dir; WsgiDAV (FilesystemProvider) and rclone serve a plain folder, which the work may
-fill directly (``Peer.root``) instead of through WebDAV.
+fresh data dir (and, with ``use_database``, a metadata database elsewhere); WsgiDAV
+(FilesystemProvider) and rclone serve a plain folder, which the work may fill directly
+(``Peer.root``) instead of through WebDAV.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 SERVING_RE = re.compile(rb"serving (https?://[^\s/]+)/dav/")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DAVDISK_CONFIG = "davdisk.toml"  # in the peer's work dir, when it has one
 
 
 @dataclass
@@ -97,13 +99,27 @@ def _spawn(name: str, argv: list[str], work: Path, env: dict[str, str] | None = 
     return Peer(name, "", proc, log_path, _log_file=log_file)
 
 
+def use_database(work: Path, url: str) -> None:
+    """Keep the metadata of the davdisk run in ``work`` in the database ``url`` (an empty one)
+    instead of its data dir's SQLite file; everything else stays at its default."""
+    (work / DAVDISK_CONFIG).write_text(f'[storage]\ndatabase_url = "{url}"\n')
+
+
+def _davdisk_argv(work: Path) -> list[str]:
+    """``python -m davdisk`` with the data dir (and config, if any) of ``work``."""
+    argv = [sys.executable, "-m", "davdisk", "--data-dir", str(work / "davdisk-data")]
+    if (work / DAVDISK_CONFIG).exists():
+        argv += ["--config", str(work / DAVDISK_CONFIG)]
+    return argv
+
+
 def start_davdisk(work: Path) -> Peer:
     """``davdisk serve`` with default settings on port 0; the first start makes the data dir and
     its one user."""
     data_dir = work / "davdisk-data"
     env = os.environ.copy()
     env["PYTHONUNBUFFERED"] = "1"
-    base = [sys.executable, "-m", "davdisk", "--data-dir", str(data_dir)]
+    base = _davdisk_argv(work)
     if not data_dir.exists():
         subprocess.run(
             [*base, "user", "add", USER, "--password-stdin"],
@@ -185,6 +201,8 @@ def seed_folders(name: str, work: Path, specs: list[tuple[str, int]]) -> None:
     the filesystem peers, through davdisk's store for davdisk (see ``bench.seed``)."""
     if name == "davdisk":
         argv = [sys.executable, "-m", "bench.seed", str(work / "davdisk-data"), USER]
+        if (work / DAVDISK_CONFIG).exists():
+            argv[3:3] = ["--config", str(work / DAVDISK_CONFIG)]
         subprocess.run(argv + [f"{f}:{n}" for f, n in specs], check=True, cwd=REPO_ROOT)
         return
     root = work / f"{name}-root"

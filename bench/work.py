@@ -30,7 +30,8 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Params:
-    """Sizes of the work; ``quick()`` scales them down for a smoke run."""
+    """Sizes of the work; ``quick()`` scales them down for a quick look, ``smoke()`` to the
+    least that still runs every phase (for scripts/test: does all the work succeed?)."""
 
     big_mib: int = 1024
     range_requests: int = 1000
@@ -51,6 +52,18 @@ class Params:
             get_seconds=2.0,
             listing_sizes=(500, 5000),
             move_files=2000,
+        )
+
+    @classmethod
+    def smoke(cls) -> Params:
+        return cls(
+            big_mib=8,
+            range_requests=20,
+            small_puts=40,
+            get_seconds=0.5,
+            listing_sizes=(200,),
+            listing_repeats=1,
+            move_files=200,
         )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from davdisk import __version__
 from davdisk import config as config_mod
 from davdisk.commands import cert, db, fsck, keys, tokens
-from davdisk.errors import DatabaseUnavailable, DavdiskError, NotFound, UsageError
+from davdisk.errors import Conflict, DatabaseUnavailable, DavdiskError, NotFound, UsageError
 from davdisk.files.names import printable
 
 logger = logging.getLogger("davdisk")
@@ -239,7 +239,7 @@ def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
         if args.command == "gc":
             if args.min_age < 0:
                 raise UsageError("--min-age cannot be negative")
-            report = admin.gc(args.min_age)
+            report = _gc(services, args.min_age)
             print(f"removed {report.blobs} blobs, {_size(report.bytes)} ({report.bytes} bytes)")
         elif args.user_command == "add":
             admin.add_user(args.name, password)
@@ -266,6 +266,26 @@ def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
     finally:
         services.close()
     return 0
+
+
+def _gc(services: Any, min_age: float) -> Any:
+    """gc under the job's lease, so it never runs beside a server's (files/jobs.py); if a
+    server's gc holds it, say whose and until when, and fail (exit 4) rather than wait."""
+    import time
+
+    from davdisk.files.jobs import GC, Lease, gc_under_lease, holder_name
+
+    lease = Lease(services.db, GC, holder_name(), services.config.get("jobs", "lease_seconds"))
+    report = gc_under_lease(services.admin, lease, min_age)
+    if report is None:
+        row = lease.current()
+        holder = row.holder if row else "another process"
+        left = max(0, round(row.expires_at - time.time())) if row else 0
+        raise Conflict(
+            f"gc is running in {holder} (its lease ends in {left} s unless renewed); "
+            "try again when it is done"
+        )
+    return report
 
 
 def _confirm_delete(admin: Any, name: str, yes: bool) -> None:

@@ -215,6 +215,18 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         _positive_int,
         "Most folder levels a path may have.",
     ),
+    ("jobs", "gc_interval"): (
+        3600,
+        _non_negative_int,
+        "Seconds between runs of gc (leftovers older than 15 minutes) in the background; 0 = "
+        "never (run davdisk gc yourself). Of several servers on one database, one runs it.",
+    ),
+    ("jobs", "lease_seconds"): (
+        60,
+        _positive_int,
+        "How long a server's claim on a background job lasts unless renewed (it is, while the "
+        "job runs): after a crash, another server takes the job over this much later.",
+    ),
     ("logging", "level"): ("info", _log_level, "debug, info, warning or error."),
     ("logging", "audit"): (
         "",

@@ -1,5 +1,5 @@
 """Runs the WSGI app on cheroot until SIGINT/SIGTERM (then stops gracefully: web/shutdown.py),
-and sets up logging once."""
+with the background jobs (files/jobs.py) beside it, and sets up logging once."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 
 from davdisk import tls
 from davdisk.app import DAV_PREFIX, build_app
+from davdisk.files.jobs import JobRunner
 from davdisk.services import Services
 from davdisk.tls import load_server_tls, tls_settings
 from davdisk.web import httpd
@@ -74,10 +75,16 @@ def serve(services: Services, host: str, port: int) -> int:
 
     stop = GracefulStop(server, config.get("server", "shutdown_grace"), in_flight)
     stop.install()
+    jobs = JobRunner(
+        services.admin, config.get("jobs", "gc_interval"), config.get("jobs", "lease_seconds")
+    )
+    jobs.start()
     try:
         server.serve()
     finally:
+        jobs.stop()  # starts no job any more
         stop.finish()  # returns once no request runs any more
+        jobs.join(config.get("server", "shutdown_grace"))  # and a running gc has ended
         services.close()
         logger.info("stopped")
     return 0

@@ -4,7 +4,9 @@
 /usr/lib/postgresql/<v>/bin). PostgreSQL refuses to run as root, so as root both run as the
 ``postgres`` user (runuser), which then owns the temp dir. Trust auth on loopback and on the
 unix socket (kept in the temp dir, not /var/run/postgresql, so it needs no rights there and
-clashes with no installed cluster); ``fsync`` off: a test cluster need not survive power loss.
+clashes with no installed cluster); ``fsync`` off: a test cluster need not survive power loss
+(``durable=True`` keeps PostgreSQL's defaults, for the benchmark, where it must not get a
+head start over SQLite, which davdisk syncs at every commit).
 
 As a program it starts a server, prints its SQLAlchemy URL and either waits for Ctrl-C or runs
 a command with ``DAVDISK_TEST_DATABASE_URL`` set, then stops the server and removes its dir:
@@ -59,10 +61,11 @@ def _free_port() -> int:
 class PostgresServer:
     """One running cluster; :meth:`create_database` gives each test a database of its own."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, *, durable: bool = False) -> None:
         self.root = root
         self.data = root / "data"
         self.port = port
+        self.durable = durable
         self._counter = 0
         self._lock = threading.Lock()
 
@@ -98,10 +101,10 @@ class PostgresServer:
             "--no-sync",
         )
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=200"
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
         )
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             _program("pg_ctl"),
             "--pgdata",
@@ -172,10 +175,10 @@ def use_test_database(cfg: Config) -> None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
     """A started server with an empty database ``davdisk``; stopped and removed afterwards."""
     root = Path(tempfile.mkdtemp(prefix="davdisk-pg-"))
-    server = PostgresServer(root, _free_port())
+    server = PostgresServer(root, _free_port(), durable=durable)
     try:
         server.start()
         server.create_database("davdisk")
