@@ -22,43 +22,38 @@ tests/dav/test_listing.py proves both answers equal; ``ENABLED = False`` turns t
 
 from __future__ import annotations
 
-import io
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from lxml import etree
-from wsgidav import util, xml_tools
+from wsgidav import util
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError, as_DAVError, get_http_status_string
 
 from davdisk import lockkeys
-from davdisk.dav import liveprops
+from davdisk.dav import liveprops, wsgidav_compat
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.resources import Folder, Host, make_resource
+from davdisk.dav.wsgidav_compat import (
+    HREF_SAFE,
+    LOCKDISCOVERY_NONE,
+    MULTISTATUS_CLOSE,
+    MULTISTATUS_HEAD,
+    RESOURCETYPE_DIR,
+    RESOURCETYPE_FILE,
+    SUPPORTEDLOCK,
+    http_date,
+    iso_date,
+    normalize_lock_root,
+)
 from davdisk.files.access import owns
 from davdisk.meta.store import Entry
 
 ENABLED = True  # the switch tests flip to get WsgiDAV's own answer for comparison
 
-# WsgiDAV's href quoting (dav_provider.get_href): Nautilus chokes on '(' as '%28'.
-_HREF_SAFE = "/" + "!*'()," + "$-_|."
-_OPEN = '<D:multistatus xmlns:D="DAV:">'
-_CLOSE = "</D:multistatus>"
-_HEAD = b"<?xml version='1.0' encoding='UTF-8'?>\n" + _OPEN.encode()
 _OK = "200 OK"
 _NOT_FOUND = DAVError(HTTP_NOT_FOUND)
 _NOT_FOUND_STATUS = get_http_status_string(_NOT_FOUND)
-# Headers WsgiDAV evaluates before a PROPFIND (_evaluate_if_headers): left to it.
-_CONDITIONAL = (
-    "HTTP_IF",
-    "HTTP_IF_MATCH",
-    "HTTP_IF_NONE_MATCH",
-    "HTTP_IF_MODIFIED_SINCE",
-    "HTTP_IF_UNMODIFIED_SINCE",
-)
-
 # Characters lxml escapes in text (and how), and those it refuses outright (ValueError).
 _SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -69,18 +64,6 @@ _WS = b" \t\r\n"
 
 # Names quote() leaves as they are (letters, digits, "_.-~" and the safe ones).
 _HREF_PLAIN = re.compile("[A-Za-z0-9_.~!*'(),$|-]+")
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-# Whole property elements as WsgiDAV writes them (an empty lxml text is written as <a></a>).
-_RESOURCETYPE_DIR = "<D:resourcetype><D:collection/></D:resourcetype>"
-_RESOURCETYPE_FILE = "<D:resourcetype></D:resourcetype>"
-_SUPPORTEDLOCK_VALUE = (
-    "<D:supportedlock><D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype>"
-    "<D:write/></D:locktype></D:lockentry><D:lockentry><D:lockscope><D:shared/></D:lockscope>"
-    "<D:locktype><D:write/></D:locktype></D:lockentry></D:supportedlock>"
-)
-_LOCKDISCOVERY_NONE = "<D:lockdiscovery/>"
 
 _LOCKDISCOVERY = "{DAV:}lockdiscovery"
 _SUPPORTEDLOCK = "{DAV:}supportedlock"
@@ -102,30 +85,7 @@ def _text(value: str) -> str:
 
 
 def _href_name(name: str) -> str:
-    return name if _HREF_PLAIN.fullmatch(name) else quote(name, safe=_HREF_SAFE)
-
-
-# Both dates once per member: %-formatting of time.gmtime's fields is ~3x faster than the
-# datetime and strftime detours WsgiDAV's helpers take, and writes the same text.
-_HTTP_DATE = "%s, %02d %s %04d %02d:%02d:%02d GMT"
-_ISO_DATE = "%d-%02d-%02dT%02d:%02d:%02dZ"
-
-
-def _http_date(t: float) -> str:
-    """util.get_rfc1123_time (email.utils.formatdate)."""
-    if 0.0 <= t % 1 < 0.999999:  # else datetime's rounding to microseconds may carry
-        y, mo, d, h, mi, sec, wd, _, _ = time.gmtime(t)
-        if 1000 <= y <= 9999:
-            return _HTTP_DATE % (_DAYS[wd], d, _MONTHS[mo - 1], y, h, mi, sec)
-    return util.get_rfc1123_time(t)
-
-
-def _iso_date(t: float) -> str:
-    """util.get_rfc3339_time (time.strftime of time.gmtime)."""
-    y, mo, d, h, mi, sec, _, _, _ = time.gmtime(t)
-    if 1000 <= y <= 9999:
-        return _ISO_DATE % (y, mo, d, h, mi, sec)
-    return util.get_rfc3339_time(t)
+    return name if _HREF_PLAIN.fullmatch(name) else quote(name, safe=HREF_SAFE)
 
 
 # How an OK value goes into its property element (tag: the element's qualified name).
@@ -147,7 +107,7 @@ class _Listing:
         self.files = folder.files
         self.base = folder.path.rstrip("/")
         self.href_prefix = quote(
-            provider.mount_path + provider.share_path + self.base + "/", safe=_HREF_SAFE
+            provider.mount_path + provider.share_path + self.base + "/", safe=HREF_SAFE
         )
         self.owns_folder = owns(self.actor, folder.entry)
         self.owned_permissions: dict[bool, str] = {}
@@ -169,7 +129,7 @@ class _Listing:
         """Note which members hold locks: one query for what lies below the folder."""
         lm = self.provider.lock_manager
         assert lm is not None
-        prefix = _lock_root(self.folder.get_ref_url())
+        prefix = normalize_lock_root(self.folder.get_ref_url())
         self.lock_prefix = prefix.rstrip("/") + "/"
         for lock in lm.storage.get_lock_list(
             prefix, include_root=False, include_children=True, token_only=False
@@ -188,7 +148,7 @@ class _Listing:
             if not self.locked:
                 return []
             return self.locked.get(self.owned_ref_prefix + quote(entry.name), [])
-        ref = _lock_root(self.resource(entry)._ref_url())
+        ref = normalize_lock_root(self.resource(entry)._ref_url())
         if ref.startswith(self.lock_prefix):
             return self.locked.get(ref, [])
         return None  # e.g. a share mounted in the top folder: WsgiDAV's code asks
@@ -272,10 +232,6 @@ def _template(names: tuple[str, ...], statuses: tuple[str | None, ...]) -> str:
     return "".join(out)
 
 
-def _lock_root(ref: str) -> str:
-    return "/" + ref.strip("/")  # lock_manager.normalize_lock_root
-
-
 # --- property values: _NodeMixin.get_property_value, member by member ---------------------------
 # A getter returns the value (escaped text, or the whole element for _AS_WHOLE), or _NOT_FOUND;
 # it raises DAVError for other failures and _Generic when WsgiDAV's code must write the member.
@@ -315,15 +271,15 @@ def _etag(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
 
 
 def _resourcetype(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _RESOURCETYPE_DIR if e.is_dir else _RESOURCETYPE_FILE
+    return RESOURCETYPE_DIR if e.is_dir else RESOURCETYPE_FILE
 
 
 def _creationdate(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _NOT_FOUND if e.ctime is None else _iso_date(e.ctime)
+    return _NOT_FOUND if e.ctime is None else iso_date(e.ctime)
 
 
 def _getlastmodified(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _NOT_FOUND if e.mtime is None else _http_date(e.mtime)
+    return _NOT_FOUND if e.mtime is None else http_date(e.mtime)
 
 
 def _getcontentlength(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
@@ -361,38 +317,13 @@ def _lockdiscovery(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
         # on the response (where lxml would declare them differently): WsgiDAV writes it.
         raise _Generic
     if not found:
-        return _LOCKDISCOVERY_NONE
+        return LOCKDISCOVERY_NONE
     href = ls.href_prefix + _href_name(e.name) + ("/" if e.is_dir else "")
-    return _activelocks(found, href)
-
-
-def _activelocks(found: list[dict[str, Any]], href: str) -> str:
-    """<D:lockdiscovery> of these locks as _DAVResource.get_property_value builds it (the
-    lock root of a direct lock is the member itself, so its href is the member's)."""
-    el = etree.Element("{DAV:}lockdiscovery")
-    for lock in found:
-        active = etree.SubElement(el, "{DAV:}activelock")
-        etree.SubElement(etree.SubElement(active, "{DAV:}locktype"), "{DAV:}" + lock["type"])
-        etree.SubElement(etree.SubElement(active, "{DAV:}lockscope"), "{DAV:}" + lock["scope"])
-        etree.SubElement(active, "{DAV:}depth").text = lock["depth"]
-        if lock["owner"]:
-            active.append(xml_tools.string_to_xml(lock["owner"]))
-        timeout = lock["timeout"]
-        etree.SubElement(active, "{DAV:}timeout").text = (
-            "Infinite" if timeout < 0 else "Second-" + str(int(lock["expire"] - time.time()))
-        )
-        etree.SubElement(etree.SubElement(active, "{DAV:}locktoken"), "{DAV:}href").text = lock[
-            "token"
-        ]
-        etree.SubElement(etree.SubElement(active, "{DAV:}lockroot"), "{DAV:}href").text = href
-    multistatus = xml_tools.make_multistatus_el()
-    multistatus.append(el)
-    xml = etree.tostring(multistatus, encoding="unicode")
-    return xml[len(_OPEN) : -len(_CLOSE)]
+    return wsgidav_compat.activelocks(found, href)
 
 
 def _supportedlock(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _SUPPORTEDLOCK_VALUE
+    return SUPPORTEDLOCK
 
 
 def _oc_fileid(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
@@ -529,72 +460,12 @@ def _each(
 
 
 def _generic(res: Any, names: list[str] | None) -> str:
-    """The <response> of ``res`` made by WsgiDAV's own code, as do_PROPFIND makes it."""
-    if names is None:
-        props = res.get_properties("allprop")
-    else:
-        props = res.get_properties("named", name_list=names)
-    multistatus = xml_tools.make_multistatus_el()
-    util.add_property_response(multistatus, res.get_href(), props)
-    xml = etree.tostring(multistatus, encoding="unicode")
-    assert xml.startswith(_OPEN) and xml.endswith(_CLOSE), xml[:100]
-    return xml[len(_OPEN) : -len(_CLOSE)]
+    """The <response> of ``res`` made by WsgiDAV's own code (tests/dav/test_listing.py counts
+    the calls)."""
+    return wsgidav_compat.property_response(res, names)
 
 
 # --- the request ----------------------------------------------------------------------------
-
-
-def _request_body(environ: dict[str, Any]) -> tuple[bool, etree._Element | None]:
-    """(handled, root) of the PROPFIND body as util.parse_xml_body reads it; the body stays
-    readable for WsgiDAV's handler should this module not answer."""
-    length = environ.get("CONTENT_LENGTH", "").strip()
-    if length == "":
-        return True, None
-    if not length.isdigit():
-        return False, None
-    size = int(length)
-    if size == 0:
-        return True, None
-    data = environ["wsgi.input"].read(size)
-    environ["wsgi.input"] = io.BytesIO(data)  # unread again, for WsgiDAV's handler
-    if not data:
-        return False, None  # WsgiDAV tries to parse b"" (400)
-    try:
-        # The parser of util.parse_xml_body; the body has passed web/xml_guard.py already.
-        root = etree.XML(data, parser=etree.XMLParser(resolve_entities=False))
-    except Exception:
-        return False, None  # WsgiDAV answers 400
-    return True, root
-
-
-def _wanted(root: etree._Element | None) -> tuple[bool, list[str] | None]:
-    """(handled, names) as do_PROPFIND reads the body; names None means allprop."""
-    if root is None:
-        return True, None
-    if root.tag != "{DAV:}propfind":
-        return False, None
-    mode = None
-    names: list[str] = []
-    for node in root:
-        if node.tag == "{DAV:}allprop":
-            if mode:
-                return False, None
-            mode = "allprop"
-        elif node.tag == "{DAV:}name":
-            return False, None  # WsgiDAV's spelling of propname: rare, left to it
-        elif node.tag == "{DAV:}prop":
-            if mode not in (None, "named"):
-                return False, None
-            mode = "named"
-            for prop in node:
-                if not isinstance(prop.tag, str):
-                    return False, None  # a comment or processing instruction
-                names.append(prop.tag)
-    if mode == "allprop":
-        return True, None
-    if mode == "named" and names:
-        return True, names
-    return False, None
 
 
 def render(
@@ -603,9 +474,9 @@ def render(
     """Answer a PROPFIND Depth 1 on a folder; None when WsgiDAV's handler should answer."""
     if not ENABLED or environ.get("HTTP_DEPTH") != "1":
         return None
-    if any(h in environ for h in _CONDITIONAL):
+    if any(h in environ for h in wsgidav_compat.CONDITIONAL_HEADERS):
         return None
-    if environ.get("wsgidav.dump_request_body") or environ.get("wsgidav.dump_response_body"):
+    if wsgidav_compat.dumps_bodies(environ):
         return None
     lm = provider.lock_manager
     if lm is None or not hasattr(lm, "storage"):
@@ -613,14 +484,11 @@ def render(
     folder = provider.get_resource_inst(environ["PATH_INFO"], environ)
     if not isinstance(folder, Folder):
         return None
-    handled, root = _request_body(environ)
+    handled, names = wsgidav_compat.propfind_names(environ)
     if not handled:
         return None
-    handled, names = _wanted(root)
-    if not handled:
-        return None
-    environ["wsgidav.all_input_read"] = 1
-    util.parse_if_header_dict(environ)  # as _evaluate_if_headers leaves the environ
+    wsgidav_compat.mark_body_read(environ)
+    wsgidav_compat.parse_if_header(environ)
 
     ls = _Listing(provider, environ, folder)
     children = folder.members()
@@ -637,8 +505,8 @@ def render(
             parts.append(_member(ls, child, props, member_names))
         except _Generic:
             parts.append(_generic(ls.resource(child), names))
-    parts.append(_CLOSE)
-    body = _HEAD + "".join(parts).encode("utf-8")
+    parts.append(MULTISTATUS_CLOSE)
+    body = MULTISTATUS_HEAD + "".join(parts).encode("utf-8")
     start_response(
         "207 Multi-Status",
         [

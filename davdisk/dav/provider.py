@@ -25,12 +25,13 @@ from wsgidav.dav_error import (
     DAVError,
     PRECONDITION_CODE_PropfindFiniteDepth,
 )
-from wsgidav.dav_provider import DAVProvider, _DAVResource
+from wsgidav.dav_provider import DAVProvider
 
 from davdisk.auth.domain import ACTOR_KEY
-from davdisk.dav import listing, memo
+from davdisk.dav import listing, memo, wsgidav_compat
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.resources import Folder, make_resource
+from davdisk.dav.wsgidav_compat import DAVResource
 from davdisk.files.api import Actor, Files
 
 logger = logging.getLogger(__name__)
@@ -54,14 +55,14 @@ class DavdiskProvider(DAVProvider):
     def _actor(self, environ: dict[str, Any]) -> Actor | None:
         actor = environ.get(ACTOR_KEY)
         if actor is None:
-            name = environ.get("wsgidav.auth.user_name")
+            name = wsgidav_compat.authenticated_user(environ)
             if not name:
                 return None
             actor = self.files.actor(name)
             environ[ACTOR_KEY] = actor
         return actor
 
-    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> DAVResource | None:
         actor = self._actor(environ)
         if actor is None:
             return None

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from wsgidav.dav_error import HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError
-from wsgidav.dav_provider import DAVCollection, _DAVResource
+from wsgidav.dav_provider import DAVCollection
 
 from davdisk.auth.domain import ACTOR_KEY
 from davdisk.dav.provider import DavdiskProvider
 from davdisk.dav.resources import File, make_resource
+from davdisk.dav.wsgidav_compat import DAVResource
 from davdisk.files.access import Actor
 from davdisk.files.names import split_path
 from davdisk.files.shares import token_hash
@@ -62,7 +63,7 @@ class LinkFolder(DAVCollection):
     def get_member_names(self) -> list[str]:
         return [self._file.name]
 
-    def get_member(self, name: str) -> _DAVResource | None:
+    def get_member(self, name: str) -> DAVResource | None:
         if name != self._file.name:
             return None
         return File(f"{self.path.rstrip('/')}/{name}", self.environ, self._file, self._actor)
@@ -103,7 +104,7 @@ class DropFolder(DAVCollection):
     def get_member_names(self) -> list[str]:
         return []
 
-    def get_member(self, name: str) -> _DAVResource | None:
+    def get_member(self, name: str) -> DAVResource | None:
         return None
 
 
@@ -131,7 +132,7 @@ class PublicProvider(DavdiskProvider):
         actor = environ.get(ACTOR_KEY)
         return actor if actor is not None and actor.link is not None else None
 
-    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> DAVResource | None:
         actor = self._actor(environ)
         if actor is None or actor.link is None:
             return None
@@ -142,7 +143,7 @@ class PublicProvider(DavdiskProvider):
         key = path.rstrip("/") or "/"
         if key in cache:
             return cache[key]
-        res: _DAVResource | None = None
+        res: DAVResource | None = None
         root = self.files.node(actor, actor.link.node_id)
         if root is not None and root.is_dir:
             entry = self.files.resolve(actor, rest)

@@ -10,7 +10,6 @@ provider that made it (``dav/provider.py``, which imports this module) only thro
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any, BinaryIO, Protocol
@@ -25,13 +24,14 @@ from wsgidav.dav_error import (
     HTTP_NOT_FOUND,
     DAVError,
 )
-from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
 from davdisk import lockkeys
-from davdisk.dav import liveprops
+from davdisk.dav import liveprops, wsgidav_compat
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.locks import LockGuard, SQLLockManager
 from davdisk.dav.memo import forget, remember_ref
+from davdisk.dav.wsgidav_compat import DAVResource
 from davdisk.files.access import owns
 from davdisk.files.api import Actor, Files, Upload
 from davdisk.files.guard import NO_GUARD, WriteGuard
@@ -52,7 +52,7 @@ class Host(Protocol):
     mount_path: str
     share_path: str
 
-    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None: ...
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> DAVResource | None: ...
 
 
 def lock_guard(
@@ -66,12 +66,11 @@ def lock_guard(
     lm = provider.lock_manager
     if not isinstance(lm, SQLLockManager):
         return NO_GUARD
-    if "wsgidav.conditions.if" not in environ:
-        util.parse_if_header_dict(environ)
+    principal, tokens = wsgidav_compat.lock_credentials(environ)
     return LockGuard(
         lm,
-        principal=environ["wsgidav.user_name"],
-        tokens=environ["wsgidav.ifLockTokenList"],
+        principal=principal,
+        tokens=tokens,
         checks=checks,
         drops=list(drops),
         lockable=lockable,
@@ -139,13 +138,13 @@ class _NodeMixin:
         return found
 
     def get_properties(self, mode: str, *, name_list: list[str] | None = None) -> list[Any]:
-        props = _DAVResource.get_properties(self, mode, name_list=name_list)
+        props = wsgidav_compat.base_properties(self, mode, name_list)
         # Found properties first, so the 200 propstat leads each response: rclone reads only the
         # first propstat's status, and a later 404 propstat must not shadow good values.
         return sorted(props, key=lambda p: isinstance(p[1], DAVError))
 
     def get_property_names(self, *, is_allprop: bool) -> list[str]:
-        names = _DAVResource.get_property_names(self, is_allprop=is_allprop)
+        names = wsgidav_compat.base_property_names(self, is_allprop=is_allprop)
         return names + list(self._dead_props())
 
     def get_property_value(self, name: str) -> Any:
@@ -169,15 +168,8 @@ class _NodeMixin:
             if value is None:
                 raise DAVError(HTTP_NOT_FOUND)
             return str(value)
-        if name == "{DAV:}lockdiscovery":
-            try:
-                return _DAVResource.get_property_value(self, name)
-            except AttributeError:
-                # WsgiDAV looks each lock's root up again and does not expect None: the item
-                # was moved or deleted by a concurrent request since this one resolved it.
-                raise DAVError(HTTP_NOT_FOUND) from None
         if name.startswith("{DAV:}") or name in _LOCK_PROPS:
-            return _DAVResource.get_property_value(self, name)
+            return wsgidav_compat.base_property_value(self, name)
         value = self._dead_props().get(name)
         if value is None:
             raise DAVError(HTTP_NOT_FOUND)
@@ -273,7 +265,7 @@ class _NodeMixin:
             self.files.delete(self.actor, self.entry, guard=guard)
         forget(self.environ)
 
-    def _destination(self, dest_path: str) -> tuple[Folder, str, _DAVResource | None]:
+    def _destination(self, dest_path: str) -> tuple[Folder, str, DAVResource | None]:
         # WsgiDAV refuses a destination at or below the source; one above it (an ancestor,
         # such as a share's mount point, which is no ancestor in the owner's tree) would be
         # replaced together with the source. RFC 4918 9.8.5/9.9.4: 403 before anything is done.
@@ -421,18 +413,18 @@ class Folder(_NodeMixin, DAVCollection):
                 cache.setdefault(c.id, [*parent, c.name])
         return children
 
-    def get_member_list(self) -> list[_DAVResource]:
+    def get_member_list(self) -> list[DAVResource]:
         base = self.path.rstrip("/")
         children = self.members()
         return [make_resource(f"{base}/{c.name}", self.environ, c, self.actor) for c in children]
 
-    def get_member(self, name: str) -> _DAVResource | None:
+    def get_member(self, name: str) -> DAVResource | None:
         for c in self._children():
             if c.name == name:
                 return make_resource(f"{self.path.rstrip('/')}/{name}", self.environ, c, self.actor)
         return None
 
-    def create_empty_resource(self, name: str) -> _DAVResource:
+    def create_empty_resource(self, name: str) -> DAVResource:
         path = f"{self.path.rstrip('/')}/{name}"
         if self.environ.get("REQUEST_METHOD") == "PUT":
             # A PUT makes the file exist only when its body has been stored (atomic writes).
@@ -472,16 +464,11 @@ class _UploadStream:
             return self._upload.write(data)
 
     def writelines(self, chunks: Any) -> None:
-        environ = self._owner.environ
-        body = environ.get("wsgi.input")
-        if body is not None and hasattr(body, "readinto") and _unstarted_body_reader(chunks):
-            # WsgiDAV hands over a generator that would read the body in block_size bytes
-            # objects; it has not read anything yet. Reading the body here instead, straight
-            # into the upload's buffers, saves a copy and an allocation per block.
-            chunks.close()
+        # Straight from the body into the upload's buffers, when WsgiDAV's reader allows it.
+        body = wsgidav_compat.take_over_put_body(self._owner.environ, chunks)
+        if body is not None:
             with dav_errors():
                 self._upload.write_from(body)
-            environ["wsgidav.some_input_read"] = environ["wsgidav.all_input_read"] = 1
             return
         with dav_errors():
             self._upload.writelines(chunks)
@@ -493,16 +480,6 @@ class _UploadStream:
 
     def abort(self) -> None:
         self._upload.abort()
-
-
-def _unstarted_body_reader(chunks: Any) -> bool:
-    """Whether ``chunks`` is WsgiDAV's PUT body generator (request_server.py ``_stream_data``,
-    which reads ``wsgi.input`` and marks it read) and has not run yet."""
-    return (
-        inspect.isgenerator(chunks)
-        and chunks.gi_code.co_name == "_stream_data"
-        and inspect.getgeneratorstate(chunks) == inspect.GEN_CREATED
-    )
 
 
 def _expected_length(environ: dict[str, Any]) -> int | None:
@@ -670,7 +647,7 @@ class PendingFile(_WritableMixin, DAVNonCollection):
         self._entry = entry
 
 
-def make_resource(path: str, environ: dict[str, Any], entry: Entry, actor: Actor) -> _DAVResource:
+def make_resource(path: str, environ: dict[str, Any], entry: Entry, actor: Actor) -> DAVResource:
     """The resource for ``entry``, reached at request path ``path``."""
     if entry.is_dir:
         return Folder(path, environ, entry, actor)
