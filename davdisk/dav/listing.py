@@ -7,9 +7,9 @@ members' rows and dead properties (``Files.children_with_properties``: two queri
 
 What it renders: Depth 1 on a :class:`Folder`, for ``allprop`` (an empty body included) and for
 ``<prop>`` naming any properties (unknown ones answer 404, as WsgiDAV's do). Each property's value
-follows ``_NodeMixin.get_property_value`` and WsgiDAV's ``get_property_value``; the order of the
+is found as on the generic path, by the table of ``dav/properties.py``; the order of the
 properties, the 200 propstat first, the propstat grouping and the namespace prefixes follow
-``_NodeMixin.get_properties`` and ``util.add_property_response``.
+``NodeProperties.get_properties`` (dav/properties.py) and ``util.add_property_response``.
 
 What it leaves to WsgiDAV's own code: the folder itself and any member whose answer needs more
 than its row - a lock on it (``lockdiscovery``), a name or dead property lxml would treat
@@ -31,19 +31,16 @@ from wsgidav import util
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError, as_DAVError, get_http_status_string
 
 from davdisk import lockkeys
-from davdisk.dav import liveprops, wsgidav_compat
-from davdisk.dav.errors import dav_errors
-from davdisk.dav.resources import Folder, Host, make_resource
+from davdisk.dav import properties, wsgidav_compat
+from davdisk.dav.host import Host
+from davdisk.dav.properties import CHECKSUMS, LOCKDISCOVERY, WHOLE
+from davdisk.dav.properties import Generic as _Generic
+from davdisk.dav.resources import Folder, make_resource
 from davdisk.dav.wsgidav_compat import (
     HREF_SAFE,
     LOCKDISCOVERY_NONE,
     MULTISTATUS_CLOSE,
     MULTISTATUS_HEAD,
-    RESOURCETYPE_DIR,
-    RESOURCETYPE_FILE,
-    SUPPORTEDLOCK,
-    http_date,
-    iso_date,
     normalize_lock_root,
 )
 from davdisk.files.access import owns
@@ -65,15 +62,6 @@ _WS = b" \t\r\n"
 # Names quote() leaves as they are (letters, digits, "_.-~" and the safe ones).
 _HREF_PLAIN = re.compile("[A-Za-z0-9_.~!*'(),$|-]+")
 
-_LOCKDISCOVERY = "{DAV:}lockdiscovery"
-_SUPPORTEDLOCK = "{DAV:}supportedlock"
-_QUOTA_USED = "{DAV:}quota-used-bytes"
-_QUOTA_AVAILABLE = "{DAV:}quota-available-bytes"
-
-
-class _Generic(Exception):
-    """This member's answer must come from WsgiDAV's code (it is exact, not fast)."""
-
 
 def _text(value: str) -> str:
     """``value`` as lxml writes element text; a member lxml would refuse goes the generic way."""
@@ -88,29 +76,22 @@ def _href_name(name: str) -> str:
     return name if _HREF_PLAIN.fullmatch(name) else quote(name, safe=HREF_SAFE)
 
 
-# How an OK value goes into its property element (tag: the element's qualified name).
-_AS_TEXT = "text"  # <tag>value</tag>
-_AS_WHOLE = "whole"  # the value is the whole element
-_AS_CHECKSUMS = "checksums"  # <tag><oc:checksum>value</oc:checksum></tag>
-
 Getter = Callable[["_Listing", Entry, dict[str, bytes]], Any]
 
 
-class _Listing:
+class _Listing(properties.Asker):
     """One request's listing: the folder, who asks, and what is known about its members."""
 
     def __init__(self, provider: Host, environ: dict[str, Any], folder: Folder) -> None:
+        super().__init__(environ, folder.files, folder.actor)
         self.provider = provider
-        self.environ = environ
         self.folder = folder
-        self.actor = folder.actor
-        self.files = folder.files
         self.base = folder.path.rstrip("/")
         self.href_prefix = quote(
             provider.mount_path + provider.share_path + self.base + "/", safe=HREF_SAFE
         )
         self.owns_folder = owns(self.actor, folder.entry)
-        self.owned_permissions: dict[bool, str] = {}
+        self.dead: dict[int, dict[str, bytes]] = {}  # members' dead properties, by node id
         # Locks of members by normalised lock root (WsgiDAV's lockdiscovery lists the locks
         # whose root is the resource itself): read in one query for the whole listing.
         self.locked: dict[str, list[dict[str, Any]]] = {}
@@ -153,6 +134,17 @@ class _Listing:
             return self.locked.get(ref, [])
         return None  # e.g. a share mounted in the top folder: WsgiDAV's code asks
 
+    def lockdiscovery(self, entry: Entry) -> str:
+        found = self.member_locks(entry)
+        if found is None or (found and self.dead.get(entry.id)):
+            # Unknown here, or a lock owner's namespaces might meet the dead properties'
+            # prefixes on the response (where lxml would declare them differently).
+            raise _Generic
+        if not found:
+            return LOCKDISCOVERY_NONE
+        href = self.href_prefix + _href_name(entry.name) + ("/" if entry.is_dir else "")
+        return wsgidav_compat.activelocks(found, href)
+
     def allprop_names(self, e: Entry, props: dict[str, bytes]) -> tuple[str, ...]:
         """_DAVResource.get_property_names(is_allprop=True) of a member (and so the same for
         all owned files, and for all folders the actor owns), plus its dead properties. A
@@ -161,7 +153,7 @@ class _Listing:
         key = (e.is_dir, (e.owner_id if e.owner_id == self.actor.id else -e.id) if e.is_dir else 0)
         names = self.allprop.get(key)
         if names is None or e.ctime is None or e.mtime is None or e.etag is None:
-            names = _allprop_names(self, e)
+            names = properties.allprop_names(self, e)
             if e.ctime is not None and e.mtime is not None and e.etag is not None:
                 self.allprop[key] = names
         return names + tuple(props) if props else names
@@ -170,7 +162,7 @@ class _Listing:
         """The getters of ``names``, and the statuses of a member that has them all."""
         found = self.getters.get(names)
         if found is None:
-            found = self.getters[names] = ([_getter(n)[0] for n in names], (None,) * len(names))
+            found = self.getters[names] = ([_getter(n) for n in names], (None,) * len(names))
         return found
 
     def template(self, names: tuple[str, ...], statuses: tuple[str | None, ...]) -> str:
@@ -184,7 +176,7 @@ class _Listing:
 
 
 def _template(names: tuple[str, ...], statuses: tuple[str | None, ...]) -> str:
-    """The <response> as _NodeMixin.get_properties and util.add_property_response write it:
+    """The <response> as NodeProperties.get_properties and util.add_property_response write it:
     found properties first, then one propstat per error status (in order of appearance);
     namespaces other than DAV: declared on the response as NS1, NS2... in that order."""
     good = [n for n, s in zip(names, statuses, strict=True) if s is None]
@@ -213,10 +205,11 @@ def _template(names: tuple[str, ...], statuses: tuple[str | None, ...]) -> str:
         out.append("<D:propstat><D:prop>")
         for name in good:
             tag = lit(tags[name])
-            how = _getter(name)[1]
-            if how == _AS_WHOLE:
+            live = properties.lookup(name)
+            form = live.form if live is not None else WHOLE  # a dead one: its element
+            if form == WHOLE:
                 out.append("{}")
-            elif how == _AS_CHECKSUMS:
+            elif form == CHECKSUMS:
                 pfx = tag[: tag.find(":") + 1]
                 out.append(f"<{tag}><{pfx}checksum>{{}}</{pfx}checksum></{tag}>")
             else:
@@ -232,132 +225,34 @@ def _template(names: tuple[str, ...], statuses: tuple[str | None, ...]) -> str:
     return "".join(out)
 
 
-# --- property values: _NodeMixin.get_property_value, member by member ---------------------------
-# A getter returns the value (escaped text, or the whole element for _AS_WHOLE), or _NOT_FOUND;
-# it raises DAVError for other failures and _Generic when WsgiDAV's code must write the member.
+# --- property values, as dav/properties.py finds them --------------------------------------
+# A getter returns the value (escaped text, or the whole element), or _NOT_FOUND; it raises
+# DAVError for other failures and _Generic when WsgiDAV's code must write the member.
 
 
-def _getter(name: str) -> tuple[Getter, str]:
-    """How to get ``name`` of a member, as _NodeMixin.get_property_value dispatches it."""
-    if name == "{DAV:}getetag":
-        return _etag, _AS_TEXT
-    if name.startswith(liveprops.OC):
-        return _OC_GETTERS.get(name, (_missing, _AS_TEXT))
-    if name == _QUOTA_USED:
-        return _quota_used, _AS_TEXT
-    if name == _QUOTA_AVAILABLE:
-        return _quota_available, _AS_TEXT
-    if name == _LOCKDISCOVERY:
-        return _lockdiscovery, _AS_WHOLE
-    if name == _SUPPORTEDLOCK:
-        return _supportedlock, _AS_WHOLE
-    if name.startswith("{DAV:}"):
-        return _DAV_GETTERS.get(name, (_missing, _AS_TEXT))
+def _getter(name: str) -> Getter:
+    """How to get ``name`` of a member, from its entry in dav/properties.py's table."""
+    live = properties.lookup(name)
+    if live is None:
 
-    def dead(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-        return _dead(props.get(name))
+        def dead(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
+            return _dead(props.get(name))
 
-    return dead, _AS_WHOLE
+        return dead
+    value = live.value
+    if live.escape and live.form != WHOLE:
 
+        def escaped(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
+            found = value(ls, e)
+            return _NOT_FOUND if found is None else _text(found)
 
-def _missing(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _NOT_FOUND
+        return escaped
 
+    def plain(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
+        found = value(ls, e)
+        return _NOT_FOUND if found is None else found
 
-def _etag(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    if e.is_dir or e.etag is None:  # Folder.get_etag is None
-        return _NOT_FOUND
-    return _text(f'"{e.etag}"')
-
-
-def _resourcetype(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return RESOURCETYPE_DIR if e.is_dir else RESOURCETYPE_FILE
-
-
-def _creationdate(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _NOT_FOUND if e.ctime is None else iso_date(e.ctime)
-
-
-def _getlastmodified(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _NOT_FOUND if e.mtime is None else http_date(e.mtime)
-
-
-def _getcontentlength(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _NOT_FOUND if e.is_dir else str(e.size)
-
-
-def _getcontenttype(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    if e.is_dir:
-        return _NOT_FOUND
-    return _text(e.content_type or "application/octet-stream")
-
-
-def _displayname(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _text(e.name)  # util.get_uri_name of the member's path: its name
-
-
-def _usage(ls: _Listing, e: Entry) -> tuple[int, int | None] | None:
-    return Folder.usage_of(ls.environ, ls.files, ls.actor, e)
-
-
-def _quota_used(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    usage = _usage(ls, e) if e.is_dir else None
-    return _NOT_FOUND if usage is None else str(usage[0])
-
-
-def _quota_available(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    usage = _usage(ls, e) if e.is_dir else None
-    return _NOT_FOUND if usage is None or usage[1] is None else str(usage[1])
-
-
-def _lockdiscovery(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    found = ls.member_locks(e)
-    if found is None or (found and props):
-        # Unknown here, or a lock owner's namespaces might meet the dead properties' prefixes
-        # on the response (where lxml would declare them differently): WsgiDAV writes it.
-        raise _Generic
-    if not found:
-        return LOCKDISCOVERY_NONE
-    href = ls.href_prefix + _href_name(e.name) + ("/" if e.is_dir else "")
-    return wsgidav_compat.activelocks(found, href)
-
-
-def _supportedlock(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return SUPPORTEDLOCK
-
-
-def _oc_fileid(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return str(e.id)
-
-
-def _oc_permissions(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    actor, files = ls.actor, ls.files
-    owned = owns(actor, e)
-    if owned and e.is_dir in ls.owned_permissions:
-        # An owner may do everything to what it owns (files/access.py): the same letters for
-        # every owned file (and every owned folder), without asking once per member.
-        return ls.owned_permissions[e.is_dir]
-    with dav_errors():
-        letters = liveprops.permissions(
-            is_dir=e.is_dir, shared=not owned, allowed=lambda action: files.may(actor, e, action)
-        )
-    if owned:
-        ls.owned_permissions[e.is_dir] = letters
-    return letters
-
-
-def _oc_size(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    if not e.is_dir:
-        return str(e.size)
-    with dav_errors():
-        return str(ls.files.tree_size(ls.actor, e))
-
-
-def _oc_checksums(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    found = ls.files.checksums.reveal(e)
-    if found is None:
-        return _NOT_FOUND
-    return _text(liveprops.checksum_text(*found))
+    return plain
 
 
 def _dead(raw: bytes | None) -> Any:
@@ -373,44 +268,6 @@ def _dead(raw: bytes | None) -> Any:
         return raw[:end].decode("utf-8")
     except UnicodeDecodeError:
         raise _Generic from None
-
-
-_DAV_GETTERS: dict[str, tuple[Getter, str]] = {
-    "{DAV:}resourcetype": (_resourcetype, _AS_WHOLE),
-    "{DAV:}creationdate": (_creationdate, _AS_TEXT),
-    "{DAV:}getlastmodified": (_getlastmodified, _AS_TEXT),
-    "{DAV:}getcontentlength": (_getcontentlength, _AS_TEXT),
-    "{DAV:}getcontenttype": (_getcontenttype, _AS_TEXT),
-    "{DAV:}displayname": (_displayname, _AS_TEXT),
-}
-_OC_GETTERS: dict[str, tuple[Getter, str]] = {
-    liveprops.OC_FILEID: (_oc_fileid, _AS_TEXT),
-    liveprops.OC_PERMISSIONS: (_oc_permissions, _AS_TEXT),
-    liveprops.OC_SIZE: (_oc_size, _AS_TEXT),
-    liveprops.OC_CHECKSUMS: (_oc_checksums, _AS_CHECKSUMS),
-}
-
-
-def _allprop_names(ls: _Listing, e: Entry) -> tuple[str, ...]:
-    """_DAVResource.get_property_names(is_allprop=True) of a member, without dead properties."""
-    names = ["{DAV:}resourcetype"]
-    if e.ctime is not None:
-        names.append("{DAV:}creationdate")
-    if not e.is_dir:
-        names += ("{DAV:}getcontentlength", "{DAV:}getcontenttype")
-    else:
-        usage = _usage(ls, e)
-        if usage is not None:
-            names.append(_QUOTA_USED)
-            if usage[1] is not None:
-                names.append(_QUOTA_AVAILABLE)
-    if e.mtime is not None:
-        names.append("{DAV:}getlastmodified")
-    names.append("{DAV:}displayname")
-    if not e.is_dir and e.etag is not None:
-        names.append("{DAV:}getetag")
-    names += (_LOCKDISCOVERY, _SUPPORTEDLOCK)
-    return tuple(names)
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -493,7 +350,8 @@ def render(
     ls = _Listing(provider, environ, folder)
     children = folder.members()
     dead: dict[int, dict[str, bytes]] = environ.get("davdisk.props", {})
-    if names is None or _LOCKDISCOVERY in names:
+    ls.dead = dead
+    if names is None or LOCKDISCOVERY in names:
         ls.find_locks()
     member_names = None if names is None else tuple(names)
     parts = [_generic(folder, names)]
