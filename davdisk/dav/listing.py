@@ -111,7 +111,7 @@ class _Listing(properties.Asker):
         lm = self.provider.lock_manager
         assert lm is not None
         prefix = normalize_lock_root(self.folder.get_ref_url())
-        self.lock_prefix = prefix.rstrip("/") + "/"
+        self.lock_prefix = lockkeys.below(prefix)
         for lock in lm.storage.get_lock_list(
             prefix, include_root=False, include_children=True, token_only=False
         ):
@@ -128,7 +128,7 @@ class _Listing(properties.Asker):
         if self.owned_ref_prefix is not None and owns(self.actor, entry):
             if not self.locked:
                 return []
-            return self.locked.get(self.owned_ref_prefix + quote(entry.name), [])
+            return self.locked.get(lockkeys.child(self.owned_ref_prefix, entry.name), [])
         ref = normalize_lock_root(self.resource(entry)._ref_url())
         if ref.startswith(self.lock_prefix):
             return self.locked.get(ref, [])

@@ -19,6 +19,7 @@ from typing import Any
 from wsgidav.dav_error import HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError
 from wsgidav.dav_provider import DAVCollection
 
+from davdisk import lockkeys
 from davdisk.auth.domain import ACTOR_KEY
 from davdisk.dav.provider import DavdiskProvider
 from davdisk.dav.resources import File, make_resource
@@ -43,7 +44,7 @@ class LinkFolder(DAVCollection):
 
     def get_ref_url(self) -> str:
         assert self._actor.link is not None
-        return f"/link/{self._actor.link.id}/"
+        return lockkeys.of_link(self._actor.link.id)
 
     def get_display_name(self) -> str:
         return ""
@@ -90,7 +91,7 @@ class DropFolder(DAVCollection):
         self._link_id = link_id
 
     def get_ref_url(self) -> str:
-        return f"/link/{self._link_id}/drop/"  # no lock is ever taken on it (prevent_locking)
+        return lockkeys.of_link(self._link_id, drop=True)  # never locked (prevent_locking)
 
     def get_display_name(self) -> str:
         return ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any, BinaryIO
-from urllib.parse import quote
 
 from wsgidav import util
 from wsgidav.dav_error import (
@@ -68,7 +67,7 @@ class _NodeMixin(NodeProperties):
         # Reached through a share or link: key locks by the owner's path, so the owner and every
         # grantee contend for the same locks.
         ref = lockkeys.of_names(self.entry.owner_id, self._owner_names())
-        return ref + "/" if self.is_collection and not ref.endswith("/") else ref
+        return lockkeys.of_folder(ref) if self.is_collection else ref
 
     def _owner_names(self) -> list[str]:
         """The names leading to this node in its owner's home (cached for the request)."""
@@ -118,7 +117,7 @@ class _NodeMixin(NodeProperties):
             # Removing a share's mount hides it and deletes nothing: locks inside don't matter.
             guard = NO_GUARD
         else:
-            guard = self._lock_guard([(util.get_uri_parent(ref), "0"), (ref, "infinity")], [ref])
+            guard = self._lock_guard([(lockkeys.parent(ref), "0"), (ref, "infinity")], [ref])
         with dav_errors():
             self.files.delete(self.actor, self.entry, guard=guard)
         forget(self.environ)
@@ -141,12 +140,12 @@ class _NodeMixin(NodeProperties):
     def _dest_ref(self, parent: Folder, name: str) -> str:
         """The lock key of ``parent/name``, whether or not anything stands there yet (a LOCK
         may create it while this request runs)."""
-        return parent.get_ref_url().rstrip("/") + "/" + quote(name)
+        return lockkeys.child(parent.get_ref_url(), name)
 
     def handle_move(self, dest_path: str) -> bool:
         parent, name, _ = self._destination(dest_path)
         src_ref, dest_ref = self.get_ref_url(), self._dest_ref(parent, name)
-        source_checks = [(src_ref, "infinity"), (util.get_uri_parent(src_ref), "0")]
+        source_checks = [(src_ref, "infinity"), (lockkeys.parent(src_ref), "0")]
         guard = self._lock_guard(
             [*source_checks, (parent.get_ref_url(), "0"), (dest_ref, "infinity")],
             [src_ref, dest_ref],

@@ -9,11 +9,11 @@ itself, straight into its buffers (``dav/wsgidav_compat.py``, ``take_over_put_bo
 from __future__ import annotations
 
 from typing import Any, BinaryIO, Protocol
-from urllib.parse import quote
 
 from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_NOT_FOUND, DAVError
 from wsgidav.dav_provider import DAVNonCollection
 
+from davdisk import lockkeys
 from davdisk.dav import liveprops, wsgidav_compat
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.host import Host, lock_guard, requested_mtime
@@ -143,7 +143,7 @@ class PendingFile(WritableMixin, DAVNonCollection):
         self._stream = None
 
     def get_ref_url(self) -> str:
-        return self._parent.get_ref_url() + quote(self._name)
+        return lockkeys.child(self._parent.get_ref_url(), self._name)
 
     def _write_checks(self) -> list[tuple[str, str]]:
         # A new member changes its folder; a LOCK may also have created the name meanwhile.
