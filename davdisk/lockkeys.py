@@ -30,6 +30,35 @@ def of_names(owner_id: int, names: list[str]) -> str:
     return of_path(owner_id, "/" + "/".join(names))
 
 
+def of_folder(key: str) -> str:
+    """A folder's key as the server files locks under it: ending with '/' (as WsgiDAV's
+    preferred path of a collection does)."""
+    return key if key.endswith("/") else key + "/"
+
+
+def below(key: str) -> str:
+    """What the keys of everything below ``key``'s node start with."""
+    return key.rstrip("/") + "/"
+
+
+def child(key: str, name: str) -> str:
+    """The key of the member ``name`` (unquoted) of the folder whose key is ``key``, whether
+    or not anything stands there yet."""
+    return below(key) + quote(name)
+
+
+def parent(key: str) -> str:
+    """The key of the folder holding ``key``'s node, ending with '/' (its last segment cut
+    off, as WsgiDAV's ``util.get_uri_parent`` does)."""
+    return key.rstrip("/").rsplit("/", 1)[0] + "/"
+
+
+def of_link(link_id: int, *, drop: bool = False) -> str:
+    """The reference URL of a public link's folder (its file drop's, with ``drop``). No lock is
+    taken there (the link's folders prevent locking) and it names no node: not a key."""
+    return f"/link/{link_id}/drop/" if drop else f"/link/{link_id}/"
+
+
 def parse(key: str) -> tuple[int, list[str]] | None:
     """(owner id, names) of a key; None if it is not one."""
     m = _KEY.fullmatch(key)

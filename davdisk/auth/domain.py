@@ -35,6 +35,7 @@ from davdisk.auth.links import LinkAuthenticator
 from davdisk.auth.passwords import CredentialCache
 from davdisk.auth.throttle import Attempt, LoginThrottled, Throttle, client_ip
 from davdisk.crypto.passwords import check_password, hash_password
+from davdisk.dav import wsgidav_compat
 from davdisk.files.api import Actor, Files
 from davdisk.request_context import context
 
@@ -107,7 +108,7 @@ class DavdiskDomainController(BaseDomainController):
         self.public_provider: Any = config["davdisk"]["public_provider"]
 
     def get_domain_realm(self, path_info: str, environ: dict[str, Any] | None) -> str:
-        if environ is not None and environ.get("wsgidav.provider") is self.public_provider:
+        if environ is not None and wsgidav_compat.request_provider(environ) is self.public_provider:
             return LINK_REALM
         return self.auth.realm
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from wsgidav.mw.base_mw import BaseMiddleware
 
+from davdisk.dav import wsgidav_compat
 from davdisk.request_context import context
 
 
@@ -29,5 +30,5 @@ class ActorPrincipal(BaseMiddleware):
     ) -> Iterable[bytes]:
         actor = context(environ).actor
         # No actor: nobody logged in (an unknown link token), so no one's locks are held.
-        environ["wsgidav.auth.user_name"] = actor.name if actor is not None else ""
+        wsgidav_compat.set_authenticated_user(environ, actor.name if actor is not None else "")
         return self.next_app(environ, start_response)

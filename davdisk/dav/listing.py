@@ -7,9 +7,9 @@ members' rows and dead properties (``Files.children_with_properties``: two queri
 
 What it renders: Depth 1 on a :class:`Folder`, for ``allprop`` (an empty body included) and for
 ``<prop>`` naming any properties (unknown ones answer 404, as WsgiDAV's do). Each property's value
-follows ``_NodeMixin.get_property_value`` and WsgiDAV's ``get_property_value``; the order of the
+is found as on the generic path, by the table of ``dav/properties.py``; the order of the
 properties, the 200 propstat first, the propstat grouping and the namespace prefixes follow
-``_NodeMixin.get_properties`` and ``util.add_property_response``.
+``NodeProperties.get_properties`` (dav/properties.py) and ``util.add_property_response``.
 
 What it leaves to WsgiDAV's own code: the folder itself and any member whose answer needs more
 than its row - a lock on it (``lockdiscovery``), a name or dead property lxml would treat
@@ -22,44 +22,36 @@ tests/dav/test_listing.py proves both answers equal; ``ENABLED = False`` turns t
 
 from __future__ import annotations
 
-import io
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from lxml import etree
-from wsgidav import util, xml_tools
+from wsgidav import util
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError, as_DAVError, get_http_status_string
 
 from davdisk import lockkeys
-from davdisk.dav import liveprops
-from davdisk.dav.errors import dav_errors
-from davdisk.dav.resources import Folder, Host, make_resource
+from davdisk.dav import properties, wsgidav_compat
+from davdisk.dav.host import Host
+from davdisk.dav.properties import CHECKSUMS, LOCKDISCOVERY, WHOLE
+from davdisk.dav.properties import Generic as _Generic
+from davdisk.dav.resources import Folder, make_resource
+from davdisk.dav.wsgidav_compat import (
+    HREF_SAFE,
+    LOCKDISCOVERY_NONE,
+    MULTISTATUS_CLOSE,
+    MULTISTATUS_HEAD,
+    normalize_lock_root,
+)
 from davdisk.files.access import owns
 from davdisk.meta.store import Entry
 from davdisk.request_context import context
 
 ENABLED = True  # the switch tests flip to get WsgiDAV's own answer for comparison
 
-# WsgiDAV's href quoting (dav_provider.get_href): Nautilus chokes on '(' as '%28'.
-_HREF_SAFE = "/" + "!*'()," + "$-_|."
-_OPEN = '<D:multistatus xmlns:D="DAV:">'
-_CLOSE = "</D:multistatus>"
-_HEAD = b"<?xml version='1.0' encoding='UTF-8'?>\n" + _OPEN.encode()
 _OK = "200 OK"
 _NOT_FOUND = DAVError(HTTP_NOT_FOUND)
 _NOT_FOUND_STATUS = get_http_status_string(_NOT_FOUND)
-# Headers WsgiDAV evaluates before a PROPFIND (_evaluate_if_headers): left to it.
-_CONDITIONAL = (
-    "HTTP_IF",
-    "HTTP_IF_MATCH",
-    "HTTP_IF_NONE_MATCH",
-    "HTTP_IF_MODIFIED_SINCE",
-    "HTTP_IF_UNMODIFIED_SINCE",
-)
-
 # Characters lxml escapes in text (and how), and those it refuses outright (ValueError).
 _SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -70,27 +62,6 @@ _WS = b" \t\r\n"
 
 # Names quote() leaves as they are (letters, digits, "_.-~" and the safe ones).
 _HREF_PLAIN = re.compile("[A-Za-z0-9_.~!*'(),$|-]+")
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-# Whole property elements as WsgiDAV writes them (an empty lxml text is written as <a></a>).
-_RESOURCETYPE_DIR = "<D:resourcetype><D:collection/></D:resourcetype>"
-_RESOURCETYPE_FILE = "<D:resourcetype></D:resourcetype>"
-_SUPPORTEDLOCK_VALUE = (
-    "<D:supportedlock><D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype>"
-    "<D:write/></D:locktype></D:lockentry><D:lockentry><D:lockscope><D:shared/></D:lockscope>"
-    "<D:locktype><D:write/></D:locktype></D:lockentry></D:supportedlock>"
-)
-_LOCKDISCOVERY_NONE = "<D:lockdiscovery/>"
-
-_LOCKDISCOVERY = "{DAV:}lockdiscovery"
-_SUPPORTEDLOCK = "{DAV:}supportedlock"
-_QUOTA_USED = "{DAV:}quota-used-bytes"
-_QUOTA_AVAILABLE = "{DAV:}quota-available-bytes"
-
-
-class _Generic(Exception):
-    """This member's answer must come from WsgiDAV's code (it is exact, not fast)."""
 
 
 def _text(value: str) -> str:
@@ -103,55 +74,25 @@ def _text(value: str) -> str:
 
 
 def _href_name(name: str) -> str:
-    return name if _HREF_PLAIN.fullmatch(name) else quote(name, safe=_HREF_SAFE)
+    return name if _HREF_PLAIN.fullmatch(name) else quote(name, safe=HREF_SAFE)
 
-
-# Both dates once per member: %-formatting of time.gmtime's fields is ~3x faster than the
-# datetime and strftime detours WsgiDAV's helpers take, and writes the same text.
-_HTTP_DATE = "%s, %02d %s %04d %02d:%02d:%02d GMT"
-_ISO_DATE = "%d-%02d-%02dT%02d:%02d:%02dZ"
-
-
-def _http_date(t: float) -> str:
-    """util.get_rfc1123_time (email.utils.formatdate)."""
-    if 0.0 <= t % 1 < 0.999999:  # else datetime's rounding to microseconds may carry
-        y, mo, d, h, mi, sec, wd, _, _ = time.gmtime(t)
-        if 1000 <= y <= 9999:
-            return _HTTP_DATE % (_DAYS[wd], d, _MONTHS[mo - 1], y, h, mi, sec)
-    return util.get_rfc1123_time(t)
-
-
-def _iso_date(t: float) -> str:
-    """util.get_rfc3339_time (time.strftime of time.gmtime)."""
-    y, mo, d, h, mi, sec, _, _, _ = time.gmtime(t)
-    if 1000 <= y <= 9999:
-        return _ISO_DATE % (y, mo, d, h, mi, sec)
-    return util.get_rfc3339_time(t)
-
-
-# How an OK value goes into its property element (tag: the element's qualified name).
-_AS_TEXT = "text"  # <tag>value</tag>
-_AS_WHOLE = "whole"  # the value is the whole element
-_AS_CHECKSUMS = "checksums"  # <tag><oc:checksum>value</oc:checksum></tag>
 
 Getter = Callable[["_Listing", Entry, dict[str, bytes]], Any]
 
 
-class _Listing:
+class _Listing(properties.Asker):
     """One request's listing: the folder, who asks, and what is known about its members."""
 
     def __init__(self, provider: Host, environ: dict[str, Any], folder: Folder) -> None:
+        super().__init__(environ, folder.files, folder.actor)
         self.provider = provider
-        self.environ = environ
         self.folder = folder
-        self.actor = folder.actor
-        self.files = folder.files
         self.base = folder.path.rstrip("/")
         self.href_prefix = quote(
-            provider.mount_path + provider.share_path + self.base + "/", safe=_HREF_SAFE
+            provider.mount_path + provider.share_path + self.base + "/", safe=HREF_SAFE
         )
         self.owns_folder = owns(self.actor, folder.entry)
-        self.owned_permissions: dict[bool, str] = {}
+        self.dead: dict[int, dict[str, bytes]] = {}  # members' dead properties, by node id
         # Locks of members by normalised lock root (WsgiDAV's lockdiscovery lists the locks
         # whose root is the resource itself): read in one query for the whole listing.
         self.locked: dict[str, list[dict[str, Any]]] = {}
@@ -170,8 +111,8 @@ class _Listing:
         """Note which members hold locks: one query for what lies below the folder."""
         lm = self.provider.lock_manager
         assert lm is not None
-        prefix = _lock_root(self.folder.get_ref_url())
-        self.lock_prefix = prefix.rstrip("/") + "/"
+        prefix = normalize_lock_root(self.folder.get_ref_url())
+        self.lock_prefix = lockkeys.below(prefix)
         for lock in lm.storage.get_lock_list(
             prefix, include_root=False, include_children=True, token_only=False
         ):
@@ -188,11 +129,22 @@ class _Listing:
         if self.owned_ref_prefix is not None and owns(self.actor, entry):
             if not self.locked:
                 return []
-            return self.locked.get(self.owned_ref_prefix + quote(entry.name), [])
-        ref = _lock_root(self.resource(entry)._ref_url())
+            return self.locked.get(lockkeys.child(self.owned_ref_prefix, entry.name), [])
+        ref = normalize_lock_root(self.resource(entry)._ref_url())
         if ref.startswith(self.lock_prefix):
             return self.locked.get(ref, [])
         return None  # e.g. a share mounted in the top folder: WsgiDAV's code asks
+
+    def lockdiscovery(self, entry: Entry) -> str:
+        found = self.member_locks(entry)
+        if found is None or (found and self.dead.get(entry.id)):
+            # Unknown here, or a lock owner's namespaces might meet the dead properties'
+            # prefixes on the response (where lxml would declare them differently).
+            raise _Generic
+        if not found:
+            return LOCKDISCOVERY_NONE
+        href = self.href_prefix + _href_name(entry.name) + ("/" if entry.is_dir else "")
+        return wsgidav_compat.activelocks(found, href)
 
     def allprop_names(self, e: Entry, props: dict[str, bytes]) -> tuple[str, ...]:
         """_DAVResource.get_property_names(is_allprop=True) of a member (and so the same for
@@ -202,7 +154,7 @@ class _Listing:
         key = (e.is_dir, (e.owner_id if e.owner_id == self.actor.id else -e.id) if e.is_dir else 0)
         names = self.allprop.get(key)
         if names is None or e.ctime is None or e.mtime is None or e.etag is None:
-            names = _allprop_names(self, e)
+            names = properties.allprop_names(self, e)
             if e.ctime is not None and e.mtime is not None and e.etag is not None:
                 self.allprop[key] = names
         return names + tuple(props) if props else names
@@ -211,7 +163,7 @@ class _Listing:
         """The getters of ``names``, and the statuses of a member that has them all."""
         found = self.getters.get(names)
         if found is None:
-            found = self.getters[names] = ([_getter(n)[0] for n in names], (None,) * len(names))
+            found = self.getters[names] = ([_getter(n) for n in names], (None,) * len(names))
         return found
 
     def template(self, names: tuple[str, ...], statuses: tuple[str | None, ...]) -> str:
@@ -225,7 +177,7 @@ class _Listing:
 
 
 def _template(names: tuple[str, ...], statuses: tuple[str | None, ...]) -> str:
-    """The <response> as _NodeMixin.get_properties and util.add_property_response write it:
+    """The <response> as NodeProperties.get_properties and util.add_property_response write it:
     found properties first, then one propstat per error status (in order of appearance);
     namespaces other than DAV: declared on the response as NS1, NS2... in that order."""
     good = [n for n, s in zip(names, statuses, strict=True) if s is None]
@@ -254,10 +206,11 @@ def _template(names: tuple[str, ...], statuses: tuple[str | None, ...]) -> str:
         out.append("<D:propstat><D:prop>")
         for name in good:
             tag = lit(tags[name])
-            how = _getter(name)[1]
-            if how == _AS_WHOLE:
+            live = properties.lookup(name)
+            form = live.form if live is not None else WHOLE  # a dead one: its element
+            if form == WHOLE:
                 out.append("{}")
-            elif how == _AS_CHECKSUMS:
+            elif form == CHECKSUMS:
                 pfx = tag[: tag.find(":") + 1]
                 out.append(f"<{tag}><{pfx}checksum>{{}}</{pfx}checksum></{tag}>")
             else:
@@ -273,161 +226,34 @@ def _template(names: tuple[str, ...], statuses: tuple[str | None, ...]) -> str:
     return "".join(out)
 
 
-def _lock_root(ref: str) -> str:
-    return "/" + ref.strip("/")  # lock_manager.normalize_lock_root
+# --- property values, as dav/properties.py finds them --------------------------------------
+# A getter returns the value (escaped text, or the whole element), or _NOT_FOUND; it raises
+# DAVError for other failures and _Generic when WsgiDAV's code must write the member.
 
 
-# --- property values: _NodeMixin.get_property_value, member by member ---------------------------
-# A getter returns the value (escaped text, or the whole element for _AS_WHOLE), or _NOT_FOUND;
-# it raises DAVError for other failures and _Generic when WsgiDAV's code must write the member.
+def _getter(name: str) -> Getter:
+    """How to get ``name`` of a member, from its entry in dav/properties.py's table."""
+    live = properties.lookup(name)
+    if live is None:
 
+        def dead(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
+            return _dead(props.get(name))
 
-def _getter(name: str) -> tuple[Getter, str]:
-    """How to get ``name`` of a member, as _NodeMixin.get_property_value dispatches it."""
-    if name == "{DAV:}getetag":
-        return _etag, _AS_TEXT
-    if name.startswith(liveprops.OC):
-        return _OC_GETTERS.get(name, (_missing, _AS_TEXT))
-    if name == _QUOTA_USED:
-        return _quota_used, _AS_TEXT
-    if name == _QUOTA_AVAILABLE:
-        return _quota_available, _AS_TEXT
-    if name == _LOCKDISCOVERY:
-        return _lockdiscovery, _AS_WHOLE
-    if name == _SUPPORTEDLOCK:
-        return _supportedlock, _AS_WHOLE
-    if name.startswith("{DAV:}"):
-        return _DAV_GETTERS.get(name, (_missing, _AS_TEXT))
+        return dead
+    value = live.value
+    if live.escape and live.form != WHOLE:
 
-    def dead(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-        return _dead(props.get(name))
+        def escaped(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
+            found = value(ls, e)
+            return _NOT_FOUND if found is None else _text(found)
 
-    return dead, _AS_WHOLE
+        return escaped
 
+    def plain(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
+        found = value(ls, e)
+        return _NOT_FOUND if found is None else found
 
-def _missing(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _NOT_FOUND
-
-
-def _etag(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    if e.is_dir or e.etag is None:  # Folder.get_etag is None
-        return _NOT_FOUND
-    return _text(f'"{e.etag}"')
-
-
-def _resourcetype(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _RESOURCETYPE_DIR if e.is_dir else _RESOURCETYPE_FILE
-
-
-def _creationdate(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _NOT_FOUND if e.ctime is None else _iso_date(e.ctime)
-
-
-def _getlastmodified(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _NOT_FOUND if e.mtime is None else _http_date(e.mtime)
-
-
-def _getcontentlength(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _NOT_FOUND if e.is_dir else str(e.size)
-
-
-def _getcontenttype(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    if e.is_dir:
-        return _NOT_FOUND
-    return _text(e.content_type or "application/octet-stream")
-
-
-def _displayname(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _text(e.name)  # util.get_uri_name of the member's path: its name
-
-
-def _usage(ls: _Listing, e: Entry) -> tuple[int, int | None] | None:
-    return Folder.usage_of(ls.environ, ls.files, ls.actor, e)
-
-
-def _quota_used(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    usage = _usage(ls, e) if e.is_dir else None
-    return _NOT_FOUND if usage is None else str(usage[0])
-
-
-def _quota_available(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    usage = _usage(ls, e) if e.is_dir else None
-    return _NOT_FOUND if usage is None or usage[1] is None else str(usage[1])
-
-
-def _lockdiscovery(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    found = ls.member_locks(e)
-    if found is None or (found and props):
-        # Unknown here, or a lock owner's namespaces might meet the dead properties' prefixes
-        # on the response (where lxml would declare them differently): WsgiDAV writes it.
-        raise _Generic
-    if not found:
-        return _LOCKDISCOVERY_NONE
-    href = ls.href_prefix + _href_name(e.name) + ("/" if e.is_dir else "")
-    return _activelocks(found, href)
-
-
-def _activelocks(found: list[dict[str, Any]], href: str) -> str:
-    """<D:lockdiscovery> of these locks as _DAVResource.get_property_value builds it (the
-    lock root of a direct lock is the member itself, so its href is the member's)."""
-    el = etree.Element("{DAV:}lockdiscovery")
-    for lock in found:
-        active = etree.SubElement(el, "{DAV:}activelock")
-        etree.SubElement(etree.SubElement(active, "{DAV:}locktype"), "{DAV:}" + lock["type"])
-        etree.SubElement(etree.SubElement(active, "{DAV:}lockscope"), "{DAV:}" + lock["scope"])
-        etree.SubElement(active, "{DAV:}depth").text = lock["depth"]
-        if lock["owner"]:
-            active.append(xml_tools.string_to_xml(lock["owner"]))
-        timeout = lock["timeout"]
-        etree.SubElement(active, "{DAV:}timeout").text = (
-            "Infinite" if timeout < 0 else "Second-" + str(int(lock["expire"] - time.time()))
-        )
-        etree.SubElement(etree.SubElement(active, "{DAV:}locktoken"), "{DAV:}href").text = lock[
-            "token"
-        ]
-        etree.SubElement(etree.SubElement(active, "{DAV:}lockroot"), "{DAV:}href").text = href
-    multistatus = xml_tools.make_multistatus_el()
-    multistatus.append(el)
-    xml = etree.tostring(multistatus, encoding="unicode")
-    return xml[len(_OPEN) : -len(_CLOSE)]
-
-
-def _supportedlock(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return _SUPPORTEDLOCK_VALUE
-
-
-def _oc_fileid(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    return str(e.id)
-
-
-def _oc_permissions(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    actor, files = ls.actor, ls.files
-    owned = owns(actor, e)
-    if owned and e.is_dir in ls.owned_permissions:
-        # An owner may do everything to what it owns (files/access.py): the same letters for
-        # every owned file (and every owned folder), without asking once per member.
-        return ls.owned_permissions[e.is_dir]
-    with dav_errors():
-        letters = liveprops.permissions(
-            is_dir=e.is_dir, shared=not owned, allowed=lambda action: files.may(actor, e, action)
-        )
-    if owned:
-        ls.owned_permissions[e.is_dir] = letters
-    return letters
-
-
-def _oc_size(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    if not e.is_dir:
-        return str(e.size)
-    with dav_errors():
-        return str(ls.files.tree_size(ls.actor, e))
-
-
-def _oc_checksums(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
-    found = ls.files.checksums.reveal(e)
-    if found is None:
-        return _NOT_FOUND
-    return _text(liveprops.checksum_text(*found))
+    return plain
 
 
 def _dead(raw: bytes | None) -> Any:
@@ -443,44 +269,6 @@ def _dead(raw: bytes | None) -> Any:
         return raw[:end].decode("utf-8")
     except UnicodeDecodeError:
         raise _Generic from None
-
-
-_DAV_GETTERS: dict[str, tuple[Getter, str]] = {
-    "{DAV:}resourcetype": (_resourcetype, _AS_WHOLE),
-    "{DAV:}creationdate": (_creationdate, _AS_TEXT),
-    "{DAV:}getlastmodified": (_getlastmodified, _AS_TEXT),
-    "{DAV:}getcontentlength": (_getcontentlength, _AS_TEXT),
-    "{DAV:}getcontenttype": (_getcontenttype, _AS_TEXT),
-    "{DAV:}displayname": (_displayname, _AS_TEXT),
-}
-_OC_GETTERS: dict[str, tuple[Getter, str]] = {
-    liveprops.OC_FILEID: (_oc_fileid, _AS_TEXT),
-    liveprops.OC_PERMISSIONS: (_oc_permissions, _AS_TEXT),
-    liveprops.OC_SIZE: (_oc_size, _AS_TEXT),
-    liveprops.OC_CHECKSUMS: (_oc_checksums, _AS_CHECKSUMS),
-}
-
-
-def _allprop_names(ls: _Listing, e: Entry) -> tuple[str, ...]:
-    """_DAVResource.get_property_names(is_allprop=True) of a member, without dead properties."""
-    names = ["{DAV:}resourcetype"]
-    if e.ctime is not None:
-        names.append("{DAV:}creationdate")
-    if not e.is_dir:
-        names += ("{DAV:}getcontentlength", "{DAV:}getcontenttype")
-    else:
-        usage = _usage(ls, e)
-        if usage is not None:
-            names.append(_QUOTA_USED)
-            if usage[1] is not None:
-                names.append(_QUOTA_AVAILABLE)
-    if e.mtime is not None:
-        names.append("{DAV:}getlastmodified")
-    names.append("{DAV:}displayname")
-    if not e.is_dir and e.etag is not None:
-        names.append("{DAV:}getetag")
-    names += (_LOCKDISCOVERY, _SUPPORTEDLOCK)
-    return tuple(names)
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -530,72 +318,12 @@ def _each(
 
 
 def _generic(res: Any, names: list[str] | None) -> str:
-    """The <response> of ``res`` made by WsgiDAV's own code, as do_PROPFIND makes it."""
-    if names is None:
-        props = res.get_properties("allprop")
-    else:
-        props = res.get_properties("named", name_list=names)
-    multistatus = xml_tools.make_multistatus_el()
-    util.add_property_response(multistatus, res.get_href(), props)
-    xml = etree.tostring(multistatus, encoding="unicode")
-    assert xml.startswith(_OPEN) and xml.endswith(_CLOSE), xml[:100]
-    return xml[len(_OPEN) : -len(_CLOSE)]
+    """The <response> of ``res`` made by WsgiDAV's own code (tests/dav/test_listing.py counts
+    the calls)."""
+    return wsgidav_compat.property_response(res, names)
 
 
 # --- the request ----------------------------------------------------------------------------
-
-
-def _request_body(environ: dict[str, Any]) -> tuple[bool, etree._Element | None]:
-    """(handled, root) of the PROPFIND body as util.parse_xml_body reads it; the body stays
-    readable for WsgiDAV's handler should this module not answer."""
-    length = environ.get("CONTENT_LENGTH", "").strip()
-    if length == "":
-        return True, None
-    if not length.isdigit():
-        return False, None
-    size = int(length)
-    if size == 0:
-        return True, None
-    data = environ["wsgi.input"].read(size)
-    environ["wsgi.input"] = io.BytesIO(data)  # unread again, for WsgiDAV's handler
-    if not data:
-        return False, None  # WsgiDAV tries to parse b"" (400)
-    try:
-        # The parser of util.parse_xml_body; the body has passed web/xml_guard.py already.
-        root = etree.XML(data, parser=etree.XMLParser(resolve_entities=False))
-    except Exception:
-        return False, None  # WsgiDAV answers 400
-    return True, root
-
-
-def _wanted(root: etree._Element | None) -> tuple[bool, list[str] | None]:
-    """(handled, names) as do_PROPFIND reads the body; names None means allprop."""
-    if root is None:
-        return True, None
-    if root.tag != "{DAV:}propfind":
-        return False, None
-    mode = None
-    names: list[str] = []
-    for node in root:
-        if node.tag == "{DAV:}allprop":
-            if mode:
-                return False, None
-            mode = "allprop"
-        elif node.tag == "{DAV:}name":
-            return False, None  # WsgiDAV's spelling of propname: rare, left to it
-        elif node.tag == "{DAV:}prop":
-            if mode not in (None, "named"):
-                return False, None
-            mode = "named"
-            for prop in node:
-                if not isinstance(prop.tag, str):
-                    return False, None  # a comment or processing instruction
-                names.append(prop.tag)
-    if mode == "allprop":
-        return True, None
-    if mode == "named" and names:
-        return True, names
-    return False, None
 
 
 def render(
@@ -604,9 +332,9 @@ def render(
     """Answer a PROPFIND Depth 1 on a folder; None when WsgiDAV's handler should answer."""
     if not ENABLED or environ.get("HTTP_DEPTH") != "1":
         return None
-    if any(h in environ for h in _CONDITIONAL):
+    if any(h in environ for h in wsgidav_compat.CONDITIONAL_HEADERS):
         return None
-    if environ.get("wsgidav.dump_request_body") or environ.get("wsgidav.dump_response_body"):
+    if wsgidav_compat.dumps_bodies(environ):
         return None
     lm = provider.lock_manager
     if lm is None or not hasattr(lm, "storage"):
@@ -614,19 +342,17 @@ def render(
     folder = provider.get_resource_inst(environ["PATH_INFO"], environ)
     if not isinstance(folder, Folder):
         return None
-    handled, root = _request_body(environ)
+    handled, names = wsgidav_compat.propfind_names(environ)
     if not handled:
         return None
-    handled, names = _wanted(root)
-    if not handled:
-        return None
-    environ["wsgidav.all_input_read"] = 1
-    util.parse_if_header_dict(environ)  # as _evaluate_if_headers leaves the environ
+    wsgidav_compat.mark_body_read(environ)
+    wsgidav_compat.parse_if_header(environ)
 
     ls = _Listing(provider, environ, folder)
     children = folder.members()
     dead: dict[int, dict[str, bytes]] = context(environ).dav.props
-    if names is None or _LOCKDISCOVERY in names:
+    ls.dead = dead
+    if names is None or LOCKDISCOVERY in names:
         ls.find_locks()
     member_names = None if names is None else tuple(names)
     parts = [_generic(folder, names)]
@@ -638,8 +364,8 @@ def render(
             parts.append(_member(ls, child, props, member_names))
         except _Generic:
             parts.append(_generic(ls.resource(child), names))
-    parts.append(_CLOSE)
-    body = _HEAD + "".join(parts).encode("utf-8")
+    parts.append(MULTISTATUS_CLOSE)
+    body = MULTISTATUS_HEAD + "".join(parts).encode("utf-8")
     start_response(
         "207 Multi-Status",
         [

@@ -33,7 +33,7 @@ def ref_to_path(environ: dict[str, Any] | None, ref_url: str) -> str:
     if ref in refs:
         return refs[ref]
     for known, path in refs.items():  # an ancestor of a resource this request touched
-        if known.startswith(ref + "/"):
+        if known.startswith(lockkeys.below(ref)):
             depth = known[len(ref) :].count("/")
             return path.rsplit("/", depth)[0] or "/"
     return lockkeys.path_of(ref)

@@ -25,11 +25,12 @@ from wsgidav.dav_error import (
     DAVError,
     PRECONDITION_CODE_PropfindFiniteDepth,
 )
-from wsgidav.dav_provider import DAVProvider, _DAVResource
+from wsgidav.dav_provider import DAVProvider
 
-from davdisk.dav import listing, memo
+from davdisk.dav import listing, memo, wsgidav_compat
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.resources import Folder, make_resource
+from davdisk.dav.wsgidav_compat import DAVResource
 from davdisk.files.api import Actor, Files
 from davdisk.request_context import context
 
@@ -55,14 +56,14 @@ class DavdiskProvider(DAVProvider):
         ctx = context(environ)
         actor = ctx.actor
         if actor is None:
-            name = environ.get("wsgidav.auth.user_name")
+            name = wsgidav_compat.authenticated_user(environ)
             if not name:
                 return None
             actor = self.files.actor(name)
             ctx.actor = actor
         return actor
 
-    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> DAVResource | None:
         actor = self._actor(environ)
         if actor is None:
             return None

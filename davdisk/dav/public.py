@@ -17,10 +17,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from wsgidav.dav_error import HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError
-from wsgidav.dav_provider import DAVCollection, _DAVResource
+from wsgidav.dav_provider import DAVCollection
 
+from davdisk import lockkeys
 from davdisk.dav.provider import DavdiskProvider
 from davdisk.dav.resources import File, make_resource
+from davdisk.dav.wsgidav_compat import DAVResource
 from davdisk.files.access import Actor
 from davdisk.files.names import split_path
 from davdisk.files.shares import token_hash
@@ -42,7 +44,7 @@ class LinkFolder(DAVCollection):
 
     def get_ref_url(self) -> str:
         assert self._actor.link is not None
-        return f"/link/{self._actor.link.id}/"
+        return lockkeys.of_link(self._actor.link.id)
 
     def get_display_name(self) -> str:
         return ""
@@ -62,7 +64,7 @@ class LinkFolder(DAVCollection):
     def get_member_names(self) -> list[str]:
         return [self._file.name]
 
-    def get_member(self, name: str) -> _DAVResource | None:
+    def get_member(self, name: str) -> DAVResource | None:
         if name != self._file.name:
             return None
         return File(f"{self.path.rstrip('/')}/{name}", self.environ, self._file, self._actor)
@@ -89,7 +91,7 @@ class DropFolder(DAVCollection):
         self._link_id = link_id
 
     def get_ref_url(self) -> str:
-        return f"/link/{self._link_id}/drop/"  # no lock is ever taken on it (prevent_locking)
+        return lockkeys.of_link(self._link_id, drop=True)  # never locked (prevent_locking)
 
     def get_display_name(self) -> str:
         return ""
@@ -103,7 +105,7 @@ class DropFolder(DAVCollection):
     def get_member_names(self) -> list[str]:
         return []
 
-    def get_member(self, name: str) -> _DAVResource | None:
+    def get_member(self, name: str) -> DAVResource | None:
         return None
 
 
@@ -131,7 +133,7 @@ class PublicProvider(DavdiskProvider):
         actor = context(environ).actor
         return actor if actor is not None and actor.link is not None else None
 
-    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> _DAVResource | None:
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> DAVResource | None:
         actor = self._actor(environ)
         if actor is None or actor.link is None:
             return None
@@ -142,7 +144,7 @@ class PublicProvider(DavdiskProvider):
         key = path.rstrip("/") or "/"
         if key in cache:
             return cache[key]
-        res: _DAVResource | None = None
+        res: DAVResource | None = None
         root = self.files.node(actor, actor.link.node_id)
         if root is not None and root.is_dir:
             entry = self.files.resolve(actor, rest)

@@ -23,7 +23,7 @@ import pytest
 from lxml import etree
 from wsgidav import util
 
-from davdisk.dav import listing
+from davdisk.dav import listing, wsgidav_compat
 from davdisk.files.shares import Shares
 from davdisk.meta import store
 from davdisk.services import Services
@@ -473,5 +473,5 @@ def test_members_wsgidav_would_fail_on_are_left_to_it(
 def test_dates_are_written_as_wsgidav_writes_them() -> None:
     for t in (0, 0.5, 1.25, 59.999999, 59.9999994, 59.9999996, 1700000000.9999999, 951782400,
               1e9 + 0.123456, 253402300799, 253402300799.5, -1.5, 4102444800.75):  # fmt: skip
-        assert listing._http_date(t) == util.get_rfc1123_time(t), t
-        assert listing._iso_date(t) == util.get_rfc3339_time(t), t
+        assert wsgidav_compat.http_date(t) == util.get_rfc1123_time(t), t
+        assert wsgidav_compat.iso_date(t) == util.get_rfc3339_time(t), t
