@@ -36,6 +36,7 @@ from davdisk.auth.passwords import CredentialCache
 from davdisk.auth.throttle import AUTH_EVENT, Attempt, LoginThrottled, Throttle, client_ip
 from davdisk.crypto.passwords import check_password, hash_password
 from davdisk.files.api import Actor, Files
+from davdisk.meta.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +45,19 @@ ACTOR_KEY = "davdisk.actor"
 
 class Authenticator:
     def __init__(
-        self, files: Files, *, cost: int, cache_seconds: float, realm: str, throttle: Throttle
+        self,
+        files: Files,
+        db: Database,
+        *,
+        cost: int,
+        cache_seconds: float,
+        realm: str,
+        throttle: Throttle,
     ) -> None:
         self.files = files
         self.realm = realm
         self.throttle = throttle
-        self.tokens = AppTokens(files.db)
+        self.tokens = AppTokens(db)
         self._cache = CredentialCache(cache_seconds)
         # Same cost as real hashes, so unknown names take as long as wrong passwords.
         self._dummy_hash = hash_password("davdisk-dummy-password", cost)
