@@ -55,6 +55,7 @@ def build_app(services: Services) -> WSGIApp:
     )
     authenticator = Authenticator(
         services.files,
+        services.db,
         cost=config.get("auth", "bcrypt_cost"),
         cache_seconds=config.get("auth", "cache_seconds"),
         realm=config.get("auth", "realm"),

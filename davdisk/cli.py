@@ -314,7 +314,7 @@ def _share_command(args: argparse.Namespace, cfg: config_mod.Config, services: A
     from davdisk.files.shares import Shares, parse_expiry
 
     try:
-        shares = Shares(services.files, cfg.get("auth", "bcrypt_cost"))
+        shares = Shares(services.db, services.files, cfg.get("auth", "bcrypt_cost"))
         if args.share_command == "add":
             print(
                 shares.add(

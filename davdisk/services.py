@@ -18,6 +18,7 @@ from davdisk.errors import IntegrityError, KeyMaterialError, UsageError
 from davdisk.files.admin import Admin, parse_size
 from davdisk.files.api import Files
 from davdisk.files.checksum_upgrade import seal_clear_checksums
+from davdisk.files.content import Content
 from davdisk.files.keyring import Keyring
 from davdisk.meta import store
 from davdisk.meta.db import Database, is_damaged
@@ -29,6 +30,8 @@ class Services:
     db: Database
     files: Files
     admin: Admin
+    content: Content  # the one owner of blobs: for key rotation and fsck (through admin)
+    keyring: Keyring
 
     @classmethod
     def open(cls, config: Config, *, create: bool, check_database: bool = False) -> Services:
@@ -54,19 +57,23 @@ class Services:
         except BaseException:
             db.dispose()
             raise
-        blobs = LocalBlobStore(config.blob_dir)
-        files = Files(db, blobs, Keyring(db, masters))
+        content = Content(db, LocalBlobStore(config.blob_dir))
+        keyring = Keyring(db, masters)
+        files = Files(db, content, keyring)
         try:
             seal_clear_checksums(db, files.checksums)  # left in clear by an older version
         except BaseException:
             db.dispose()
             raise
         admin = Admin(
+            db,
             files,
+            content,
+            keyring,
             config.get("auth", "bcrypt_cost"),
             parse_size(config.get("users", "default_quota")),
         )
-        return cls(config, db, files, admin)
+        return cls(config, db, files, admin, content, keyring)
 
     def close(self) -> None:
         self.db.dispose()

@@ -37,6 +37,7 @@ from davdisk.auth.throttle import Attempt, LoginThrottled, Throttle, client_ip
 from davdisk.crypto.passwords import check_password, hash_password
 from davdisk.dav import wsgidav_compat
 from davdisk.files.api import Actor, Files
+from davdisk.meta.db import Database
 from davdisk.request_context import context
 
 logger = logging.getLogger(__name__)
@@ -44,12 +45,19 @@ logger = logging.getLogger(__name__)
 
 class Authenticator:
     def __init__(
-        self, files: Files, *, cost: int, cache_seconds: float, realm: str, throttle: Throttle
+        self,
+        files: Files,
+        db: Database,
+        *,
+        cost: int,
+        cache_seconds: float,
+        realm: str,
+        throttle: Throttle,
     ) -> None:
         self.files = files
         self.realm = realm
         self.throttle = throttle
-        self.tokens = AppTokens(files.db)
+        self.tokens = AppTokens(db)
         self._cache = CredentialCache(cache_seconds)
         # Same cost as real hashes, so unknown names take as long as wrong passwords.
         self._dummy_hash = hash_password("davdisk-dummy-password", cost)

@@ -62,9 +62,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
                 f"master key {report.new_key_id} and the old key is gone (back this one up)"
             )
             return 0
-        files = services.files
         if args.key_command == "rotate-user":
-            user_id, version = rotation.rotate_user_key(files, args.name)
+            user_id, version = rotation.rotate_user_key(services.db, services.keyring, args.name)
             print(f"user {args.name!r} now writes with key version {version}")
             if not args.reencrypt:
                 return 0
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
             if user is None:
                 raise NotFound(f"user {args.name!r}")
             user_id = user.id
-        result = rotation.Reencryption(files, user_id).run()
+        result = rotation.Reencryption(services.content, services.keyring, user_id).run()
         print(
             f"re-encrypted {result.rewritten} blobs ({result.bytes} bytes) of {args.name!r} "
             f"with key version {result.version}"

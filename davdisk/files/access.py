@@ -1,6 +1,6 @@
 """Who may do what: the one access-control decision of davdisk.
 
-Every operation of the files API asks :meth:`Access.allowed` (through ``Files._allow``) before it
+Every operation of the files API asks :meth:`Access.allowed` (through :func:`allow`) before it
 touches a node; no other code compares owners. A node is reachable by its owner, by a user it is
 shared with (a share on it or on a folder above it), or through a public link (a share with a
 token, on it or above it). What each may do:
@@ -33,6 +33,7 @@ from sqlalchemy import Connection
 
 from davdisk.errors import Forbidden
 from davdisk.meta import store
+from davdisk.meta.db import Database
 from davdisk.meta.store import Entry, ShareRow
 
 Action = Literal["find", "read", "create", "write", "delete", "lock", "share"]
@@ -99,3 +100,29 @@ def require(conn: Connection, actor: Actor, entry: Entry, action: Action) -> Non
         ok = Access.allowed(conn, actor, entry, action)
     if not ok:
         raise Forbidden(f"{action} not allowed")
+
+
+def allow(
+    db: Database, actor: Actor, entry: Entry, action: Action, conn: Connection | None = None
+) -> None:
+    """The access-control choke point of the files API: raise Forbidden unless ``actor`` may
+    do ``action`` on ``entry``. Inside a transaction (``conn``) a link's row is read again
+    (see :func:`require`)."""
+    if owns(actor, entry):
+        return  # the common case needs no query
+    if conn is not None:
+        require(conn, actor, entry, action)
+        return
+    with db.read() as c:
+        ok = Access.allowed(c, actor, entry, action)
+    if not ok:
+        raise Forbidden(f"{action} not allowed")
+
+
+def allowed(db: Database, actor: Actor, entry: Entry, action: Action) -> bool:
+    """Whether ``actor`` may do ``action`` on ``entry`` (for faces that show permissions)."""
+    try:
+        allow(db, actor, entry, action)
+    except Forbidden:
+        return False
+    return True

@@ -10,13 +10,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
-
 from davdisk.crypto.passwords import MIN_PASSWORD_LENGTH, hash_password
 from davdisk.errors import AlreadyExists, InvalidName, NotFound, UsageError
 from davdisk.files.api import Files
+from davdisk.files.content import Content
+from davdisk.files.keyring import Keyring
 from davdisk.files.revocation import revoke
 from davdisk.meta import store
+from davdisk.meta.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,22 @@ class GcReport:
 
 
 class Admin:
-    def __init__(self, files: Files, bcrypt_cost: int = 12, default_quota: int = 0) -> None:
+    """Users and garbage collection. ``content`` (the one owner of blobs) and ``keyring`` are
+    the parts of the files layer it works with; fsck (files/fsck.py) uses them through it."""
+
+    def __init__(
+        self,
+        db: Database,
+        files: Files,
+        content: Content,
+        keyring: Keyring,
+        bcrypt_cost: int = 12,
+        default_quota: int = 0,
+    ) -> None:
+        self.db = db
         self.files = files
-        self.db = files.db
+        self.content = content
+        self.keyring = keyring
         self.bcrypt_cost = bcrypt_cost
         self.default_quota = default_quota
 
@@ -80,16 +94,13 @@ class Admin:
         check_user_name(name)
         check_password_policy(password)
         hashed = hash_password(password, self.bcrypt_cost)
-        try:
-            with self.db.write() as conn:
-                if store.get_user(conn, name) is not None:
-                    raise AlreadyExists(f"user {name!r}")
-                user = store.create_user(conn, name, hashed)
-                self.files.keyring.create_user_key(conn, user.id)
-                if self.default_quota:
-                    store.set_quota(conn, user.id, self.default_quota)
-        except SAIntegrityError:
-            raise AlreadyExists(f"user {name!r}") from None
+        with self.db.write() as conn:
+            if store.get_user(conn, name) is not None:
+                raise AlreadyExists(f"user {name!r}")
+            user = store.create_user(conn, name, hashed)  # AlreadyExists if one came first
+            self.keyring.create_user_key(conn, user.id)
+            if self.default_quota:
+                store.set_quota(conn, user.id, self.default_quota)
 
     def set_password(self, name: str, password: str) -> None:
         check_password_policy(password)
@@ -109,9 +120,10 @@ class Admin:
             # What they received and what they shared on of others' items go with them, and
             # so does what was made through that (their own items' shares go with the items).
             revoke(conn, store.shares_to(conn, user.id) + store.shares_made_by(conn, user.id))
-            blob_ids = store.delete_user(conn, user.id)
-        self.files.keyring.forget(user.id)
-        return self.files.content.remove_all(blob_ids)
+            blob_ids = self.content.drop_owner(conn, user.id)
+            store.delete_user(conn, user.id)
+        self.keyring.forget(user.id)
+        return self.content.remove_all(blob_ids)
 
     def list_users(self) -> list[UserSummary]:
         with self.db.read() as conn:
@@ -139,4 +151,4 @@ class Admin:
             stale = store.stale_staged_copies(conn, time.time() - min_age)
         for top in stale:  # before the blobs: their rows may hold the last use of some
             self.files.drop_staged_copy(top)
-        return GcReport(*self.files.content.collect(min_age))
+        return GcReport(*self.content.collect(min_age))

@@ -9,24 +9,30 @@ uses any more. Blob rows are dropped in the transaction that makes them unused; 
 follow after the commit (:meth:`Content.remove`), so a crash in between leaves only garbage
 for ``davdisk gc`` (:meth:`Content.collect`), never a node without its blob. Versions and trash
 hook in here: they decide to keep a replaced blob instead of dropping it.
+
+It is also the only way to the blob store: readers open a node's blob here, uploads and key
+rotation store new blobs here, and fsck asks here which blobs exist and who uses them. Nothing
+outside files/ sees a blob id.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 from sqlalchemy import Connection
 
-from davdisk.blobs.base import BlobStore
+from davdisk.blobs.base import BlobInfo, BlobStore, BlobUpload
 from davdisk.errors import AlreadyExists, Conflict, DavdiskError
 from davdisk.files import quota
 from davdisk.files.access import Actor, require
 from davdisk.files.guard import NO_GUARD, WriteGuard
-from davdisk.meta import store
+from davdisk.meta import checks, rotation_queries, store
 from davdisk.meta.db import Database
 from davdisk.meta.store import Entry
 
@@ -57,11 +63,45 @@ class NewContent:
 
 
 class Content:
-    """Thread-safe; one per application, owned by ``Files``."""
+    """Thread-safe; one per application (services.py wires it into ``Files``, ``Admin`` and
+    key rotation)."""
 
     def __init__(self, db: Database, blobs: BlobStore) -> None:
         self.db = db
         self.blobs = blobs
+
+    # --- the blob store ----------------------------------------------------------------------
+
+    def open(self, blob_id: str) -> BinaryIO:
+        """The stored (encrypted) bytes of a blob; FileNotFoundError if it is gone."""
+        return self.blobs.open(blob_id)
+
+    def new_blob(self, blob_id: str) -> BlobUpload:
+        """Start storing a blob; no node points at it until :meth:`commit` or :meth:`swap`."""
+        return self.blobs.upload(blob_id)
+
+    def free_bytes(self) -> int | None:
+        return self.blobs.free_bytes()
+
+    def stored(self) -> Iterator[BlobInfo]:
+        """Every blob file of the store (for fsck)."""
+        return self.blobs.iter_blobs()
+
+    def temp_uploads(self) -> list[BlobInfo]:
+        """Upload temp files of a local blob store (other stores expire theirs themselves)."""
+        tmp = getattr(self.blobs, "tmp_dir", None)
+        if tmp is None or not os.path.isdir(tmp):
+            return []
+        found = []
+        for entry in os.scandir(tmp):
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue  # finished or aborted meanwhile
+            found.append(BlobInfo(entry.name, st.st_size, st.st_mtime))
+        return found
 
     # --- new content from an upload ----------------------------------------------------------
 
@@ -222,7 +262,20 @@ class Content:
         rows of a staged copy); return the blobs now unused."""
         return store.drop_unreferenced_blobs(conn, store.delete_rows(conn, ids))
 
+    @staticmethod
+    def drop_owner(conn: Connection, owner_id: int) -> list[str]:
+        """Delete every node and blob row of an owner (a user being deleted); return the blobs,
+        for :meth:`remove_all` after the commit."""
+        return store.delete_owner_content(conn, owner_id)
+
     # --- key rotation ------------------------------------------------------------------------
+
+    def on_older_keys(self, owner_id: int) -> list[Any]:
+        """(id, node_id, key_version, size_plain) of the owner's blobs under an older key
+        version than their newest that a node uses (unused ones are garbage for gc, not worth
+        rewriting), oldest first."""
+        with self.db.read() as conn:
+            return rotation_queries.used_blobs_on_older_keys(conn, owner_id)
 
     def swap(
         self,
@@ -265,6 +318,27 @@ class Content:
         may have replaced it meanwhile)."""
         with self.db.read() as conn:
             return store.blob_in_use(conn, blob_id)
+
+    def where_used(self, blob_id: str) -> str:
+        """``owner:/path`` of a node using the blob (and how many more), against a fresh
+        snapshot, for messages."""
+        with self.db.read() as conn:
+            found = checks.blob_users(conn, blob_id)
+            if not found:
+                return f"blob {blob_id}"
+            path = "/" + "/".join(store.node_names(conn, found[0][0]))
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        return f"{found[0][1]}:{path}{more}"
+
+    @staticmethod
+    def files_with_blobs(conn: Connection) -> list[Any]:
+        """Every live file with the blob row it points at (see meta/checks.py)."""
+        return checks.file_blob_rows(conn)
+
+    def blob_rows(self) -> tuple[set[str], list[str]]:
+        """(every blob row, the rows no node points at), in one snapshot."""
+        with self.db.read() as conn:
+            return set(store.all_blob_rows(conn)), store.unreferenced_blob_ids(conn)
 
     def remove(self, blob_ids: Iterable[str]) -> None:
         """Delete blob files whose rows are gone; a crash here leaves work for ``gc``."""

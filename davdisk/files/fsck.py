@@ -8,7 +8,7 @@ Checks, cheapest first:
 - every user key unwraps under the master key its row names;
 - every file's node points at a blob row of the same owner and plaintext size (or, when empty,
   at none), and ``users.used_bytes`` equals the bytes of the files they own (the sum
-  ``files/api.py`` charges: ``nodes.size`` of live files, copies counted each);
+  files/quota.py charges: ``nodes.size`` of live files, copies counted each);
 - every referenced blob has a file of exactly ``size_cipher`` bytes whose DAVENC header parses,
   names that blob and key version and verifies (HMAC) under the owner's key; with ``deep`` every
   segment is decrypted and verified too (streaming, one segment buffer) and the plaintext length
@@ -29,30 +29,20 @@ missing or orphaned is checked again against a fresh snapshot before it is repor
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, func, select, update
-
-from davdisk.blobs.base import BlobInfo, BlobStore
+from davdisk.blobs.base import BlobInfo
 from davdisk.crypto.envelope import SEGMENT_SIZE, EnvelopeReader
 from davdisk.errors import DavdiskError
 from davdisk.files.admin import Admin
-from davdisk.files.keyring import user_keys
-from davdisk.meta import store
+from davdisk.meta import checks
 from davdisk.meta.db import Database
-from davdisk.meta.models import Blob, Node, Property, User
 from davdisk.progress import Progress
 
 logger = logging.getLogger(__name__)
-
-blobs = cast(Table, Blob.__table__)
-nodes = cast(Table, Node.__table__)
-users = cast(Table, User.__table__)
-props = cast(Table, Property.__table__)
 
 ERROR, FIXABLE, WARNING = "error", "fixable", "warning"
 
@@ -132,38 +122,6 @@ def check_database(db: Database) -> FsckReport:
     return report
 
 
-def where_used(conn: Connection, blob_id: str) -> str:
-    """``owner:/path`` of a node using the blob (and how many more), for messages."""
-    rows = conn.execute(
-        select(nodes.c.id, users.c.name)
-        .join(users, users.c.id == nodes.c.owner_id)
-        .where(nodes.c.current_blob_id == blob_id)
-        .order_by(nodes.c.id)
-    ).all()
-    if not rows:
-        return f"blob {blob_id}"
-    path = "/" + "/".join(store.node_names(conn, rows[0].id))
-    more = f" (and {len(rows) - 1} more)" if len(rows) > 1 else ""
-    return f"{rows[0].name}:{path}{more}"
-
-
-def _temp_uploads(blob_store: BlobStore) -> list[BlobInfo]:
-    """Upload temp files of a local blob store (other stores expire theirs themselves)."""
-    tmp = getattr(blob_store, "tmp_dir", None)
-    if tmp is None or not os.path.isdir(tmp):
-        return []
-    found = []
-    for entry in os.scandir(tmp):
-        if not entry.is_file(follow_symlinks=False):
-            continue
-        try:
-            st = entry.stat()
-        except FileNotFoundError:
-            continue  # finished or aborted meanwhile
-        found.append(BlobInfo(entry.name, st.st_size, st.st_mtime))
-    return found
-
-
 @dataclass(frozen=True)
 class _BlobRow:
     id: str
@@ -183,8 +141,9 @@ class Fsck:
         progress: ProgressFactory = default_progress,
     ) -> None:
         self.admin = admin
-        self.files = admin.files
         self.db = admin.db
+        self.content = admin.content  # the blob store, and which blobs are used, only through it
+        self.keyring = admin.keyring
         self.deep = deep
         self.min_age = min_age
         self.progress = progress
@@ -223,16 +182,12 @@ class Fsck:
 
     def _check_keys(self, report: FsckReport) -> None:
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(user_keys.c.user_id, user_keys.c.version, users.c.name)
-                .join(users, users.c.id == user_keys.c.user_id)
-                .order_by(user_keys.c.user_id, user_keys.c.version)
-            ).all()
-            report.users = conn.scalar(select(func.count()).select_from(users)) or 0
+            rows = checks.key_rows(conn)
+            report.users = checks.user_count(conn)
         report.keys = len(rows)
         for r in rows:
             try:
-                self.files.keyring.key(r.user_id, r.version)
+                self.keyring.key(r.user_id, r.version)
             except DavdiskError as e:
                 report.findings.append(
                     Finding(ERROR, "bad-user-key", f"user {r.name} version {r.version}", e.message)
@@ -242,29 +197,14 @@ class Fsck:
 
     def _check_nodes(self, report: FsckReport) -> dict[str, _BlobRow]:
         """Node -> blob row consistency; returns the referenced blob rows by id."""
-        joined = nodes.outerjoin(blobs, blobs.c.id == nodes.c.current_blob_id)
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(
-                    nodes.c.id,
-                    nodes.c.owner_id,
-                    nodes.c.size,
-                    nodes.c.current_blob_id,
-                    blobs.c.id.label("row_id"),
-                    blobs.c.owner_id.label("blob_owner"),
-                    blobs.c.key_version,
-                    blobs.c.size_plain,
-                    blobs.c.size_cipher,
-                )
-                .select_from(joined)
-                .where(nodes.c.is_dir.is_(False), nodes.c.deleted_at.is_(None))
-            ).all()
+            rows = self.content.files_with_blobs(conn)
             referenced: dict[str, _BlobRow] = {}
             for r in rows:
                 problem = self._node_problem(r)
                 if problem:
                     kind, detail = problem
-                    where = self._owner_path(conn, r.id)
+                    where = checks.owner_path(conn, r.id)
                     report.findings.append(Finding(ERROR, kind, where, detail))
                 if r.row_id is not None:
                     referenced[r.row_id] = _BlobRow(
@@ -286,28 +226,18 @@ class Fsck:
             return "size-mismatch", f"file is {r.size} bytes, blob {blob_id} holds {r.size_plain}"
         return None
 
-    @staticmethod
-    def _owner_path(conn: Connection, node_id: int) -> str:
-        owner = conn.scalar(
-            select(users.c.name)
-            .join(nodes, nodes.c.owner_id == users.c.id)
-            .where(nodes.c.id == node_id)
-        )
-        return f"{owner}:/" + "/".join(store.node_names(conn, node_id))
-
     # --- blob contents -------------------------------------------------------------------------
 
     def _check_blobs(self, report: FsckReport, referenced: dict[str, _BlobRow]) -> None:
-        on_disk = {b.id: b for b in self.files.blobs.iter_blobs()}
+        on_disk = {b.id: b for b in self.content.stored()}
         label = "fsck --deep" if self.deep else "fsck"
         with self.progress(label, len(referenced), "blobs") as bar:
             for row in referenced.values():
                 problem = self._blob_problem(row, on_disk.get(row.id))
                 # Against a fresh snapshot: a concurrent write may have replaced the blob.
-                if problem and self.files.content.in_use(row.id):
+                if problem and self.content.in_use(row.id):
                     kind, detail = problem
-                    with self.db.read() as conn:
-                        where = where_used(conn, row.id)
+                    where = self.content.where_used(row.id)
                     if row.id not in detail:  # integrity errors name the blob themselves
                         detail = f"blob {row.id}: {detail}"
                     report.findings.append(Finding(ERROR, kind, where, detail))
@@ -322,13 +252,13 @@ class Fsck:
         if info.size != row.size_cipher:
             return "corrupt-blob", f"file is {info.size} bytes, expected {row.size_cipher}"
         try:
-            src = self.files.blobs.open(row.id)
+            src = self.content.open(row.id)
         except FileNotFoundError:
             return "missing-blob", "no blob file"
         try:
             reader = EnvelopeReader(
                 src,
-                key_for_version=lambda v: self.files.keyring.key(row.owner_id, v),
+                key_for_version=lambda v: self.keyring.key(row.owner_id, v),
                 user_id=row.owner_id,
                 blob_id=bytes.fromhex(row.id),
                 expected_plain_size=row.size_plain,
@@ -362,23 +292,20 @@ class Fsck:
 
     def _check_garbage(self, report: FsckReport) -> None:
         now = time.time()
-        with self.db.read() as conn:
-            known = set(store.all_blob_rows(conn))
-            dead_rows = store.unreferenced_blob_ids(conn)
+        known, dead_rows = self.content.blob_rows()
         for blob_id in sorted(dead_rows):
             report.findings.append(
                 Finding(FIXABLE, "unreferenced-blob-row", f"blob {blob_id}", "no file points at it")
             )
         # Listed after the snapshot, so a file newer than it may look orphaned: ask again.
-        unknown = [b for b in self.files.blobs.iter_blobs() if b.id not in known]
+        unknown = [b for b in self.content.stored() if b.id not in known]
         if unknown:
-            with self.db.read() as conn:
-                known = set(store.all_blob_rows(conn))
+            known = self.content.blob_rows()[0]
         for info in sorted(unknown, key=lambda b: b.id):
             if info.id in known:
                 continue
             self._aged(report, now, info, "orphan-file", f"blob {info.id}", "no database row")
-        for info in sorted(_temp_uploads(self.files.blobs), key=lambda b: b.id):
+        for info in sorted(self.content.temp_uploads(), key=lambda b: b.id):
             self._aged(report, now, info, "stale-temp-file", f"tmp/{info.id}", "upload leftover")
 
     def _aged(
@@ -396,54 +323,24 @@ class Fsck:
 
     # --- usage ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _usage_sum() -> Any:
-        """What a user is charged: their files' bytes and their dead properties' (see
-        files/deadprops.py)."""
-        files = (
-            select(func.coalesce(func.sum(nodes.c.size), 0))
-            .where(
-                nodes.c.owner_id == users.c.id,
-                nodes.c.is_dir.is_(False),
-                nodes.c.deleted_at.is_(None),
-            )
-            .scalar_subquery()
-        )
-        properties = (
-            select(func.coalesce(func.sum(props.c.size), 0))
-            .select_from(props.join(nodes, nodes.c.id == props.c.node_id))
-            .where(nodes.c.owner_id == users.c.id, nodes.c.deleted_at.is_(None))
-            .scalar_subquery()
-        )
-        return files + properties
-
     def _check_usage(self, report: FsckReport) -> None:
-        total = self._usage_sum()
         with self.db.read() as conn:  # one snapshot: a concurrent write changes both or neither
-            rows = conn.execute(
-                select(users.c.name, users.c.used_bytes, total.label("actual")).order_by(
-                    users.c.name
-                )
-            ).all()
-        for r in rows:
-            if r.used_bytes != r.actual:
+            rows = checks.usage(conn)
+        for name, used_bytes, actual in rows:
+            if used_bytes != actual:
                 report.findings.append(
                     Finding(
                         FIXABLE,
                         "quota-drift",
-                        f"user {r.name}",
-                        f"used_bytes is {r.used_bytes}, the files take {r.actual}",
+                        f"user {name}",
+                        f"used_bytes is {used_bytes}, the files take {actual}",
                     )
                 )
 
     def recompute_usage(self) -> int:
         """Set every user's used_bytes to what their files take; returns how many changed."""
-        total = self._usage_sum()
         with self.db.write() as conn:
-            result = conn.execute(
-                update(users).where(users.c.used_bytes != total).values(used_bytes=total)
-            )
-        return int(result.rowcount or 0)
+            return checks.recompute_usage(conn)
 
 
 _GARBAGE_WARNINGS = {"orphan-file": "recent-file", "stale-temp-file": "recent-temp-file"}

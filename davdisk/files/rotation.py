@@ -31,24 +31,17 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
-
-from sqlalchemy import Table, func, select, update
 
 from davdisk.crypto import keys
 from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter
 from davdisk.errors import Conflict, DavdiskError, KeyMaterialError, NotFound
-from davdisk.files.api import Files
-from davdisk.files.keyring import serialise_key_changes, user_keys
-from davdisk.meta import store
+from davdisk.files.content import Content
+from davdisk.files.keyring import Keyring, serialise_key_changes
+from davdisk.meta import rotation_queries, store
 from davdisk.meta.db import Database
-from davdisk.meta.models import Blob, Node
 from davdisk.progress import Progress
 
 logger = logging.getLogger(__name__)
-
-blobs = cast(Table, Blob.__table__)
-nodes = cast(Table, Node.__table__)
 
 _COPY_BUFFER = 1 << 20
 _MAX_PASSES = 5  # passes over what is left; more only if writers keep adding old-version rows
@@ -111,37 +104,28 @@ class MasterKeyRotation:
     def pending(self) -> list[tuple[int, int]]:
         """(user id, version) of every row not yet wrapped under the new key."""
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(user_keys.c.user_id, user_keys.c.version)
-                .where(user_keys.c.master_key_id != self.new_id)
-                .order_by(user_keys.c.user_id, user_keys.c.version)
-            ).all()
-        return [(r.user_id, r.version) for r in rows]
+            return rotation_queries.keys_not_under(conn, self.new_id)
 
     def rewrap(self, user_id: int, version: int) -> bool:
         """Rewrap one row under the new key (its own transaction); False if already done."""
         assert self.masters is not None, "start() first"
         with self.db.write() as conn:
             serialise_key_changes(self.db, conn)
-            row = conn.execute(
-                select(user_keys.c.wrapped_key, user_keys.c.master_key_id).where(
-                    user_keys.c.user_id == user_id, user_keys.c.version == version
-                )
-            ).first()
-            if row is None or row.master_key_id == self.new_id:
+            row = rotation_queries.wrapped_key(conn, user_id, version)
+            if row is None or row[1] == self.new_id:
                 return False  # the user was removed, or this row is done
-            old = self.masters.get(row.master_key_id)
+            wrapped_key, master_id = row
+            old = self.masters.get(master_id)
             wrapped = keys.rewrap_user_key(
-                old, self.new_key, row.wrapped_key, user_id=user_id, version=version
+                old, self.new_key, wrapped_key, user_id=user_id, version=version
             )
-            conn.execute(
-                update(user_keys)
-                .where(
-                    user_keys.c.user_id == user_id,
-                    user_keys.c.version == version,
-                    user_keys.c.master_key_id == row.master_key_id,
-                )
-                .values(wrapped_key=wrapped, master_key_id=self.new_id)
+            rotation_queries.rewrap(
+                conn,
+                user_id,
+                version,
+                old_master_id=master_id,
+                wrapped=wrapped,
+                new_master_id=self.new_id,
             )
         return True
 
@@ -149,12 +133,7 @@ class MasterKeyRotation:
         """If every row is under the new key, make it the key file; False if rows are left."""
         with self.db.write() as conn:
             serialise_key_changes(self.db, conn)
-            left = conn.scalar(
-                select(func.count())
-                .select_from(user_keys)
-                .where(user_keys.c.master_key_id != self.new_id)
-            )
-            if left:
+            if rotation_queries.count_keys_not_under(conn, self.new_id):
                 return False
             keys.replace_key_file(self.pending_file, self.key_file)
         return True
@@ -188,13 +167,13 @@ class MasterKeyRotation:
 # --- user keys -------------------------------------------------------------------------------
 
 
-def rotate_user_key(files: Files, name: str) -> tuple[int, int]:
+def rotate_user_key(db: Database, keyring: Keyring, name: str) -> tuple[int, int]:
     """Give user ``name`` a new key version; returns (user id, new version)."""
-    with files.db.write() as conn:
+    with db.write() as conn:
         user = store.get_user(conn, name)
         if user is None:
             raise NotFound(f"user {name!r}")
-        version = files.keyring.add_version(conn, user.id)
+        version = keyring.add_version(conn, user.id)
     return user.id, version
 
 
@@ -225,40 +204,31 @@ class ReencryptReport:
 class Reencryption:
     """Rewrite every blob of one user that is under an older key version with the newest."""
 
-    def __init__(self, files: Files, user_id: int) -> None:
-        self.files = files
+    def __init__(self, content: Content, keyring: Keyring, user_id: int) -> None:
+        """``content``: the blob store and which blobs are used, only through it."""
+        self.content = content
+        self.keyring = keyring
         self.user_id = user_id
 
     def pending(self) -> list[OldBlob]:
         """Blobs of the user under an older version than the newest that a node points at
         (unreferenced ones are garbage for gc, not worth rewriting)."""
-        with self.files.db.read() as conn:
-            newest = conn.scalar(
-                select(func.max(user_keys.c.version)).where(user_keys.c.user_id == self.user_id)
-            )
-            if newest is None:
-                return []
-            used = select(nodes.c.id).where(nodes.c.current_blob_id == blobs.c.id).exists()
-            rows = conn.execute(
-                select(blobs.c.id, blobs.c.node_id, blobs.c.key_version, blobs.c.size_plain)
-                .where(blobs.c.owner_id == self.user_id, blobs.c.key_version < newest, used)
-                .order_by(blobs.c.created_at)
-            ).all()
+        rows = self.content.on_older_keys(self.user_id)
         return [OldBlob(r.id, r.node_id, r.key_version, r.size_plain) for r in rows]
 
     def rewrite(self, old: OldBlob) -> NewBlob:
         """Decrypt ``old`` and encrypt it under the newest version into a new, committed blob
         that nothing points at yet. Memory stays at one buffer whatever the size."""
-        version, key = self.files.keyring.current(self.user_id)
+        version, key = self.keyring.current(self.user_id)
         new_id = secrets.token_hex(16)
         reader = EnvelopeReader(
-            self.files.blobs.open(old.id),
-            key_for_version=lambda v: self.files.keyring.key(self.user_id, v),
+            self.content.open(old.id),
+            key_for_version=lambda v: self.keyring.key(self.user_id, v),
             user_id=self.user_id,
             blob_id=bytes.fromhex(old.id),
             expected_plain_size=old.size_plain,
         )
-        with reader, self.files.blobs.upload(new_id) as upload:
+        with reader, self.content.new_blob(new_id) as upload:
             writer = EnvelopeWriter(
                 upload.file,
                 user_key=key,
@@ -278,7 +248,7 @@ class Reencryption:
         """Point every node still on ``old`` at ``new`` in one short transaction and drop the
         old row; then remove the file no longer needed. False (and ``new`` removed) if no node
         points at ``old`` any more: a concurrent write replaced or deleted it."""
-        return self.files.content.swap(
+        return self.content.swap(
             old.id,
             new.id,
             owner_id=self.user_id,
@@ -291,7 +261,7 @@ class Reencryption:
     def run(self, progress: ProgressFactory = default_progress) -> ReencryptReport:
         """Rewrite everything pending, in passes until nothing is left (uploads that began
         before the new version existed may still land with the old one during a pass)."""
-        report = ReencryptReport(self.files.keyring.current(self.user_id)[0])
+        report = ReencryptReport(self.keyring.current(self.user_id)[0])
         failed_ids: set[str] = set()
         for _ in range(_MAX_PASSES):
             todo = [b for b in self.pending() if b.id not in failed_ids]
@@ -307,7 +277,7 @@ class Reencryption:
         try:
             new = self.rewrite(old)
         except (DavdiskError, OSError) as e:
-            if not self.files.content.in_use(old.id):
+            if not self.content.in_use(old.id):
                 report.skipped += 1  # removed while we read it: nothing to do
                 return
             failed_ids.add(old.id)

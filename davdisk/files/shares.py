@@ -21,6 +21,7 @@ from davdisk.files.access import Actor
 from davdisk.files.api import Files
 from davdisk.files.revocation import revoke, settle
 from davdisk.meta import store
+from davdisk.meta.db import Database
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -65,9 +66,9 @@ class ShareInfo:
 
 
 class Shares:
-    def __init__(self, files: Files, bcrypt_cost: int = 12) -> None:
+    def __init__(self, db: Database, files: Files, bcrypt_cost: int = 12) -> None:
+        self.db = db
         self.files = files
-        self.db = files.db
         self.bcrypt_cost = bcrypt_cost
 
     def _actor(self, name: str) -> Actor:
@@ -82,7 +83,7 @@ class Shares:
             raise NotFound(f"{path!r} in the files of {actor.name!r}")
         if entry.parent_id is None:
             raise Forbidden("a home folder cannot be shared; share a folder in it")
-        if not self.files._allowed(actor, entry, "share"):
+        if not self.files.may(actor, entry, "share"):
             raise Forbidden(f"{actor.name!r} may not share {path!r}")
         return entry
 
@@ -96,7 +97,7 @@ class Shares:
         entry = self._shareable(actor, path)
         if target.id in (actor.id, entry.owner_id):
             raise UsageError("an item cannot be shared with its own owner")
-        if write and not self.files._allowed(actor, entry, "write"):
+        if write and not self.files.may(actor, entry, "write"):
             raise Forbidden(f"{sharer!r} may not grant write access to {path!r}")
         with self.db.write() as conn:
             existing = store.user_shares_of(conn, entry.id, target.id)
@@ -155,7 +156,7 @@ class Shares:
         option = "--upload" if upload else "--file-drop"
         actor = self._actor(sharer)
         entry = self._shareable(actor, path)
-        if (upload or file_drop) and not self.files._allowed(actor, entry, "write"):
+        if (upload or file_drop) and not self.files.may(actor, entry, "write"):
             raise Forbidden(f"{sharer!r} may not allow uploads to {path!r}")
         if (upload or file_drop) and not entry.is_dir:
             raise UsageError(f"{option} needs a folder")

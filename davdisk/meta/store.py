@@ -33,9 +33,10 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from davdisk import lockkeys
-from davdisk.errors import IntegrityError
+from davdisk.errors import AlreadyExists, IntegrityError
 from davdisk.meta.db import Database
 from davdisk.meta.models import (
     AppToken,
@@ -210,17 +211,22 @@ def list_users(conn: Connection) -> list[tuple[UserRow, int]]:
 
 
 def create_user(conn: Connection, name: str, password_hash: str) -> UserRow:
+    """A new user with an empty home; AlreadyExists if the name is taken (also by a writer
+    that got there first, which PostgreSQL lets both check for and then refuses here)."""
     now = time.time()
-    user_id = conn.execute(
-        insert(users).values(
-            name=name,
-            password_hash=password_hash,
-            created_at=now,
-            disabled=False,
-            quota_bytes=0,
-            used_bytes=0,
-        )
-    ).inserted_primary_key[0]  # type: ignore[index]
+    try:
+        user_id = conn.execute(
+            insert(users).values(
+                name=name,
+                password_hash=password_hash,
+                created_at=now,
+                disabled=False,
+                quota_bytes=0,
+                used_bytes=0,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+    except SAIntegrityError:
+        raise AlreadyExists(f"user {name!r}") from None
     root_id = conn.execute(
         insert(nodes).values(
             owner_id=user_id,
@@ -243,9 +249,18 @@ def set_password_hash(conn: Connection, user_id: int, password_hash: str) -> Non
     conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
 
 
-def delete_user(conn: Connection, user_id: int) -> list[str]:
-    """Remove a user with their nodes, properties, keys and WebDAV locks; return their blob
-    ids."""
+def delete_owner_content(conn: Connection, owner_id: int) -> list[str]:
+    """Delete every node (with its properties) and blob row of an owner; return the blob ids,
+    whose files are then the caller's to remove (files/content.py, ``Content.drop_owner``)."""
+    blob_ids = list(conn.scalars(select(blobs.c.id).where(blobs.c.owner_id == owner_id)))
+    conn.execute(delete(nodes).where(nodes.c.owner_id == owner_id))
+    conn.execute(delete(blobs).where(blobs.c.owner_id == owner_id))
+    return blob_ids
+
+
+def delete_user(conn: Connection, user_id: int) -> None:
+    """Remove a user with their keys and WebDAV locks; their content goes first
+    (:func:`delete_owner_content`)."""
     name = conn.scalar(select(users.c.name).where(users.c.id == user_id))
     # Locks are held by principal, the user name: left behind, a grantee's locks kept the
     # owner out of their own files, and whoever was given the name next could use them.
@@ -258,12 +273,8 @@ def delete_user(conn: Connection, user_id: int) -> list[str]:
             | (func.substr(locks.c.root, 1, len(home) + 1) == home + "/")
         )
     )
-    blob_ids = list(conn.scalars(select(blobs.c.id).where(blobs.c.owner_id == user_id)))
-    conn.execute(delete(nodes).where(nodes.c.owner_id == user_id))
-    conn.execute(delete(blobs).where(blobs.c.owner_id == user_id))
     conn.execute(delete(user_keys).where(user_keys.c.user_id == user_id))
     conn.execute(delete(users).where(users.c.id == user_id))
-    return blob_ids
 
 
 _ADD_USED_BYTES = (
@@ -556,7 +567,7 @@ def _copy_row(conn: Connection, src: Entry, parent_id: int, name: str, now: floa
 # --- staged copies ---------------------------------------------------------------------------
 # A big COPY is built in batches, each its own short write transaction, in rows nobody sees
 # (``deleted_at`` holds the negated start time of the copy: no live lookup finds them), then
-# attached in one short transaction (files/api.py, Files._staged_copy).
+# attached in one short transaction (files/copymove.py, CopyMove._staged_copy).
 
 _COPY_COLS = [
     c.name for c in nodes.columns if c.name not in ("id", "parent_id", "ctime", "deleted_at")

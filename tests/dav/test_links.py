@@ -13,7 +13,7 @@ from tests.dav.conftest import Client
 
 @pytest.fixture
 def shares(services: Services) -> Shares:
-    return Shares(services.files, 4)
+    return Shares(services.db, services.files, 4)
 
 
 def _basic(password: str) -> str:

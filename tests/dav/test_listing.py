@@ -213,7 +213,7 @@ def tree(alice: Client, bob: Client, anon: Client, services: Services) -> Tree:
     # Quotas well below the disk's free space, so quota-available-bytes is the same each time.
     services.admin.set_quota("alice", 50 << 20)
     services.admin.set_quota("bob", 40 << 20)
-    shares = Shares(services.files, 4)
+    shares = Shares(services.db, services.files, 4)
 
     assert alice.mkcol("/dav/f/").status == 201
     assert alice.put("/dav/f/plain.txt", b"hello").status == 201

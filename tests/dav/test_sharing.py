@@ -16,7 +16,7 @@ LOCK_BODY = b"""<?xml version="1.0" encoding="utf-8"?>
 
 @pytest.fixture
 def shares(services: Services) -> Shares:
-    return Shares(services.files, 4)
+    return Shares(services.db, services.files, 4)
 
 
 def test_read_only_and_read_write_grantees(

@@ -156,7 +156,7 @@ def add_many_users(data_dir: Path, count: int) -> None:
         with svc.db.write() as conn:
             for i in range(count):
                 user = store.create_user(conn, f"u{i:05d}", hashed)
-                svc.files.keyring.create_user_key(conn, user.id)
+                svc.keyring.create_user_key(conn, user.id)
     finally:
         svc.close()
 

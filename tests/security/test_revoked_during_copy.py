@@ -60,7 +60,7 @@ def test_copy_revoked_half_way_is_not_attached(server_factory: ServerFactory, th
     # last transaction, whatever the timing.
     svc = Services.open(config_mod.load(None, data_dir), create=False)
     if through == "link":
-        (share_id,) = [s.id for s in Shares(svc.files).list() if s.grantee is None]
+        (share_id,) = [s.id for s in Shares(svc.db, svc.files).list() if s.grantee is None]
     copier = threading.Thread(target=copy)
     try:
         copier.start()

@@ -102,7 +102,7 @@ def test_passwd_keeps_tokens_and_del_removes_them(svc: Services) -> None:
 
 def make_authenticator(svc: Services, free: int = 1) -> Authenticator:
     throttle = Throttle(svc.db, free_failures=free, max_seconds=60)
-    return Authenticator(svc.files, cost=4, cache_seconds=300, realm="r", throttle=throttle)
+    return Authenticator(svc.files, svc.db, cost=4, cache_seconds=300, realm="r", throttle=throttle)
 
 
 def test_login_with_passwords_and_tokens(svc: Services) -> None:

@@ -33,7 +33,7 @@ def _actor(svc: Services, name: str) -> Actor:
 
 
 def _blob_files(svc: Services) -> set[str]:
-    return {b.id for b in svc.files.blobs.iter_blobs()}
+    return {b.id for b in svc.content.stored()}
 
 
 def test_write_read_and_hashes(svc: Services) -> None:
@@ -278,7 +278,7 @@ def test_a_missing_blob_the_file_still_names_is_damage(svc: Services) -> None:
     assert home is not None
     entry = svc.files.write(alice, home, "doc.txt", b"content")
     assert entry.blob_id is not None
-    svc.files.blobs.delete(entry.blob_id)
+    svc.content.blobs.delete(entry.blob_id)
     with pytest.raises(IntegrityError, match="missing"):
         svc.files.open_current(alice, entry)
 

@@ -123,7 +123,7 @@ def test_each_kind_of_damage_is_found(svc: Services) -> None:
         conn.execute(
             update(user_keys).where(user_keys.c.user_id == bob.id).values(wrapped_key=b"\0" * 60)
         )
-    svc.files.keyring.forget(bob.id)
+    svc.keyring.forget(bob.id)
     d = entry(svc, "/docs/d.txt")
     with svc.db.write() as conn:
         store.update_node(conn, d.id, size=6)

@@ -173,3 +173,57 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
                 upward.append(f"{name} -> {target}")
     assert all(_layer(m) >= 0 for m in _graph("davdisk")), "a module in no layer"
     assert upward == []
+
+
+# Where blobs may be seen: the content owner (files/content.py) and the modules of files/ that
+# go through it, the metadata and blob stores themselves, and services.py, which wires them.
+_BLOB_KEEPERS = ("davdisk.files", "davdisk.meta", "davdisk.blobs")
+
+
+def test_nothing_outside_files_touches_blobs() -> None:
+    """Nothing outside files/ (and meta/, blobs/) imports the blob store or the content owner,
+    nor names a blob id: faces see files, not how they are stored."""
+    found = []
+    modules = _modules()
+    for name, path in modules.items():
+        if name == "davdisk.services" or any(
+            name == p or name.startswith(p + ".") for p in _BLOB_KEEPERS
+        ):
+            continue
+        for target in _imports(path, modules):
+            if target.startswith("davdisk.blobs") or target == "davdisk.files.content":
+                found.append(f"{name} imports {target}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("blob_id", "current_blob_id"):
+                found.append(f"{name}:{node.lineno} .{node.attr}")
+    assert found == []
+
+
+_FILES_INTERNALS = {"db", "blobs", "keyring", "content", "props"}
+
+
+def test_no_module_reaches_into_files() -> None:
+    """``Files`` is a facade: what a module needs (the database, the content owner, the
+    keyring) it is given, not taken out of a ``Files`` (``files.db``, ``files.keyring``...),
+    and nothing calls its private methods. Before: rotation, admin, fsck, shares and the
+    authenticator did."""
+    found = []
+    for name, path in _modules().items():
+        if name == "davdisk.files.api":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value
+            owner_name = (
+                owner.id
+                if isinstance(owner, ast.Name)
+                else owner.attr
+                if isinstance(owner, ast.Attribute)
+                else ""
+            )
+            if owner_name == "files" and (
+                node.attr in _FILES_INTERNALS or node.attr.startswith("_")
+            ):
+                found.append(f"{name}:{node.lineno} files.{node.attr}")
+    assert found == []

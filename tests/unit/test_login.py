@@ -16,7 +16,7 @@ from davdisk.services import Services
 
 def _authenticator(svc: Services) -> Authenticator:
     throttle = Throttle(svc.db, free_failures=1000, max_seconds=900)
-    return Authenticator(svc.files, cost=4, cache_seconds=60, realm="t", throttle=throttle)
+    return Authenticator(svc.files, svc.db, cost=4, cache_seconds=60, realm="t", throttle=throttle)
 
 
 def _counting_checks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:

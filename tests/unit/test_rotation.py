@@ -260,7 +260,7 @@ def blob_row(s: Services, entry: Entry) -> tuple[str, int]:
 
 
 def header_version(s: Services, blob_id: str) -> int:
-    with s.files.blobs.open(blob_id) as f:
+    with s.content.blobs.open(blob_id) as f:
         return int.from_bytes(f.read(16)[12:16], "big")
 
 
@@ -272,7 +272,7 @@ def test_new_user_key_version_takes_effect_in_a_running_process(
         before = write(server, "alice", "before.txt", b"v1 data")  # server has cached version 1
         cli = fresh(cfg)
         try:
-            assert rotate_user_key(cli.files, "alice") == (user_id(svc, "alice"), 2)
+            assert rotate_user_key(cli.db, cli.keyring, "alice") == (user_id(svc, "alice"), 2)
         finally:
             cli.close()
         after = write(server, "alice", "after.txt", b"v2 data")
@@ -300,8 +300,8 @@ def test_reencrypt_rewrites_old_blobs_and_keeps_etags(
     assert bob_home is not None
     bob_blobs = {blob_row(svc, e) for e in svc.files.children(bob, bob_home)}
 
-    uid, version = rotate_user_key(svc.files, "alice")
-    report = Reencryption(svc.files, uid).run(quiet)
+    uid, version = rotate_user_key(svc.db, svc.keyring, "alice")
+    report = Reencryption(svc.content, svc.keyring, uid).run(quiet)
 
     assert (report.version, report.rewritten, report.skipped, report.failed) == (2, 2, 0, [])
     assert report.bytes == len(expected("alice")["small.txt"]) + 3 * SEG + 123
@@ -311,24 +311,24 @@ def test_reencrypt_rewrites_old_blobs_and_keeps_etags(
         blob_id, v = blob_row(svc, e)
         assert v == version and header_version(svc, blob_id) == version
     assert blob_row(svc, copy)[0] == blob_row(svc, big)[0] != old_blob
-    assert not svc.files.blobs.exists(old_blob)
+    assert not svc.content.blobs.exists(old_blob)
     assert read(svc, "alice", "copy.bin") == expected("alice")["big.bin"]
     assert {blob_row(svc, e) for e in svc.files.children(bob, bob_home)} == bob_blobs
     assert_all_readable(svc)
-    assert Reencryption(svc.files, uid).pending() == []
+    assert Reencryption(svc.content, svc.keyring, uid).pending() == []
     assert Fsck(svc.admin, deep=True, min_age=0, progress=quiet).check().findings == []
 
 
 def test_reencrypt_leaves_a_blob_replaced_meanwhile_alone(
     cfg: config_mod.Config, svc: Services
 ) -> None:
-    uid, _ = rotate_user_key(svc.files, "alice")
-    job = Reencryption(svc.files, uid)
+    uid, _ = rotate_user_key(svc.db, svc.keyring, "alice")
+    job = Reencryption(svc.content, svc.keyring, uid)
     old = next(b for b in job.pending() if b.size_plain == 3 * SEG + 123)
     new = job.rewrite(old)
     write(svc, "alice", "big.bin", b"written by someone else meanwhile")
     assert not job.swap(old, new)
-    assert not svc.files.blobs.exists(new.id)
+    assert not svc.content.blobs.exists(new.id)
     assert read(svc, "alice", "big.bin") == b"written by someone else meanwhile"
     assert Fsck(svc.admin, min_age=0, progress=quiet).check().findings == []
 
@@ -336,8 +336,8 @@ def test_reencrypt_leaves_a_blob_replaced_meanwhile_alone(
 def test_interrupted_reencrypt_leaves_only_garbage_and_resumes(
     cfg: config_mod.Config, svc: Services
 ) -> None:
-    uid, version = rotate_user_key(svc.files, "alice")
-    job = Reencryption(svc.files, uid)
+    uid, version = rotate_user_key(svc.db, svc.keyring, "alice")
+    job = Reencryption(svc.content, svc.keyring, uid)
     first, second = job.pending()
     job.swap(first, job.rewrite(first))  # done
     orphan = job.rewrite(second)  # a crash before the swap: the new blob is referenced by none
@@ -345,9 +345,11 @@ def test_interrupted_reencrypt_leaves_only_garbage_and_resumes(
     assert [(f.severity, f.kind) for f in check.findings] == [("fixable", "orphan-file")]
     assert_all_readable(svc)
 
-    report = Reencryption(svc.files, uid).run(quiet)  # the rerun continues with what is left
+    report = Reencryption(svc.content, svc.keyring, uid).run(
+        quiet
+    )  # the rerun continues with what is left
     assert report.rewritten == 1
-    assert svc.admin.gc(0).blobs == 1 and not svc.files.blobs.exists(orphan.id)
+    assert svc.admin.gc(0).blobs == 1 and not svc.content.blobs.exists(orphan.id)
     assert Fsck(svc.admin, deep=True, min_age=0, progress=quiet).check().findings == []
     home = svc.files.resolve(actor(svc, "alice"), "/")
     assert home is not None
@@ -365,11 +367,11 @@ def test_reencrypt_reports_a_corrupt_blob_and_keeps_it(
     data[96 + 10] ^= 1  # inside the first segment: only decryption notices
     path.chmod(0o600)
     path.write_bytes(bytes(data))
-    uid, _ = rotate_user_key(svc.files, "alice")
-    report = Reencryption(svc.files, uid).run(quiet)
+    uid, _ = rotate_user_key(svc.db, svc.keyring, "alice")
+    report = Reencryption(svc.content, svc.keyring, uid).run(quiet)
     assert report.rewritten == 1 and len(report.failed) == 1
     assert big.blob_id in report.failed[0] and "segment 0" in report.failed[0]
-    assert svc.files.blobs.exists(big.blob_id)  # never deleted
+    assert svc.content.blobs.exists(big.blob_id)  # never deleted
     assert read(svc, "alice", "small.txt") == expected("alice")["small.txt"]
     assert not any(p.name.endswith(".part") for p in (cfg.blob_dir / "tmp").iterdir())
 
@@ -377,10 +379,10 @@ def test_reencrypt_reports_a_corrupt_blob_and_keeps_it(
 def test_reencrypt_memory_stays_flat(cfg: config_mod.Config, svc: Services) -> None:
     size = 24 << 20
     write(svc, "bob", "large.bin", content("bob", size))
-    uid, _ = rotate_user_key(svc.files, "bob")
+    uid, _ = rotate_user_key(svc.db, svc.keyring, "bob")
     tracemalloc.start()
     try:
-        report = Reencryption(svc.files, uid).run(quiet)
+        report = Reencryption(svc.content, svc.keyring, uid).run(quiet)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

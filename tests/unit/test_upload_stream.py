@@ -41,7 +41,7 @@ def _home(svc: Services) -> tuple[Actor, Entry]:
 
 
 def _blob_count(svc: Services) -> int:
-    return sum(1 for _ in svc.files.blobs.iter_blobs())
+    return sum(1 for _ in svc.content.stored())
 
 
 @pytest.mark.parametrize(
