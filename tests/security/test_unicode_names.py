@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import sqlite3
 
+from alembic import command
+from alembic.config import Config as AlembicConfig
+
+from davdisk.meta.db import MIGRATIONS
 from tests.live.conftest import ALICE, BOB, Server, ServerFactory, cli, lock, members, propfind, q
 
 NFC = "Caf\u00e9.txt"
@@ -83,12 +87,16 @@ def _as_older_version(srv: Server, renames: dict[str, str]) -> None:
     """Store names as an older version did (decomposed) and mark the database as of that version,
     so the next start migrates it."""
     srv.stop()
+    # The schema as of the revision before 0008_nfc_names (what the later ones add, removed).
+    alembic_cfg = AlembicConfig()
+    alembic_cfg.set_main_option("script_location", str(MIGRATIONS))
+    alembic_cfg.set_main_option("sqlalchemy.url", f"sqlite:///{srv.data_dir / 'davdisk.db'}")
+    command.downgrade(alembic_cfg, "0008")
     db = sqlite3.connect(srv.data_dir / "davdisk.db")
     with db:
         for old, new in renames.items():
             assert db.execute("UPDATE nodes SET name = ? WHERE name = ?", (new, old)).rowcount == 1
-        # The revision before 0008_nfc_names.
-        db.execute("UPDATE alembic_version SET version_num = '0007'")
+        db.execute("UPDATE alembic_version SET version_num = '0007'")  # 0008 changes no schema
     db.close()
 
 
