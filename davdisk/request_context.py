@@ -86,3 +86,10 @@ def context(environ: MutableMapping[str, Any]) -> RequestContext:
     if found is None:
         found = environ[KEY] = RequestContext()
     return found
+
+
+def record_cause(environ: MutableMapping[str, Any], exc: BaseException) -> None:
+    """Note why this request is failing; the first cause noted is the one logged."""
+    ctx = context(environ)
+    if ctx.error_cause is None:
+        ctx.error_cause = exc

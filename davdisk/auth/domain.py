@@ -30,12 +30,12 @@ from wsgidav.dav_error import DAVError
 from wsgidav.dc.base_dc import BaseDomainController
 from wsgidav.http_authenticator import HTTPAuthenticator
 
+from davdisk import wsgidav_compat
 from davdisk.auth.app_tokens import AppTokens, looks_like_token
 from davdisk.auth.links import LinkAuthenticator
 from davdisk.auth.passwords import CredentialCache
 from davdisk.auth.throttle import Attempt, LoginThrottled, Throttle, client_ip
 from davdisk.crypto.passwords import check_password, hash_password
-from davdisk.dav import wsgidav_compat
 from davdisk.files.api import Actor, Files
 from davdisk.meta.db import Database
 from davdisk.request_context import context

@@ -17,7 +17,7 @@ from typing import Any
 
 from wsgidav.mw.base_mw import BaseMiddleware
 
-from davdisk.dav import wsgidav_compat
+from davdisk import wsgidav_compat
 from davdisk.request_context import context
 
 

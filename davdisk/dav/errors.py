@@ -29,7 +29,7 @@ from wsgidav.dav_error import (
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from davdisk.errors import DavdiskError, IntegrityError
-from davdisk.web.errors import record_cause
+from davdisk.request_context import record_cause
 
 logger = logging.getLogger(__name__)
 

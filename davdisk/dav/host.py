@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from davdisk.dav import liveprops, wsgidav_compat
+from davdisk import wsgidav_compat
+from davdisk.dav import liveprops
 from davdisk.dav.locks import LockGuard, SQLLockManager
-from davdisk.dav.wsgidav_compat import DAVResource
 from davdisk.files.api import Files
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.request_context import context
+from davdisk.wsgidav_compat import DAVResource
 
 
 class Host(Protocol):

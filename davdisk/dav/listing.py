@@ -30,22 +30,22 @@ from urllib.parse import quote
 from wsgidav import util
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError, as_DAVError, get_http_status_string
 
-from davdisk import lockkeys
-from davdisk.dav import properties, wsgidav_compat
+from davdisk import lockkeys, wsgidav_compat
+from davdisk.dav import properties
 from davdisk.dav.host import Host
 from davdisk.dav.properties import CHECKSUMS, LOCKDISCOVERY, WHOLE
 from davdisk.dav.properties import Generic as _Generic
 from davdisk.dav.resources import Folder, make_resource
-from davdisk.dav.wsgidav_compat import (
+from davdisk.files.access import owns
+from davdisk.meta.store import Entry
+from davdisk.request_context import context
+from davdisk.wsgidav_compat import (
     HREF_SAFE,
     LOCKDISCOVERY_NONE,
     MULTISTATUS_CLOSE,
     MULTISTATUS_HEAD,
     normalize_lock_root,
 )
-from davdisk.files.access import owns
-from davdisk.meta.store import Entry
-from davdisk.request_context import context
 
 ENABLED = True  # the switch tests flip to get WsgiDAV's own answer for comparison
 

@@ -21,20 +21,21 @@ from typing import Any
 from lxml import etree
 from wsgidav.dav_error import HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError
 
-from davdisk.dav import liveprops, wsgidav_compat
+from davdisk import wsgidav_compat
+from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.memo import forget
-from davdisk.dav.wsgidav_compat import (
+from davdisk.files.access import owns
+from davdisk.files.api import Actor, Files
+from davdisk.meta.store import Entry
+from davdisk.request_context import context
+from davdisk.wsgidav_compat import (
     RESOURCETYPE_DIR,
     RESOURCETYPE_FILE,
     SUPPORTEDLOCK,
     http_date,
     iso_date,
 )
-from davdisk.files.access import owns
-from davdisk.files.api import Actor, Files
-from davdisk.meta.store import Entry
-from davdisk.request_context import context
 
 # How a found value goes into its property element (tag: the element's qualified name).
 TEXT = "text"  # <tag>value</tag>

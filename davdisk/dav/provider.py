@@ -27,12 +27,13 @@ from wsgidav.dav_error import (
 )
 from wsgidav.dav_provider import DAVProvider
 
-from davdisk.dav import listing, memo, wsgidav_compat
+from davdisk import wsgidav_compat
+from davdisk.dav import listing, memo
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.resources import Folder, make_resource
-from davdisk.dav.wsgidav_compat import DAVResource
 from davdisk.files.api import Actor, Files
 from davdisk.request_context import context
+from davdisk.wsgidav_compat import DAVResource
 
 logger = logging.getLogger(__name__)
 

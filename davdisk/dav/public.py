@@ -22,12 +22,12 @@ from wsgidav.dav_provider import DAVCollection
 from davdisk import lockkeys
 from davdisk.dav.provider import DavdiskProvider
 from davdisk.dav.resources import File, make_resource
-from davdisk.dav.wsgidav_compat import DAVResource
 from davdisk.files.access import Actor
 from davdisk.files.names import split_path
 from davdisk.files.shares import token_hash
 from davdisk.meta.store import Entry
 from davdisk.request_context import context
+from davdisk.wsgidav_compat import DAVResource
 
 PUBLIC_PREFIX = "/public"
 # What a file drop's holder may send (see the module docstring).

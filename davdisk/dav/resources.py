@@ -29,12 +29,12 @@ from davdisk.dav.host import Host, lock_guard, requested_mtime
 from davdisk.dav.memo import forget, remember_ref
 from davdisk.dav.properties import NodeProperties, usage
 from davdisk.dav.uploads import PendingFile, UploadStream, WritableMixin
-from davdisk.dav.wsgidav_compat import DAVResource
 from davdisk.files.access import owns
 from davdisk.files.api import Actor, Files
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.meta.store import Entry
 from davdisk.request_context import context
+from davdisk.wsgidav_compat import DAVResource
 
 logger = logging.getLogger(__name__)
 

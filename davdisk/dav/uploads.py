@@ -3,7 +3,7 @@ to a name where nothing is yet (:class:`PendingFile`, which exists once its body
 
 The body goes into a ``Files`` upload (encrypted and hashed as it arrives; committed, atomically,
 when WsgiDAV closes the stream). Where WsgiDAV's reader allows it, the upload reads the body
-itself, straight into its buffers (``dav/wsgidav_compat.py``, ``take_over_put_body``).
+itself, straight into its buffers (``wsgidav_compat.py``, ``take_over_put_body``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any, BinaryIO, Protocol
 from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_NOT_FOUND, DAVError
 from wsgidav.dav_provider import DAVNonCollection
 
-from davdisk import lockkeys
-from davdisk.dav import liveprops, wsgidav_compat
+from davdisk import lockkeys, wsgidav_compat
+from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.host import Host, lock_guard, requested_mtime
 from davdisk.dav.memo import forget

@@ -20,7 +20,7 @@ from typing import Any
 from wsgidav.dav_error import DAVError
 
 from davdisk.errors import DavdiskError
-from davdisk.request_context import context
+from davdisk.request_context import context, record_cause
 from davdisk.web.audit import redact_path, request_path
 
 logger = logging.getLogger(__name__)
@@ -30,13 +30,6 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _Request = tuple[str, str, str]  # method, SCRIPT_NAME, PATH_INFO as the request came in
 
 _PAGE = b"500 Internal Server Error\n"
-
-
-def record_cause(environ: dict[str, Any], exc: BaseException) -> None:
-    """Note why this request is failing; the first cause noted is the one logged."""
-    ctx = context(environ)
-    if ctx.error_cause is None:
-        ctx.error_cause = exc
 
 
 class ServerErrors:

@@ -23,7 +23,8 @@ import pytest
 from lxml import etree
 from wsgidav import util
 
-from davdisk.dav import listing, wsgidav_compat
+from davdisk import wsgidav_compat
+from davdisk.dav import listing
 from davdisk.files.shares import Shares
 from davdisk.meta import store
 from davdisk.services import Services

@@ -4,7 +4,7 @@ Before, dav/resources.py (WsgiDAV's generic path) and dav/listing.py (the fast D
 each wrote which live properties there are and how their values are found, kept equal only by
 tests/dav/test_listing.py. Read from the source (ast): no other module names a live property
 (a ``{DAV:}...`` or ownCloud name, or ``liveprops.OC_*``), except those whose job is to name
-them: the client names (dav/liveprops.py) and WsgiDAV's own elements (dav/wsgidav_compat.py).
+them: the client names (dav/liveprops.py) and WsgiDAV's own elements (wsgidav_compat.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import ast
 
 from tests.unit.test_imports import _docstrings, _modules
 
-NAMERS = {"davdisk.dav.properties", "davdisk.dav.liveprops", "davdisk.dav.wsgidav_compat"}
+NAMERS = {"davdisk.dav.properties", "davdisk.dav.liveprops", "davdisk.wsgidav_compat"}
 LIVE_NAMESPACES = ("{DAV:}", "{http://owncloud.org/ns}")
 
 

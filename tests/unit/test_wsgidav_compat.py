@@ -1,4 +1,4 @@
-"""What davdisk relies on of WsgiDAV beyond its public API is in davdisk/dav/wsgidav_compat.py.
+"""What davdisk relies on of WsgiDAV beyond its public API is in davdisk/wsgidav_compat.py.
 
 Read from the source (ast): outside that module, no module imports a private name of WsgiDAV
 (``_DAVResource``...), calls a private method of a WsgiDAV base class through ``super()``, or
@@ -13,7 +13,7 @@ import ast
 
 from tests.unit.test_imports import PACKAGE, _docstrings, _modules
 
-COMPAT = "davdisk.dav.wsgidav_compat"
+COMPAT = "davdisk.wsgidav_compat"
 # The lock manager extends WsgiDAV's LockManager by overriding two of its private methods; it is
 # being split (its SQL moves to meta/), and joins this module's rules after that.
 PENDING = {"davdisk.dav.locks"}
@@ -62,7 +62,7 @@ def test_reliance_on_wsgidav_internals_is_in_the_compat_module() -> None:
         if name != COMPAT and name not in PENDING:
             found += _reliances(name, ast.parse(path.read_text()))
     assert found == []
-    compat = ast.parse((PACKAGE / "dav" / "wsgidav_compat.py").read_text())
+    compat = ast.parse((PACKAGE / "wsgidav_compat.py").read_text())
     assert _reliances(COMPAT, compat), "the check finds nothing, even where it must"
 
 
