@@ -35,10 +35,9 @@ from wsgidav.lock_man.lock_manager import (
 
 from davdisk.errors import Locked
 from davdisk.meta.db import Database
-from davdisk.meta.models import Lock, Mutex
+from davdisk.meta.models import Lock
 
 locks = cast(Table, Lock.__table__)
-mutexes = cast(Table, Mutex.__table__)
 
 # Limits (issue 12, item 13: 10 000 four-week locks were taken in 41 s). A lock lasts at most a
 # day, whatever the client asks (Infinite included: RFC 4918 10.7 lets the server choose);
@@ -57,20 +56,14 @@ MAX_LOCKS_PER_RESOURCE = 32
 # a PUT): built once, these cost ~50 us each instead of ~400 (see meta/store.py).
 _NOT_EXPIRED = locks.c.expire >= bindparam("now")
 _ON_ROOT = locks.c.root == bindparam("root")
-_UNDER = func.substr(locks.c.root, 1, bindparam("prefix_length")) == bindparam("prefix")
-# The same on SQLite, where text compares bytewise: roots starting with "<path>/" are those from
-# "<path>/" up to "<path>0" ("0" follows "/"), a range the index on root answers instead of a
-# scan of every lock (PostgreSQL's collations do not promise that order).
-_UNDER_RANGE = (locks.c.root >= bindparam("prefix")) & (locks.c.root < bindparam("prefix_end"))
+# Roots starting with "<path>/" are those from "<path>/" up to "<path>0" ("0" follows "/"): a
+# range the index on root answers, instead of a scan of every lock. It needs text compared
+# bytewise: SQLite does; on PostgreSQL locks.root is in the "C" collation (migration 0009).
+_UNDER = (locks.c.root >= bindparam("prefix")) & (locks.c.root < bindparam("prefix_end"))
 _LOCK_LISTS = {
     (True, False): select(locks).where(_ON_ROOT, _NOT_EXPIRED),
     (False, True): select(locks).where(_UNDER, _NOT_EXPIRED),
     (True, True): select(locks).where(_ON_ROOT | _UNDER, _NOT_EXPIRED),
-}
-_SQLITE_LOCK_LISTS = {
-    (True, False): _LOCK_LISTS[True, False],
-    (False, True): select(locks).where(_UNDER_RANGE, _NOT_EXPIRED),
-    (True, True): select(locks).where(_ON_ROOT | _UNDER_RANGE, _NOT_EXPIRED),
 }
 _LOCK_COLUMNS = tuple(c.name for c in locks.c)
 
@@ -147,12 +140,7 @@ class SQLLockStorage:
         if getattr(self._tx, "conn", None) is conn:
             yield
             return
-        if not self._db.is_sqlite:
-            row = conn.execute(
-                select(mutexes.c.name).where(mutexes.c.name == "locks").with_for_update()
-            ).first()
-            if row is None:
-                conn.execute(insert(mutexes).values(name="locks"))
+        self._db.dialect.serialise(conn, "locks")
         self._tx.conn = conn
         try:
             yield
@@ -245,12 +233,10 @@ class SQLLockStorage:
             return []
         path = normalize_lock_root(path)
         prefix = path.rstrip("/") + "/"
-        lists = _SQLITE_LOCK_LISTS if self._db.is_sqlite else _LOCK_LISTS
-        statement = lists[include_root, include_children]
+        statement = _LOCK_LISTS[include_root, include_children]
         params = {
             "root": path,
             "prefix": prefix,
-            "prefix_length": len(prefix),
             "prefix_end": prefix[:-1] + "0",
             "now": time.time(),
         }
@@ -283,7 +269,8 @@ class SQLLockStorage:
         with self._conn(write=True) as conn:
             conn.execute(
                 delete(locks).where(
-                    (locks.c.root == path) | (func.substr(locks.c.root, 1, len(prefix)) == prefix)
+                    (locks.c.root == path)
+                    | ((locks.c.root >= prefix) & (locks.c.root < prefix[:-1] + "0"))
                 )
             )
 

@@ -77,10 +77,6 @@ def seal_clear_checksums(db: Database, checksums: Checksums) -> int:
 
 
 def _erase_freed_pages(db: Database) -> None:
-    """Rewrite the SQLite file without the pages that held the clear values."""
-    if not db.is_sqlite:
-        return  # PostgreSQL: VACUUM FULL is the operator's call (it locks the table)
-    with db.writer.connect() as conn:
-        driver = conn.connection.driver_connection
-        driver.execute("VACUUM")  # type: ignore[union-attr]
-        driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    """Rewrite the database without the space that held the clear values, where the backend
+    can (SQLite: VACUUM and a truncated WAL; PostgreSQL: VACUUM FULL is the operator's call)."""
+    db.dialect.erase_freed_space()

@@ -19,13 +19,13 @@ from __future__ import annotations
 import threading
 from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 
 from davdisk.crypto import keys, sealed
 from davdisk.errors import UnknownKeyVersion
 from davdisk.meta import store
 from davdisk.meta.db import Database
-from davdisk.meta.models import Mutex, UserKey
+from davdisk.meta.models import UserKey
 
 user_keys = cast(Table, UserKey.__table__)
 
@@ -36,19 +36,12 @@ _NEWEST_KEY = (
     .order_by(user_keys.c.version.desc())
     .limit(1)
 )
-mutexes = cast(Table, Mutex.__table__)
 
 
 def serialise_key_changes(db: Database, conn: Connection) -> None:
     """Inside a write transaction: exclude every other process adding or rewrapping user keys
     (SQLite's BEGIN IMMEDIATE already does; PostgreSQL needs a row lock)."""
-    if db.is_sqlite:
-        return
-    row = conn.execute(
-        select(mutexes.c.name).where(mutexes.c.name == "user_keys").with_for_update()
-    ).first()
-    if row is None:
-        conn.execute(insert(mutexes).values(name="user_keys"))
+    db.dialect.serialise(conn, "user_keys")
 
 
 class Keyring:

@@ -36,6 +36,7 @@ from sqlalchemy import (
 
 from davdisk import lockkeys
 from davdisk.errors import IntegrityError
+from davdisk.meta import dialects
 from davdisk.meta.db import Database
 from davdisk.meta.models import (
     AppToken,
@@ -575,17 +576,7 @@ def subtree_ids_by_depth(conn: Connection, node_id: int, *, live: bool) -> list[
 def reserve_node_ids(conn: Connection, n: int) -> list[int]:
     """``n`` node ids no row has had (inside the caller's write transaction), so a batch of
     copied rows can name its parents without a round trip per row."""
-    if conn.dialect.name == "sqlite":
-        # AUTOINCREMENT: above every id ever given (sqlite_sequence), which then follows ours.
-        used = conn.exec_driver_sql(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'nodes'), 0),"
-            " coalesce((SELECT max(id) FROM nodes), 0))"
-        ).scalar_one()
-        return list(range(int(used) + 1, int(used) + n + 1))
-    rows = conn.exec_driver_sql(
-        "SELECT nextval(pg_get_serial_sequence('nodes', 'id')) FROM generate_series(1, %s)", (n,)
-    )
-    return [int(r[0]) for r in rows]
+    return dialects.of(conn).reserve_ids(conn, "nodes", n)
 
 
 def stage_copy_top(conn: Connection, src: Entry, parent_id: int, marker: float) -> int:

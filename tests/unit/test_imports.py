@@ -170,3 +170,44 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
                 upward.append(f"{name} -> {target}")
     assert all(_layer(m) >= 0 for m in _graph("davdisk")), "a module in no layer"
     assert upward == []
+
+
+def _dialect_tests(tree: ast.AST) -> list[int]:
+    """Lines that ask which database backend this is: ``is_sqlite``, ``<x>.dialect.name``, or
+    a backend's name ("sqlite", "postgresql", as a word or a URL scheme) in a comparison or a
+    ``startswith``."""
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr == "is_sqlite") or (
+            isinstance(node, ast.Attribute)
+            and node.attr == "name"
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "dialect"
+        ):
+            found.append(node.lineno)
+        elif isinstance(node, ast.Compare | ast.Call):
+            for sub in ast.walk(node):
+                if (
+                    isinstance(sub, ast.Constant)
+                    and isinstance(sub.value, str)
+                    and sub.value.lower().startswith(("sqlite", "postgres"))
+                ):
+                    found.append(node.lineno)
+    return found
+
+
+def test_no_dialect_branch_outside_meta_dialects() -> None:
+    """Every difference between SQLite and PostgreSQL is in davdisk/meta/dialects/. Migrations
+    are exempt: each is a fixed script, run as written against whichever database it meets.
+    Before: db.py, dav/locks.py, files/keyring.py, files/checksum_upgrade.py, meta/store.py
+    and cli.py each asked ``is_sqlite`` or the dialect's name."""
+    branches = []
+    for name, path in _modules().items():
+        if name.startswith(("davdisk.meta.dialects", "davdisk.meta.migrations")):
+            continue
+        branches += [f"{name}:{line}" for line in _dialect_tests(ast.parse(path.read_text()))]
+    assert branches == []
+    # The check itself sees a branch where there is one.
+    assert _dialect_tests(ast.parse("if db.is_sqlite: pass"))
+    assert _dialect_tests(ast.parse("x = conn.dialect.name"))
+    assert _dialect_tests(ast.parse("url.startswith('sqlite:///')"))

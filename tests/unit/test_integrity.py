@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from davdisk.meta.integrity import is_damage_code, sqlite_problems
+from davdisk.meta.dialects.sqlite_integrity import is_damage_code, sqlite_problems
 
 
 def _database(path: Path, rows: int = 2000) -> None:
