@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -552,6 +553,35 @@ def _copy_row(conn: Connection, src: Entry, parent_id: int, name: str, now: floa
         )
     )
     return new
+
+
+# --- content checksums left in clear (before migration 0005; files/checksum_upgrade.py) -----
+
+
+def nodes_with_clear_checksums(conn: Connection, limit: int) -> list[Any]:
+    """Up to ``limit`` rows (id, owner_id, is_dir, size, md5, sha1) that still hold an MD5 or
+    SHA-1 in clear (a partial index finds them)."""
+    return list(
+        conn.execute(
+            select(
+                nodes.c.id,
+                nodes.c.owner_id,
+                nodes.c.is_dir,
+                nodes.c.size,
+                nodes.c.md5,
+                nodes.c.sha1,
+            )
+            .where(or_(nodes.c.md5.is_not(None), nodes.c.sha1.is_not(None)))
+            .limit(limit)
+        )
+    )
+
+
+def replace_clear_checksums(conn: Connection, node_id: int, sealed: bytes | None) -> None:
+    """Store the node's checksums sealed (or none) and empty the clear columns."""
+    conn.execute(
+        update(nodes).where(nodes.c.id == node_id).values(checksums=sealed, md5=None, sha1=None)
+    )
 
 
 # --- staged copies ---------------------------------------------------------------------------

@@ -211,3 +211,23 @@ def test_no_dialect_branch_outside_meta_dialects() -> None:
     assert _dialect_tests(ast.parse("if db.is_sqlite: pass"))
     assert _dialect_tests(ast.parse("x = conn.dialect.name"))
     assert _dialect_tests(ast.parse("url.startswith('sqlite:///')"))
+
+
+# SQL statement builders; a module that imports none of them builds no SQL.
+_SQL_BUILDERS = {"select", "insert", "update", "delete", "text", "func", "bindparam", "or_"}
+# Modules whose SQL has moved to meta/ (the rest of files/ follows).
+_SQL_FREE = ("davdisk.dav", "davdisk.files.keyring", "davdisk.files.checksum_upgrade")
+
+
+def test_no_sql_built_outside_meta_in_modules_moved_there() -> None:
+    """Lock rows are queried in meta/locks.py, user keys in meta/keys.py, the clear checksums
+    in meta/store.py. Before: dav/locks.py built 15 statements, files/keyring.py 5,
+    files/checksum_upgrade.py 2."""
+    builders = []
+    for name, path in _modules().items():
+        if not name.startswith(_SQL_FREE):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+                builders += [f"{name}: {a.name}" for a in node.names if a.name in _SQL_BUILDERS]
+    assert builders == []
