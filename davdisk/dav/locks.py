@@ -2,9 +2,10 @@
 
 WsgiDAV's ``LockManager`` checks for conflicts and then creates the lock, guarded only by an
 in-process lock. :class:`SQLLockManager` runs that check-then-create inside one database write
-transaction (SQLite ``BEGIN IMMEDIATE``, PostgreSQL a row lock), so two processes cannot both be
-granted conflicting locks. :class:`SQLLockStorage` implements WsgiDAV's lock-storage contract on
-the ``locks`` table; while a lock is being acquired its calls run on the acquiring transaction.
+transaction (write transactions run one at a time on every backend, see meta/db.py), so two
+processes cannot both be granted conflicting locks. :class:`SQLLockStorage` implements
+WsgiDAV's lock-storage contract on the ``locks`` table (its rows: meta/locks.py); while a lock
+is being acquired its calls run on the acquiring transaction.
 """
 
 from __future__ import annotations
@@ -103,12 +104,10 @@ class SQLLockStorage:
     @contextmanager
     def joined(self, conn: Connection) -> Iterator[None]:
         """Run the enclosed storage calls of this thread on ``conn``, a write transaction of
-        the caller's, serialised against every lock change in any process: SQLite's BEGIN
-        IMMEDIATE already excludes other writers; PostgreSQL needs a row lock."""
+        the caller's, and so serialised against every lock change in any process."""
         if getattr(self._tx, "conn", None) is conn:
             yield
             return
-        rows.serialise(self._db, conn)
         self._tx.conn = conn
         try:
             yield

@@ -10,10 +10,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
-
 from davdisk.crypto.passwords import MIN_PASSWORD_LENGTH, hash_password
-from davdisk.errors import AlreadyExists, InvalidName, NotFound, UsageError
+from davdisk.errors import AlreadyExists, ConcurrentChange, InvalidName, NotFound, UsageError
 from davdisk.files.api import Files
 from davdisk.files.revocation import revoke
 from davdisk.meta import store
@@ -88,7 +86,7 @@ class Admin:
                 self.files.keyring.create_user_key(conn, user.id)
                 if self.default_quota:
                     store.set_quota(conn, user.id, self.default_quota)
-        except SAIntegrityError:
+        except ConcurrentChange:  # added by another process since the check above
             raise AlreadyExists(f"user {name!r}") from None
 
     def set_password(self, name: str, password: str) -> None:

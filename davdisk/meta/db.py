@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from davdisk.errors import InsufficientStorage
+from davdisk.errors import ConcurrentChange, InsufficientStorage
 from davdisk.meta import dialects
-from davdisk.meta.dialects import Dialect, is_damaged, is_disk_full
+from davdisk.meta.dialects import Dialect, is_damaged, is_disk_full, is_unique_violation
 
 __all__ = ["HEAD_REVISION", "MIGRATIONS", "Database", "is_damaged", "is_disk_full"]
 
@@ -57,7 +57,9 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction; a full disk fails it (rolled back) as InsufficientStorage."""
+        """A write transaction, alone among the write transactions of every process; a full
+        disk fails it (rolled back) as InsufficientStorage, a row refused by a unique index as
+        ConcurrentChange (409)."""
         try:
             with self.dialect.write() as conn:
                 yield conn
@@ -66,6 +68,13 @@ class Database:
                 raise
             logger.warning("database disk full: %s", e.orig)
             raise InsufficientStorage("no space left on the server for the database") from None
+        except IntegrityError as e:
+            # Writers run one at a time, so a row a unique index refuses was made by a change
+            # the caller did not check for inside this transaction: the request lost a race.
+            if not is_unique_violation(e):
+                raise
+            logger.warning("write refused by a unique index (a concurrent change): %s", e.orig)
+            raise ConcurrentChange(str(e.orig).strip().splitlines()[0]) from None
 
     @property
     def location(self) -> str:
@@ -77,6 +86,10 @@ class Database:
         ``integrity_check`` and ``foreign_key_check``, or with ``quick`` only ``quick_check``
         (see ``integrity.py``). Works on a file too damaged for the engines to open."""
         return self.dialect.integrity_problems(quick=quick)
+
+    def startup_notes(self) -> list[tuple[int, str]]:
+        """(log level, message) lines for the server's start (e.g. PostgreSQL's connections)."""
+        return self.dialect.startup_notes()
 
     def schema_revision(self) -> str | None:
         """The alembic revision the database is at; None for an empty database."""

@@ -48,11 +48,6 @@ def _rows(db: Database, conn: Connection | None, statement: Any, params: dict[st
     return [dict(zip(COLUMNS, r, strict=True)) for r in rows]
 
 
-def serialise(db: Database, conn: Connection) -> None:
-    """Inside a write transaction: exclude every other lock change, in any process."""
-    db.dialect.serialise(conn, "locks")
-
-
 def live_on_or_under(
     db: Database,
     conn: Connection | None,

@@ -52,3 +52,12 @@ def is_damaged(exc: BaseException) -> bool:
     """Whether a database error says its file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB)."""
     driver_error = getattr(exc, "orig", exc)  # SQLAlchemy wraps it, except in connect hooks
     return is_damage_code(getattr(driver_error, "sqlite_errorcode", None))
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether a database error is a unique index or primary key refusing a row (SQLite
+    SQLITE_CONSTRAINT_UNIQUE or _PRIMARYKEY, PostgreSQL 23505)."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlite_errorcode", None) in (2067, 1555):
+        return True
+    return getattr(orig, "sqlstate", None) == "23505"

@@ -53,17 +53,16 @@ class Dialect:
         can do that without locking out the server for long."""
         raise NotImplementedError
 
+    def startup_notes(self) -> list[tuple[int, str]]:
+        """(log level, message) lines for the server's start: what an operator should know
+        about this database's limits."""
+        raise NotImplementedError
+
     def dispose(self) -> None:
         self.reader.dispose()
         self.writer.dispose()
 
     # --- for code that holds only a connection (classmethods) -------------------------------
-
-    @classmethod
-    def serialise(cls, conn: Connection, name: str) -> None:
-        """Inside a write transaction: exclude every other transaction that serialises on
-        ``name`` until this one ends."""
-        raise NotImplementedError
 
     @classmethod
     def reserve_ids(cls, conn: Connection, table: str, n: int) -> list[int]:

@@ -32,12 +32,13 @@ def _engine(url: str, pool_size: int) -> Engine:
         # before a write, so a read would not be one snapshot).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
+        # First: the journal mode below needs a lock another process may hold for a moment.
+        cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA journal_mode=WAL")
         # NORMAL: SQLite syncs the WAL at checkpoints, not at each commit. write() syncs it
         # after each commit itself (WalSync), outside the writers' lock, so a committed write
         # survives power loss as with FULL while commits that wait at once share an fsync.
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -214,14 +215,18 @@ class SQLiteDialect(Dialect):
             driver = conn.connection.driver_connection
             driver.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
             # All of the upgrade in one transaction: a failed migration leaves the old schema;
-            # IMMEDIATE: a second process migrating at the same time waits for this one.
+            # IMMEDIATE: a second process migrating at the same time waits for this one, then
+            # finds the schema current. SQLAlchemy must know of the transaction: alembic then
+            # leaves it alone (otherwise, SQLite's DDL not being "transactional" to alembic, it
+            # committed after each migration, and two processes raced through them).
             driver.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
             try:
+                transaction = conn.begin()
                 yield conn
                 broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if broken:
                     raise RuntimeError(f"migration left dangling references: {broken[:5]}")
-                conn.commit()
+                transaction.commit()
                 self.wal_sync.sync()
             finally:
                 conn.rollback()
@@ -243,13 +248,12 @@ class SQLiteDialect(Dialect):
             driver.execute("VACUUM")  # type: ignore[union-attr]
             driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
 
+    def startup_notes(self) -> list[tuple[int, str]]:
+        return []  # a file: no server whose connections could run out
+
     def dispose(self) -> None:
         self.single.close()
         super().dispose()
-
-    @classmethod
-    def serialise(cls, conn: Connection, name: str) -> None:
-        pass  # BEGIN IMMEDIATE already excludes every other writer
 
     @classmethod
     def reserve_ids(cls, conn: Connection, table: str, n: int) -> list[int]:
