@@ -52,6 +52,8 @@ def test_read_check_then_write_transactions_never_lose_an_update(
 
     def add(db: Database) -> None:
         for _ in range(25):
+            with db.read() as conn:  # the same pooled connection serves reads in between
+                conn.execute(read)
             with db.write() as conn:
                 value = conn.execute(read).scalar_one()
                 time.sleep(0.002)  # the window another writer would use
