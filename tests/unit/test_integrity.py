@@ -1,5 +1,5 @@
-"""The database's own checks (meta/integrity.py) on real SQLite files: paths that a raw URI
-would misread, and the extended result codes that say a file is damaged."""
+"""The database's own checks (meta/dialects/sqlite_integrity.py) on real SQLite files: paths
+that a raw URI would misread, and the extended result codes that say a file is damaged."""
 
 from __future__ import annotations
 
