@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from davdisk.errors import ConcurrentChange, Conflict
 from davdisk.meta.db import HEAD_REVISION, Database
@@ -140,3 +142,26 @@ def test_the_connections_a_server_may_open_are_told_at_start(tmp_path: Path) -> 
     finally:
         small.dispose()
         big.dispose()
+
+
+def test_a_write_waits_for_the_writers_lock_only_so_long(tmp_path: Path) -> None:
+    """A write transaction that cannot get the writers' lock (another process holds it, stuck)
+    fails after the dialect's wait (SQLite's busy_timeout, PostgreSQL's lock_timeout) instead
+    of hanging its request for ever. Before, PostgreSQL had no writers' lock: DID NOT RAISE."""
+    url = database_url_for_test(tmp_path / "w.db")
+    first = Database(url)
+    first.migrate()
+    second = Database(url)
+    second.dialect.lock_wait_seconds = 0.5  # before its first connection
+    try:
+        with first.write() as conn:
+            conn.execute(text("SELECT 1"))
+            started = time.monotonic()
+            # (SQLite's BEGIN goes to the driver: its error comes unwrapped)
+            refused = (OperationalError, sqlite3.OperationalError)
+            with pytest.raises(refused, match=r"locked|lock timeout"), second.write():
+                pass
+            assert time.monotonic() - started < 5
+    finally:
+        first.dispose()
+        second.dispose()

@@ -14,6 +14,9 @@ class Dialect:
     name: ClassVar[str]
     reader: Engine  # read transactions
     writer: Engine  # write transactions (the same engine where the backend needs no second)
+    # How long a write transaction waits for the writers' lock before it fails (a lock that is
+    # never released must not hang requests for ever). Read when a connection is made.
+    lock_wait_seconds: float = 30
 
     def read(self) -> AbstractContextManager[Connection]:
         """A read transaction: every statement in it sees one snapshot of the database."""

@@ -50,7 +50,12 @@ class PostgreSQLDialect(Dialect):
     @contextmanager
     def write(self) -> Iterator[Connection]:
         with self.writer.begin() as conn:
-            conn.exec_driver_sql(_TAKE, (WRITERS_LOCK,))
+            # lock_timeout covers every lock the transaction then waits for, the writers' lock
+            # first. One round trip: both in one simple-query message (no parameters).
+            conn.exec_driver_sql(
+                f"SET LOCAL lock_timeout = {int(self.lock_wait_seconds * 1000)};"
+                f" SELECT pg_advisory_xact_lock({WRITERS_LOCK})"
+            )
             yield conn
 
     def read_one(self, statement: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:

@@ -23,7 +23,7 @@ from davdisk.meta.dialects.base import Dialect
 from davdisk.meta.dialects.sqlite_integrity import sqlite_problems
 
 
-def _engine(url: str, pool_size: int) -> Engine:
+def _engine(url: str, pool_size: int, dialect: Dialect) -> Engine:
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60)
 
     @event.listens_for(engine, "connect")
@@ -33,7 +33,7 @@ def _engine(url: str, pool_size: int) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         # First: the journal mode below needs a lock another process may hold for a moment.
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(dialect.lock_wait_seconds * 1000)}")
         cur.execute("PRAGMA journal_mode=WAL")
         # NORMAL: SQLite syncs the WAL at checkpoints, not at each commit. write() syncs it
         # after each commit itself (WalSync), outside the writers' lock, so a committed write
@@ -180,8 +180,8 @@ class SQLiteDialect(Dialect):
     name: ClassVar[str] = "sqlite"
 
     def __init__(self, url: str, *, pool_size: int) -> None:
-        self.reader = _engine(url, pool_size)
-        self.writer = _engine(url, pool_size)
+        self.reader = _engine(url, pool_size, self)
+        self.writer = _engine(url, pool_size, self)
         self.single = SingleReads(self.reader)
         self.wal_sync = WalSync((self.writer.url.database or "") + "-wal")
         # SQLite has one writer at a time, and a writer waiting for it polls (busy_timeout)
