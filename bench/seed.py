@@ -194,7 +194,9 @@ def seed_tree(data_dir: str, user_name: str, total: int) -> TreeStats:
             conn.exec_driver_sql("PRAGMA cache_size = -400000")  # KiB
             user = store.get_user(conn, user_name)
             assert user is not None, user_name
-            assert services.db.is_sqlite, "the scale seed writes SQLite (positional ?) SQL"
+            assert services.db.dialect.name == "sqlite", (
+                "the scale seed writes SQLite (positional ?) SQL"
+            )
             existing = conn.scalar(select(func.count()).select_from(store.nodes)) or 0
             first_id = (conn.scalar(select(func.max(store.nodes.c.id))) or 0) + 1
             writer = _TreeWriter(conn, user.id, first_id)

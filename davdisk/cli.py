@@ -391,12 +391,9 @@ def _default_base_url(cfg: config_mod.Config) -> str:
 
 
 def _database_location(cfg: config_mod.Config) -> str:
-    url = cfg.database_url
-    if url.startswith("sqlite:///"):
-        return url.removeprefix("sqlite:///")
-    from sqlalchemy.engine import make_url
+    from davdisk.meta import dialects
 
-    return make_url(url).render_as_string(hide_password=True)
+    return dialects.location(cfg.database_url)
 
 
 def _known_failure(exc: Exception, cfg: config_mod.Config | None) -> DavdiskError | None:

@@ -72,6 +72,10 @@ class Conflict(DavdiskError):
     exit_code = 4
 
 
+class ConcurrentChange(Conflict):
+    """conflict: a concurrent change got there first, try again ({msg})"""
+
+
 class Forbidden(DavdiskError):
     """forbidden: {msg}"""
 

@@ -68,6 +68,7 @@ def serve(services: Services, host: str, port: int) -> int:
     for level, note in [
         *(tls.describe(server_tls) if server_tls else []),
         *startup_notes(config, bound_host, tls=server_tls is not None),
+        *services.db.startup_notes(),
     ]:
         logger.log(level, "%s", note)
     scheme = "https" if server_tls else "http"

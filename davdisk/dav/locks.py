@@ -2,9 +2,10 @@
 
 WsgiDAV's ``LockManager`` checks for conflicts and then creates the lock, guarded only by an
 in-process lock. :class:`SQLLockManager` runs that check-then-create inside one database write
-transaction (SQLite ``BEGIN IMMEDIATE``, PostgreSQL a row lock), so two processes cannot both be
-granted conflicting locks. :class:`SQLLockStorage` implements WsgiDAV's lock-storage contract on
-the ``locks`` table; while a lock is being acquired its calls run on the acquiring transaction.
+transaction (write transactions run one at a time on every backend, see meta/db.py), so two
+processes cannot both be granted conflicting locks. :class:`SQLLockStorage` implements
+WsgiDAV's lock-storage contract on the ``locks`` table (its rows: meta/locks.py); while a lock
+is being acquired its calls run on the acquiring transaction.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection
 from wsgidav import util
 from wsgidav.dav_error import (
     HTTP_INSUFFICIENT_STORAGE,
@@ -34,11 +35,8 @@ from wsgidav.lock_man.lock_manager import (
 )
 
 from davdisk.errors import Locked
+from davdisk.meta import locks as rows
 from davdisk.meta.db import Database
-from davdisk.meta.models import Lock, Mutex
-
-locks = cast(Table, Lock.__table__)
-mutexes = cast(Table, Mutex.__table__)
 
 # Limits (issue 12, item 13: 10 000 four-week locks were taken in 41 s). A lock lasts at most a
 # day, whatever the client asks (Infinite included: RFC 4918 10.7 lets the server choose);
@@ -51,42 +49,6 @@ MAX_TIMEOUT = 86400
 DEFAULT_TIMEOUT = MAX_TIMEOUT  # when the client asks for none (WsgiDAV's default is a week)
 MAX_LOCKS_PER_USER = 1000
 MAX_LOCKS_PER_RESOURCE = 32
-
-
-# WsgiDAV asks for the locks on and around a URL several times per write request (nine for
-# a PUT): built once, these cost ~50 us each instead of ~400 (see meta/store.py).
-_NOT_EXPIRED = locks.c.expire >= bindparam("now")
-_ON_ROOT = locks.c.root == bindparam("root")
-_UNDER = func.substr(locks.c.root, 1, bindparam("prefix_length")) == bindparam("prefix")
-# The same on SQLite, where text compares bytewise: roots starting with "<path>/" are those from
-# "<path>/" up to "<path>0" ("0" follows "/"), a range the index on root answers instead of a
-# scan of every lock (PostgreSQL's collations do not promise that order).
-_UNDER_RANGE = (locks.c.root >= bindparam("prefix")) & (locks.c.root < bindparam("prefix_end"))
-_LOCK_LISTS = {
-    (True, False): select(locks).where(_ON_ROOT, _NOT_EXPIRED),
-    (False, True): select(locks).where(_UNDER, _NOT_EXPIRED),
-    (True, True): select(locks).where(_ON_ROOT | _UNDER, _NOT_EXPIRED),
-}
-_SQLITE_LOCK_LISTS = {
-    (True, False): _LOCK_LISTS[True, False],
-    (False, True): select(locks).where(_UNDER_RANGE, _NOT_EXPIRED),
-    (True, True): select(locks).where(_ON_ROOT | _UNDER_RANGE, _NOT_EXPIRED),
-}
-_LOCK_COLUMNS = tuple(c.name for c in locks.c)
-
-
-_locks_on_statements: dict[int, Any] = {}
-
-
-def _locks_on_statement(n: int) -> Any:
-    """SELECT the live locks whose root is one of ``:r0`` ... ``:r<n-1>`` (built once per n:
-    a URL and its parents, a handful)."""
-    statement = _locks_on_statements.get(n)
-    if statement is None:
-        roots: list[Any] = [bindparam(f"r{i}") for i in range(n)]
-        statement = select(locks).where(locks.c.root.in_(roots), _NOT_EXPIRED)
-        _locks_on_statements[n] = statement
-    return statement
 
 
 def lock_chain(url: str) -> list[str]:
@@ -142,17 +104,10 @@ class SQLLockStorage:
     @contextmanager
     def joined(self, conn: Connection) -> Iterator[None]:
         """Run the enclosed storage calls of this thread on ``conn``, a write transaction of
-        the caller's, serialised against every lock change in any process: SQLite's BEGIN
-        IMMEDIATE already excludes other writers; PostgreSQL needs a row lock."""
+        the caller's, and so serialised against every lock change in any process."""
         if getattr(self._tx, "conn", None) is conn:
             yield
             return
-        if not self._db.is_sqlite:
-            row = conn.execute(
-                select(mutexes.c.name).where(mutexes.c.name == "locks").with_for_update()
-            ).first()
-            if row is None:
-                conn.execute(insert(mutexes).values(name="locks"))
         self._tx.conn = conn
         try:
             yield
@@ -167,18 +122,18 @@ class SQLLockStorage:
 
     def cleanup(self) -> None:
         with self._conn(write=True) as conn:
-            conn.execute(delete(locks).where(locks.c.expire < time.time()))
+            rows.remove_expired(conn, time.time())
 
     def clear(self) -> None:
         with self._conn(write=True) as conn:
-            conn.execute(delete(locks))
+            rows.remove_all(conn)
 
     def get(self, token: str) -> dict[str, Any] | None:
         with self._conn() as conn:
-            row = conn.execute(select(locks).where(locks.c.token == token)).first()
-        if row is None or row.expire < time.time():
+            row = rows.get(conn, token)
+        if row is None or row["expire"] < time.time():
             return None  # expired rows are ignored here and purged by cleanup()
-        return _lock_dict(row._mapping)
+        return _lock_dict(row)
 
     def create(self, path: str, lock: dict[str, Any]) -> dict[str, Any]:
         assert lock.get("token") is None and lock.get("expire") is None
@@ -194,98 +149,65 @@ class SQLLockStorage:
         with self._conn(write=True) as conn:
             now = time.time()
             # Expired locks go here, where locks are made (nothing else ever read them again).
-            conn.execute(delete(locks).where(locks.c.expire < now))
-            held = conn.scalar(select(func.count()).where(locks.c.principal == lock["principal"]))
-            if (held or 0) >= MAX_LOCKS_PER_USER:
+            rows.remove_expired(conn, now)
+            if rows.count_held(conn, lock["principal"]) >= MAX_LOCKS_PER_USER:
                 raise DAVError(
                     HTTP_INSUFFICIENT_STORAGE, f"at most {MAX_LOCKS_PER_USER} locks per user"
                 )
-            on_root = conn.scalar(select(func.count()).where(locks.c.root == lock["root"]))
-            if (on_root or 0) >= MAX_LOCKS_PER_RESOURCE:
+            if rows.count_on(conn, lock["root"]) >= MAX_LOCKS_PER_RESOURCE:
                 raise DAVError(
                     HTTP_INSUFFICIENT_STORAGE,
                     f"at most {MAX_LOCKS_PER_RESOURCE} locks on one resource",
                 )
-            conn.execute(
-                insert(locks).values(
-                    token=lock["token"],
-                    root=lock["root"],
-                    scope=lock["scope"],
-                    depth=lock["depth"],
-                    owner=lock["owner"],
-                    principal=lock["principal"],
-                    timeout=timeout,
-                    expire=lock["expire"],
-                )
-            )
+            rows.add(conn, lock)
         return lock
 
     def refresh(self, token: str, *, timeout: float) -> dict[str, Any]:
         if timeout < 0 or timeout > MAX_TIMEOUT:
             timeout = MAX_TIMEOUT
         with self._conn(write=True) as conn:
-            conn.execute(
-                update(locks)
-                .where(locks.c.token == token)
-                .values(timeout=timeout, expire=time.time() + timeout)
-            )
-            row = conn.execute(select(locks).where(locks.c.token == token)).first()
+            rows.refresh(conn, token, timeout=timeout, expire=time.time() + timeout)
+            row = rows.get(conn, token)
         if row is None:
             raise ValueError("lock must exist")
-        return _lock_dict(row._mapping)
+        return _lock_dict(row)
 
     def delete(self, token: str) -> bool:
         with self._conn(write=True) as conn:
-            return conn.execute(delete(locks).where(locks.c.token == token)).rowcount > 0
+            return rows.remove(conn, token)
 
     def get_lock_list(
         self, path: str, *, include_root: bool, include_children: bool, token_only: bool
     ) -> list[Any]:
         if not (include_root or include_children):
             return []
-        path = normalize_lock_root(path)
-        prefix = path.rstrip("/") + "/"
-        lists = _SQLITE_LOCK_LISTS if self._db.is_sqlite else _LOCK_LISTS
-        statement = lists[include_root, include_children]
-        params = {
-            "root": path,
-            "prefix": prefix,
-            "prefix_length": len(prefix),
-            "prefix_end": prefix[:-1] + "0",
-            "now": time.time(),
-        }
-        current = getattr(self._tx, "conn", None)
-        if current is not None:  # inside acquire(): read on its transaction
-            rows = [tuple(r) for r in current.execute(statement, params)]
-        else:  # one statement needs no transaction of its own
-            rows = self._db.read_all(statement, params)
-        found = [_lock_dict(dict(zip(_LOCK_COLUMNS, r, strict=True))) for r in rows]
+        current = getattr(self._tx, "conn", None)  # inside acquire(): read on its transaction
+        found = [
+            _lock_dict(row)
+            for row in rows.live_on_or_under(
+                self._db,
+                current,
+                normalize_lock_root(path),
+                on_root=include_root,
+                under=include_children,
+                now=time.time(),
+            )
+        ]
         if token_only:
             return [lock["token"] for lock in found]
         return found
 
     def get_locks_on(self, roots: list[str]) -> list[dict[str, Any]]:
         """The live locks whose root is one of ``roots`` (normalised), in one statement."""
-        statement = _locks_on_statement(len(roots))
-        params: dict[str, Any] = {f"r{i}": root for i, root in enumerate(roots)}
-        params["now"] = time.time()
-        current = getattr(self._tx, "conn", None)
-        if current is not None:  # inside a write transaction: read on it
-            rows = [tuple(r) for r in current.execute(statement, params)]
-        else:
-            rows = self._db.read_all(statement, params)
-        return [_lock_dict(dict(zip(_LOCK_COLUMNS, r, strict=True))) for r in rows]
+        current = getattr(self._tx, "conn", None)  # inside a write transaction: read on it
+        return [
+            _lock_dict(row) for row in rows.live_on_any(self._db, current, roots, now=time.time())
+        ]
 
     def remove_under(self, path: str) -> None:
         """Drop every lock on ``path`` and below (the resources are gone)."""
-        path = normalize_lock_root(path)
-        prefix = path.rstrip("/") + "/"
         with self._conn(write=True) as conn:
-            conn.execute(
-                delete(locks).where(
-                    (locks.c.root == path) | (func.substr(locks.c.root, 1, len(prefix)) == prefix)
-                )
-            )
+            rows.remove_on_and_under(conn, normalize_lock_root(path))
 
 
 class SQLLockManager(LockManager):

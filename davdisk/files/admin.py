@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from davdisk.crypto.passwords import MIN_PASSWORD_LENGTH, hash_password
-from davdisk.errors import AlreadyExists, InvalidName, NotFound, UsageError
+from davdisk.errors import AlreadyExists, ConcurrentChange, InvalidName, NotFound, UsageError
 from davdisk.files.api import Files
 from davdisk.files.content import Content
 from davdisk.files.keyring import Keyring
@@ -94,13 +94,16 @@ class Admin:
         check_user_name(name)
         check_password_policy(password)
         hashed = hash_password(password, self.bcrypt_cost)
-        with self.db.write() as conn:
-            if store.get_user(conn, name) is not None:
-                raise AlreadyExists(f"user {name!r}")
-            user = store.create_user(conn, name, hashed)  # AlreadyExists if one came first
-            self.keyring.create_user_key(conn, user.id)
-            if self.default_quota:
-                store.set_quota(conn, user.id, self.default_quota)
+        try:
+            with self.db.write() as conn:
+                if store.get_user(conn, name) is not None:
+                    raise AlreadyExists(f"user {name!r}")
+                user = store.create_user(conn, name, hashed)
+                self.keyring.create_user_key(conn, user.id)
+                if self.default_quota:
+                    store.set_quota(conn, user.id, self.default_quota)
+        except ConcurrentChange:  # added by another process since the check above
+            raise AlreadyExists(f"user {name!r}") from None
 
     def set_password(self, name: str, password: str) -> None:
         check_password_policy(password)

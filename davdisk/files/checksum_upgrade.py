@@ -15,25 +15,14 @@ free pages and in the write-ahead log. So after converting anything the database
 from __future__ import annotations
 
 import logging
-from typing import cast
-
-from sqlalchemy import Table, or_, select, update
 
 from davdisk.files.checksums import Checksums
+from davdisk.meta import store
 from davdisk.meta.db import Database
-from davdisk.meta.models import Node
 
 logger = logging.getLogger(__name__)
 
-nodes = cast(Table, Node.__table__)
-
 _BATCH = 500  # rows per transaction: a few milliseconds of AES each
-
-_CLEAR = (
-    select(nodes.c.id, nodes.c.owner_id, nodes.c.is_dir, nodes.c.size, nodes.c.md5, nodes.c.sha1)
-    .where(or_(nodes.c.md5.is_not(None), nodes.c.sha1.is_not(None)))
-    .limit(_BATCH)
-)
 
 
 def _hex(value: str | None, length: int) -> str | None:
@@ -51,18 +40,14 @@ def seal_clear_checksums(db: Database, checksums: Checksums) -> int:
     sealed_files = touched = 0
     while True:
         with db.write() as conn:
-            rows = conn.execute(_CLEAR).all()
+            rows = store.nodes_with_clear_checksums(conn, _BATCH)
             for row in rows:
                 md5, sha1 = _hex(row.md5, 32), _hex(row.sha1, 40)
                 sealed = None  # empty content and folders need none; unreadable hashes go
                 if not row.is_dir and row.size > 0 and md5 and sha1:
                     sealed = checksums.seal_current(row.owner_id, md5=md5, sha1=sha1)
                     sealed_files += 1
-                conn.execute(
-                    update(nodes)
-                    .where(nodes.c.id == row.id)
-                    .values(checksums=sealed, md5=None, sha1=None)
-                )
+                store.replace_clear_checksums(conn, row.id, sealed)
             touched += len(rows)
         if len(rows) < _BATCH:
             break
@@ -77,10 +62,6 @@ def seal_clear_checksums(db: Database, checksums: Checksums) -> int:
 
 
 def _erase_freed_pages(db: Database) -> None:
-    """Rewrite the SQLite file without the pages that held the clear values."""
-    if not db.is_sqlite:
-        return  # PostgreSQL: VACUUM FULL is the operator's call (it locks the table)
-    with db.writer.connect() as conn:
-        driver = conn.connection.driver_connection
-        driver.execute("VACUUM")  # type: ignore[union-attr]
-        driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    """Rewrite the database without the space that held the clear values, where the backend
+    can (SQLite: VACUUM and a truncated WAL; PostgreSQL: VACUUM FULL is the operator's call)."""
+    db.dialect.erase_freed_space()

@@ -17,38 +17,18 @@ row on that lookup, so a rewrapped or replaced row is unwrapped afresh.
 from __future__ import annotations
 
 import threading
-from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select
+from sqlalchemy import Connection
 
 from davdisk.crypto import keys, sealed
 from davdisk.errors import UnknownKeyVersion
+from davdisk.meta import keys as key_rows
 from davdisk.meta import store
 from davdisk.meta.db import Database
-from davdisk.meta.models import Mutex, UserKey
 
-user_keys = cast(Table, UserKey.__table__)
-
-# Asked on every upload; built once (see meta/store.py on why).
-_NEWEST_KEY = (
-    select(user_keys.c.version, user_keys.c.wrapped_key, user_keys.c.master_key_id)
-    .where(user_keys.c.user_id == bindparam("user_id"))
-    .order_by(user_keys.c.version.desc())
-    .limit(1)
-)
-mutexes = cast(Table, Mutex.__table__)
-
-
-def serialise_key_changes(db: Database, conn: Connection) -> None:
-    """Inside a write transaction: exclude every other process adding or rewrapping user keys
-    (SQLite's BEGIN IMMEDIATE already does; PostgreSQL needs a row lock)."""
-    if db.is_sqlite:
-        return
-    row = conn.execute(
-        select(mutexes.c.name).where(mutexes.c.name == "user_keys").with_for_update()
-    ).first()
-    if row is None:
-        conn.execute(insert(mutexes).values(name="user_keys"))
+# Where other modules of files/ still take them from (their SQL moves to meta/ separately).
+serialise_key_changes = key_rows.serialise_key_changes
+user_keys = key_rows.user_keys
 
 
 class Keyring:
@@ -69,16 +49,14 @@ class Keyring:
     def add_version(self, conn: Connection, user_id: int) -> int:
         """Add the user's next key version (inside the caller's write transaction); new blobs
         of the user use it from the moment that transaction commits. Returns the version."""
-        newest = conn.scalar(
-            select(func.max(user_keys.c.version)).where(user_keys.c.user_id == user_id)
-        )
+        newest = key_rows.newest_version(conn, user_id)
         if newest is None:
             raise UnknownKeyVersion(version=1, user_id=user_id)
         self._add(conn, user_id, newest + 1)
         return int(newest + 1)
 
     def _add(self, conn: Connection, user_id: int, version: int) -> None:
-        serialise_key_changes(self._db, conn)
+        key_rows.serialise_key_changes(self._db, conn)
         # Chosen inside the write transaction: a master key rotation swaps key files only in
         # one too, so this row cannot end up under a key the rotation has just removed.
         master = self.masters.for_wrapping()
@@ -89,7 +67,7 @@ class Keyring:
 
     def current(self, user_id: int) -> tuple[int, bytes]:
         """(version, key) that new blobs of this user are written with: the newest version."""
-        row = self._db.read_one(_NEWEST_KEY, {"user_id": user_id})
+        row = key_rows.newest(self._db, user_id)
         if row is None:
             raise UnknownKeyVersion(version=1, user_id=user_id)
         version, wrapped, master_key_id = row
@@ -101,15 +79,10 @@ class Keyring:
             found = self._cache.get((user_id, version))
         if found is not None:
             return found[1]
-        with self._db.read() as conn:
-            row = conn.execute(
-                select(user_keys.c.wrapped_key, user_keys.c.master_key_id).where(
-                    user_keys.c.user_id == user_id, user_keys.c.version == version
-                )
-            ).first()
+        row = key_rows.wrapped(self._db, user_id, version)
         if row is None:
             raise UnknownKeyVersion(version=version, user_id=user_id)
-        return self._unwrap(user_id, version, row.wrapped_key, row.master_key_id)
+        return self._unwrap(user_id, version, *row)
 
     def _unwrap(self, user_id: int, version: int, wrapped: bytes, master_id: str) -> bytes:
         with self._lock:

@@ -184,8 +184,9 @@ class Share(Base):
 
 
 class Mutex(Base):
-    """Rows that writers lock to serialise a critical section across processes (e.g. lock
-    acquisition); SQLite serialises writers anyway, PostgreSQL uses SELECT ... FOR UPDATE."""
+    """Unused: rows PostgreSQL writers once locked (SELECT ... FOR UPDATE) to serialise lock
+    acquisition and key changes, before every write transaction took the writers' lock
+    (meta/dialects/postgresql.py). Kept until a migration drops the table."""
 
     __tablename__ = "mutexes"
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -37,6 +38,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from davdisk import lockkeys
 from davdisk.errors import AlreadyExists, IntegrityError
+from davdisk.meta import dialects
 from davdisk.meta.db import Database
 from davdisk.meta.models import (
     AppToken,
@@ -564,6 +566,35 @@ def _copy_row(conn: Connection, src: Entry, parent_id: int, name: str, now: floa
     return new
 
 
+# --- content checksums left in clear (before migration 0005; files/checksum_upgrade.py) -----
+
+
+def nodes_with_clear_checksums(conn: Connection, limit: int) -> list[Any]:
+    """Up to ``limit`` rows (id, owner_id, is_dir, size, md5, sha1) that still hold an MD5 or
+    SHA-1 in clear (a partial index finds them)."""
+    return list(
+        conn.execute(
+            select(
+                nodes.c.id,
+                nodes.c.owner_id,
+                nodes.c.is_dir,
+                nodes.c.size,
+                nodes.c.md5,
+                nodes.c.sha1,
+            )
+            .where(or_(nodes.c.md5.is_not(None), nodes.c.sha1.is_not(None)))
+            .limit(limit)
+        )
+    )
+
+
+def replace_clear_checksums(conn: Connection, node_id: int, sealed: bytes | None) -> None:
+    """Store the node's checksums sealed (or none) and empty the clear columns."""
+    conn.execute(
+        update(nodes).where(nodes.c.id == node_id).values(checksums=sealed, md5=None, sha1=None)
+    )
+
+
 # --- staged copies ---------------------------------------------------------------------------
 # A big COPY is built in batches, each its own short write transaction, in rows nobody sees
 # (``deleted_at`` holds the negated start time of the copy: no live lookup finds them), then
@@ -586,17 +617,7 @@ def subtree_ids_by_depth(conn: Connection, node_id: int, *, live: bool) -> list[
 def reserve_node_ids(conn: Connection, n: int) -> list[int]:
     """``n`` node ids no row has had (inside the caller's write transaction), so a batch of
     copied rows can name its parents without a round trip per row."""
-    if conn.dialect.name == "sqlite":
-        # AUTOINCREMENT: above every id ever given (sqlite_sequence), which then follows ours.
-        used = conn.exec_driver_sql(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'nodes'), 0),"
-            " coalesce((SELECT max(id) FROM nodes), 0))"
-        ).scalar_one()
-        return list(range(int(used) + 1, int(used) + n + 1))
-    rows = conn.exec_driver_sql(
-        "SELECT nextval(pg_get_serial_sequence('nodes', 'id')) FROM generate_series(1, %s)", (n,)
-    )
-    return [int(r[0]) for r in rows]
+    return dialects.of(conn).reserve_ids(conn, "nodes", n)
 
 
 def stage_copy_top(conn: Connection, src: Entry, parent_id: int, marker: float) -> int:

@@ -7,9 +7,9 @@ import time
 import unicodedata
 
 import pytest
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from davdisk import lockkeys
+from davdisk.errors import ConcurrentChange
 from davdisk.meta import store
 from davdisk.meta.db import Database
 from tests.contract.helpers import add_blob, add_file, add_node, add_user, blob_ids
@@ -81,7 +81,8 @@ class MetaStoreContract:
             kept = add_file(conn, bob.id, bob.root_id, "bobs")
             store.set_properties(conn, one.id, {"{x:}p": (b"v", 5)})
         with db.write() as conn:
-            gone = store.delete_user(conn, alice.id)
+            gone = store.delete_owner_content(conn, alice.id)
+            store.delete_user(conn, alice.id)
         assert sorted(gone) == blob_ids(one, two)
         with db.read() as conn:
             assert store.get_user(conn, "alice") is None
@@ -237,7 +238,7 @@ class MetaStoreContract:
             add_file(conn, alice.id, alice.root_id, "same")
             other = add_node(conn, alice.id, alice.root_id, "other", is_dir=True)
             add_file(conn, alice.id, other.id, "same")  # another folder: fine
-        with pytest.raises(SAIntegrityError), db.write() as conn:
+        with pytest.raises(ConcurrentChange), db.write() as conn:
             add_file(conn, alice.id, alice.root_id, "same")
         with db.read() as conn:
             assert store.child_names(conn, alice.root_id).count("same") == 1
@@ -558,7 +559,7 @@ class MetaStoreContract:
             assert store.delete_app_token(conn, alice.id, phone) is False
         with db.read() as conn:
             assert [t.id for t in store.list_app_tokens(conn, alice.id)] == [laptop]
-        with pytest.raises(SAIntegrityError), db.write() as conn:
+        with pytest.raises(ConcurrentChange), db.write() as conn:
             store.create_app_token(conn, alice.id, "dup", "i" * 64)  # one hash, one token
 
     def test_login_failures_are_counted_cleared_and_pruned(self, db: Database) -> None:

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, func, select
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from davdisk.errors import DavdiskError
+from davdisk.errors import ConcurrentChange, DavdiskError
 from davdisk.meta import store
 from davdisk.meta.db import Database
 from tests.contract.helpers import add_file, add_node, add_user
@@ -108,7 +107,7 @@ class MetaTransactionsContract:
 
     def test_a_write_whose_statement_fails_is_rolled_back_whole(self, db: Database) -> None:
         alice = add_user(db, "alice")
-        with pytest.raises(SAIntegrityError), db.write() as conn:
+        with pytest.raises(ConcurrentChange), db.write() as conn:
             add_node(conn, alice.id, alice.root_id, "first")
             add_node(conn, alice.id, alice.root_id, "dup")
             add_node(conn, alice.id, alice.root_id, "dup")  # the unique index refuses it

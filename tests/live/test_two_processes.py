@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 from tests.live.conftest import ALICE, ServerFactory, get_bytes, lock, members, put
 
 
@@ -69,3 +72,44 @@ def test_two_servers_share_files_and_locks(server_factory: ServerFactory) -> Non
 
     a_srv.stop()
     assert get_bytes(b, b_srv.dav + "from-b/new.txt") == b"A with token"
+
+
+def _at_once(calls: list[Callable[[], int]]) -> list[int]:
+    """Run ``calls`` in threads released together; their HTTP statuses."""
+    start = threading.Barrier(len(calls))
+    statuses: list[int] = []
+
+    def run(call: Callable[[], int]) -> None:
+        start.wait(10)
+        statuses.append(call())
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return statuses
+
+
+def test_two_servers_racing_to_create_one_name_never_fail(server_factory: ServerFactory) -> None:
+    """MKCOL and PUT of the same new name through two servers at the same moment: one creates
+    it, the other finds it made (MKCOL 405; PUT overwrites). Before, on PostgreSQL (no writers'
+    lock), both checked that the name was free and the second insert broke the unique index on
+    the folder's names: a 500 ("mkcol-1/": [201, 500])."""
+    a_srv = server_factory()
+    b_srv = server_factory(data_dir=a_srv.data_dir)
+    clients = [(a_srv.session(ALICE), a_srv.dav), (b_srv.session(ALICE), b_srv.dav)]
+
+    def call(i: int, method: str, name: str) -> Callable[[], int]:
+        session, base = clients[i]
+        body = b"" if method == "MKCOL" else f"from {i}".encode()
+        return lambda: session.request(method, base + name, data=body).status_code
+
+    for round_ in range(15):
+        statuses = _at_once([call(i, "MKCOL", f"dir-{round_}/") for i in range(2)])
+        assert sorted(statuses) == [201, 405], (f"dir-{round_}/", statuses)
+        statuses = _at_once([call(i, "PUT", f"file-{round_}.txt") for i in range(2)])
+        # the second may have decided "new" before the first committed: 201 too
+        assert 201 in statuses and set(statuses) <= {201, 204}, (f"file-{round_}", statuses)
+    for srv in (a_srv, b_srv):
+        assert "Traceback" not in srv.log()

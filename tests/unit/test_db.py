@@ -8,6 +8,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from davdisk.meta.db import HEAD_REVISION, MIGRATIONS, Database
+from davdisk.meta.dialects.sqlite import SQLiteDialect
 
 
 def test_head_revision_constant_matches_the_migrations() -> None:
@@ -44,7 +45,8 @@ def test_every_write_transaction_waits_for_an_fsync_of_the_wal_after_its_commit(
     db.migrate()
     with db.writer.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-    sync = db.wal_sync
+    assert isinstance(db.dialect, SQLiteDialect)
+    sync = db.dialect.wal_sync
     assert sync is not None
     insert = text(
         "INSERT INTO users (name, password_hash, created_at, disabled, quota_bytes, used_bytes)"

@@ -220,3 +220,62 @@ def test_no_module_reaches_into_files() -> None:
             ):
                 found.append(f"{name}:{node.lineno} files.{node.attr}")
     assert found == []
+
+
+def _dialect_tests(tree: ast.AST) -> list[int]:
+    """Lines that ask which database backend this is: ``is_sqlite``, ``<x>.dialect.name``, or
+    a backend's name ("sqlite", "postgresql", as a word or a URL scheme) in a comparison or a
+    ``startswith``."""
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr == "is_sqlite") or (
+            isinstance(node, ast.Attribute)
+            and node.attr == "name"
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "dialect"
+        ):
+            found.append(node.lineno)
+        elif isinstance(node, ast.Compare | ast.Call):
+            for sub in ast.walk(node):
+                if (
+                    isinstance(sub, ast.Constant)
+                    and isinstance(sub.value, str)
+                    and sub.value.lower().startswith(("sqlite", "postgres"))
+                ):
+                    found.append(node.lineno)
+    return found
+
+
+def test_no_dialect_branch_outside_meta_dialects() -> None:
+    """Every difference between SQLite and PostgreSQL is in davdisk/meta/dialects/. Migrations
+    are exempt: each is a fixed script, run as written against whichever database it meets.
+    Before: db.py, dav/locks.py, files/keyring.py, files/checksum_upgrade.py, meta/store.py
+    and cli.py each asked ``is_sqlite`` or the dialect's name."""
+    branches = []
+    for name, path in _modules().items():
+        if name.startswith(("davdisk.meta.dialects", "davdisk.meta.migrations")):
+            continue
+        branches += [f"{name}:{line}" for line in _dialect_tests(ast.parse(path.read_text()))]
+    assert branches == []
+    # The check itself sees a branch where there is one.
+    assert _dialect_tests(ast.parse("if db.is_sqlite: pass"))
+    assert _dialect_tests(ast.parse("x = conn.dialect.name"))
+    assert _dialect_tests(ast.parse("url.startswith('sqlite:///')"))
+
+
+# SQL statement builders; a module that imports none of them builds no SQL.
+_SQL_BUILDERS = {"select", "insert", "update", "delete", "text", "func", "bindparam", "or_"}
+
+
+def test_no_sql_built_outside_meta() -> None:
+    """Every SQL statement is built in meta/: lock rows in meta/locks.py, user keys in
+    meta/keys.py, fsck's queries in meta/checks.py... Before: dav/locks.py built 15
+    statements, files/rotation.py 10, files/fsck.py 9, files/keyring.py 5."""
+    builders = []
+    for name, path in _modules().items():
+        if name.startswith("davdisk.meta"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+                builders += [f"{name}: {a.name}" for a in node.names if a.name in _SQL_BUILDERS]
+    assert builders == []

@@ -1,5 +1,5 @@
-"""The database's own checks (meta/integrity.py) on real SQLite files: paths that a raw URI
-would misread, and the extended result codes that say a file is damaged."""
+"""The database's own checks (meta/dialects/sqlite_integrity.py) on real SQLite files: paths
+that a raw URI would misread, and the extended result codes that say a file is damaged."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from davdisk.meta.integrity import is_damage_code, sqlite_problems
+from davdisk.meta.dialects.sqlite_integrity import is_damage_code, sqlite_problems
 
 
 def _database(path: Path, rows: int = 2000) -> None:

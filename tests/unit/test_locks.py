@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from sqlalchemy import Table, insert
 
 from davdisk.dav.locks import SQLLockStorage
 from davdisk.meta.db import Database
+from davdisk.meta.models import Lock
 from tests.pg import database_url_for_test
 
 
@@ -54,3 +58,61 @@ def test_expired_locks_are_not_listed(storage: SQLLockStorage) -> None:
         storage.get_lock_list("/u/1", include_root=False, include_children=True, token_only=True)
         == []
     )
+
+
+def _plan(conn: Any, statement: Any, params: dict[str, Any]) -> str:
+    """The query plan the database picks for ``statement`` with ``params``, as one string."""
+    compiled = statement.compile(dialect=conn.dialect)
+    values = compiled.construct_params(params)
+    if compiled.positional:  # SQLite
+        args: Any = tuple(values[n] for n in compiled.positiontup)
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), args)
+        return "\n".join(str(r[-1]) for r in rows)
+    rows = conn.exec_driver_sql("EXPLAIN " + str(compiled), values)
+    return "\n".join(str(r[0]) for r in rows)
+
+
+def test_locks_under_a_url_are_found_through_the_index_on_root(
+    storage: SQLLockStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query for the locks below a URL is a range of roots (``root >= 'p/' AND root <
+    'p0'``) that the index on root answers, on PostgreSQL too (locks.root is in the C collation
+    there). Before: PostgreSQL compared ``substr(root, 1, n)``, a scan of every lock."""
+    db = storage._db
+    with db.write() as conn:
+        conn.execute(
+            insert(cast(Table, Lock.__table__)),
+            [
+                dict(
+                    token=f"t{i}",
+                    root=f"/u/{i % 50}/d{i}",
+                    scope="shared",
+                    depth="0",
+                    owner=b"",
+                    principal=str(i % 50),
+                    timeout=60.0,
+                    expire=time.time() + 60,
+                )
+                for i in range(5000)
+            ],
+        )
+    with db.write() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    seen: list[tuple[Any, dict[str, Any]]] = []
+    read_all = db.read_all
+
+    def recording(statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        seen.append((statement, params))
+        return read_all(statement, params)
+
+    monkeypatch.setattr(db, "read_all", recording)
+    for root, children in ((False, True), (True, True)):
+        seen.clear()
+        storage.get_lock_list(
+            "/u/7/d7", include_root=root, include_children=children, token_only=True
+        )
+        ((statement, params),) = seen
+        with db.read() as conn:
+            plan = _plan(conn, statement, params)
+        assert "ix_locks_root" in plan and "SCAN locks" not in plan, plan
+        assert "Seq Scan" not in plan, plan
