@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Table, func, insert, select
 
 from davdisk import config
-from davdisk.meta import store
+from davdisk.meta import store, tables
 from davdisk.services import Services
 
 EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
@@ -68,7 +68,7 @@ def seed(
                     }
                     for i in range(count)
                 ]
-                conn.execute(insert(store.nodes), rows)
+                conn.execute(insert(tables.nodes), rows)
     finally:
         services.close()
 
@@ -141,8 +141,8 @@ class _TreeWriter:
         self.now = time.time()
         self.nodes: list[tuple[object, ...]] = []
         self.props: list[tuple[object, ...]] = []
-        self.node_sql = _insert_sql(store.nodes, NODE_COLUMNS)
-        self.prop_sql = _insert_sql(store.props, PROP_COLUMNS)
+        self.node_sql = _insert_sql(tables.nodes, NODE_COLUMNS)
+        self.prop_sql = _insert_sql(tables.props, PROP_COLUMNS)
         self.properties = 0
 
     def add(self, parent_id: int, name: str, *, is_dir: bool) -> int:
@@ -197,8 +197,8 @@ def seed_tree(data_dir: str, user_name: str, total: int) -> TreeStats:
             assert services.db.dialect.name == "sqlite", (
                 "the scale seed writes SQLite (positional ?) SQL"
             )
-            existing = conn.scalar(select(func.count()).select_from(store.nodes)) or 0
-            first_id = (conn.scalar(select(func.max(store.nodes.c.id))) or 0) + 1
+            existing = conn.scalar(select(func.count()).select_from(tables.nodes)) or 0
+            first_id = (conn.scalar(select(func.max(tables.nodes.c.id))) or 0) + 1
             writer = _TreeWriter(conn, user.id, first_id)
             budget = total - existing
             parent = user.root_id
@@ -212,7 +212,7 @@ def seed_tree(data_dir: str, user_name: str, total: int) -> TreeStats:
                 room = budget - (writer.next_id - first_id)
                 queue.extend(writer.fill(queue.popleft(), min(room, FOLDER_SIZE), SUBFOLDERS))
             writer.flush()
-            count = conn.scalar(select(func.count()).select_from(store.nodes)) or 0
+            count = conn.scalar(select(func.count()).select_from(tables.nodes)) or 0
     finally:
         services.close()
     return TreeStats(count, writer.properties, time.perf_counter() - started)

@@ -21,14 +21,14 @@ from davdisk.dav.errors import ErrorPages
 from davdisk.dav.locks import SQLLockManager, SQLLockStorage
 from davdisk.dav.provider import DavdiskProvider
 from davdisk.dav.public import PUBLIC_PREFIX, PublicProvider
+from davdisk.http.audit import AuditLog
+from davdisk.http.errors import ServerErrors
+from davdisk.http.inert import InertContent
+from davdisk.http.limits import BodyAfterLogin, RequestLimits
+from davdisk.http.links import LINK_PREFIX, LinkPages
+from davdisk.http.mounts import Mount, Mounts, WSGIApp, plain, without_head_bodies
+from davdisk.http.transport import Transport
 from davdisk.services import Services
-from davdisk.web.audit import AuditLog
-from davdisk.web.errors import ServerErrors
-from davdisk.web.inert import InertContent
-from davdisk.web.limits import BodyAfterLogin, RequestLimits
-from davdisk.web.links import LINK_PREFIX, LinkPages
-from davdisk.web.mounts import Mount, Mounts, WSGIApp, plain, without_head_bodies
-from davdisk.web.transport import Transport
 
 logger = logging.getLogger(__name__)
 

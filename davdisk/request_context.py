@@ -14,15 +14,14 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from davdisk.files.access import Actor
-from davdisk.meta.store import Entry
+from davdisk.model import Actor, Node
 
 # The one environ key davdisk writes (tests/unit/test_request_context.py holds it to that).
 KEY = "davdisk.context"
 
 
 class Expectation(Protocol):
-    """The ``100 Continue`` a client waits for (``web/connection.py``'s Continue)."""
+    """The ``100 Continue`` a client waits for (``http/connection.py``'s Continue)."""
 
     pending: bool
 
@@ -39,7 +38,7 @@ class DavMemo:
     # Resources resolved, by request path (None: nothing there).
     resources: dict[str, Any] = field(default_factory=dict)
     # Folder members, and dead properties, by node id.
-    children: dict[int, list[Entry]] = field(default_factory=dict)
+    children: dict[int, list[Node]] = field(default_factory=dict)
     props: dict[int, dict[str, bytes]] = field(default_factory=dict)
     # The names leading to a node in its owner's home (lock keys of shared nodes), by node id.
     owner_names: dict[int, list[str]] = field(default_factory=dict)
@@ -62,11 +61,11 @@ class DavMemo:
 
 @dataclass(eq=False, slots=True)
 class RequestContext:
-    # The connection (set by web/connection.py's gateway; None when the app runs without it):
+    # The connection (set by http/connection.py's gateway; None when the app runs without it):
     # close it after the answer without reading the rest of the body; the 100 it waits for.
     close_connection: Callable[[], None] | None = None
     expectation: Expectation | None = None
-    # The transport (web/transport.py): the client's address once trusted proxies are
+    # The transport (http/transport.py): the client's address once trusted proxies are
     # accounted for, and whether it spoke HTTPS (to us or to a trusted proxy).
     client_ip: str | None = None
     secure: bool = False
@@ -75,7 +74,7 @@ class RequestContext:
     # The login: who acts (a user or a link's holder), and a failed or throttled attempt.
     actor: Actor | None = None
     auth_event: Literal["failed", "throttled"] | None = None
-    # Why the request fails: the first cause noted is the one web/errors.py logs.
+    # Why the request fails: the first cause noted is the one http/errors.py logs.
     error_cause: BaseException | None = None
     dav: DavMemo = field(default_factory=DavMemo)
 

@@ -1,4 +1,4 @@
-"""Runs the WSGI app on cheroot until SIGINT/SIGTERM (then stops gracefully: web/shutdown.py),
+"""Runs the WSGI app on cheroot until SIGINT/SIGTERM (then stops gracefully: http/shutdown.py),
 with the background jobs (files/jobs.py) beside it, and sets up logging once."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import logging
 from davdisk import tls
 from davdisk.app import DAV_PREFIX, build_app
 from davdisk.files.jobs import JobRunner
+from davdisk.http import httpd
+from davdisk.http.shutdown import GracefulStop, InFlight
+from davdisk.http.transport import startup_notes
 from davdisk.services import Services
 from davdisk.tls import load_server_tls, tls_settings
-from davdisk.web import httpd
-from davdisk.web.shutdown import GracefulStop, InFlight
-from davdisk.web.transport import startup_notes
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number
 

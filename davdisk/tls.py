@@ -1,7 +1,7 @@
 """TLS for the server, in one place: a certificate and key checked and turned into an
 ``SSLContext`` that speaks TLS 1.2 or newer only, what the start-up log says of them, and
-self-signed certificates for a first try. Connections use the context in ``web/tls_adapter.py``,
-and ``web/gate.py`` does the handshakes without tying up a worker thread."""
+self-signed certificates for a first try. Connections use the context in ``http/tls_adapter.py``,
+and ``http/gate.py`` does the handshakes without tying up a worker thread."""
 
 from __future__ import annotations
 

@@ -110,7 +110,7 @@ def take_over_put_body(environ: dict[str, Any], chunks: Any) -> Any | None:
     the body is returned for the caller to read straight into its own buffers (which saves a
     copy and an allocation per block). Anything else (another generator, one already started,
     a body without ``readinto``) is left alone: None. The body object itself reads directly
-    from the connection only when it is exactly cheroot's (``web/request_body.py``).
+    from the connection only when it is exactly cheroot's (``http/request_body.py``).
     """
     body = environ.get("wsgi.input")
     if body is None or not hasattr(body, "readinto"):
@@ -166,7 +166,7 @@ def _propfind_body(environ: dict[str, Any]) -> tuple[bool, etree._Element | None
     if not data:
         return False, None  # WsgiDAV tries to parse b"" (400)
     try:
-        # The parser of util.parse_xml_body; the body has passed web/xml_guard.py already.
+        # The parser of util.parse_xml_body; the body has passed http/xml_guard.py already.
         root = etree.XML(data, parser=etree.XMLParser(resolve_entities=False))
     except Exception:
         return False, None  # WsgiDAV answers 400

@@ -36,8 +36,9 @@ from davdisk.auth.links import LinkAuthenticator
 from davdisk.auth.passwords import CredentialCache
 from davdisk.auth.throttle import Attempt, LoginThrottled, Throttle, client_ip
 from davdisk.crypto.passwords import check_password, hash_password
-from davdisk.files.api import Actor, Files
+from davdisk.files.api import Files
 from davdisk.meta.db import Database
+from davdisk.model import Actor
 from davdisk.request_context import context
 
 logger = logging.getLogger(__name__)

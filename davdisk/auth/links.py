@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from davdisk.auth.passwords import CredentialCache
 from davdisk.auth.throttle import Attempt, Throttle
 from davdisk.crypto.passwords import check_password
-from davdisk.files.access import Actor, link_usable
+from davdisk.files.access import link_usable
 from davdisk.files.api import Files
 from davdisk.files.shares import token_hash
-from davdisk.meta.store import ShareRow
+from davdisk.model import Actor, Share
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class LinkAuthenticator:
         self.throttle = throttle
         self._cache = CredentialCache(cache_seconds)
 
-    def _share(self, token: str) -> ShareRow | None:
+    def _share(self, token: str) -> Share | None:
         share = self.files.link_share(token_hash(token))
         return share if share is not None and link_usable(share) else None
 

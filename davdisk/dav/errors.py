@@ -134,7 +134,7 @@ class ErrorPages(BaseMiddleware):
                 raise DAVError(HTTP_INTERNAL_ERROR, src_exception=e) from e
         except DAVError as e:
             if e.value >= 500:
-                # Logged once, with the request, by web/errors.py (WsgiDAV's own 500s have no
+                # Logged once, with the request, by http/errors.py (WsgiDAV's own 500s have no
                 # other cause than the DAVError itself, whose traceback shows where it arose).
                 record_cause(environ, e.src_exception or e.__cause__ or e)
             if started:

@@ -37,7 +37,7 @@ from davdisk.dav.properties import CHECKSUMS, LOCKDISCOVERY, WHOLE
 from davdisk.dav.properties import Generic as _Generic
 from davdisk.dav.resources import Folder, make_resource
 from davdisk.files.access import owns
-from davdisk.meta.store import Entry
+from davdisk.model import Node
 from davdisk.request_context import context
 from davdisk.wsgidav_compat import (
     HREF_SAFE,
@@ -77,7 +77,7 @@ def _href_name(name: str) -> str:
     return name if _HREF_PLAIN.fullmatch(name) else quote(name, safe=HREF_SAFE)
 
 
-Getter = Callable[["_Listing", Entry, dict[str, bytes]], Any]
+Getter = Callable[["_Listing", Node, dict[str, bytes]], Any]
 
 
 class _Listing(properties.Asker):
@@ -104,7 +104,7 @@ class _Listing(properties.Asker):
 
     # --- members ---------------------------------------------------------------------------
 
-    def resource(self, entry: Entry) -> Any:
+    def resource(self, entry: Node) -> Any:
         return make_resource(f"{self.base}/{entry.name}", self.environ, entry, self.actor)
 
     def find_locks(self) -> None:
@@ -123,7 +123,7 @@ class _Listing(properties.Asker):
         if self.owns_folder and owned.startswith(self.lock_prefix):
             self.owned_ref_prefix = owned
 
-    def member_locks(self, entry: Entry) -> list[dict[str, Any]] | None:
+    def member_locks(self, entry: Node) -> list[dict[str, Any]] | None:
         """The locks on a member; None when they were not read with the listing."""
         assert self.lock_prefix is not None
         if self.owned_ref_prefix is not None and owns(self.actor, entry):
@@ -135,7 +135,7 @@ class _Listing(properties.Asker):
             return self.locked.get(ref, [])
         return None  # e.g. a share mounted in the top folder: WsgiDAV's code asks
 
-    def lockdiscovery(self, entry: Entry) -> str:
+    def lockdiscovery(self, entry: Node) -> str:
         found = self.member_locks(entry)
         if found is None or (found and self.dead.get(entry.id)):
             # Unknown here, or a lock owner's namespaces might meet the dead properties'
@@ -146,7 +146,7 @@ class _Listing(properties.Asker):
         href = self.href_prefix + _href_name(entry.name) + ("/" if entry.is_dir else "")
         return wsgidav_compat.activelocks(found, href)
 
-    def allprop_names(self, e: Entry, props: dict[str, bytes]) -> tuple[str, ...]:
+    def allprop_names(self, e: Node, props: dict[str, bytes]) -> tuple[str, ...]:
         """_DAVResource.get_property_names(is_allprop=True) of a member (and so the same for
         all owned files, and for all folders the actor owns), plus its dead properties. A
         folder shared with the actor has its own: whether it reports quota-available-bytes
@@ -236,20 +236,20 @@ def _getter(name: str) -> Getter:
     live = properties.lookup(name)
     if live is None:
 
-        def dead(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
+        def dead(ls: _Listing, e: Node, props: dict[str, bytes]) -> Any:
             return _dead(props.get(name))
 
         return dead
     value = live.value
     if live.escape and live.form != WHOLE:
 
-        def escaped(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
+        def escaped(ls: _Listing, e: Node, props: dict[str, bytes]) -> Any:
             found = value(ls, e)
             return _NOT_FOUND if found is None else _text(found)
 
         return escaped
 
-    def plain(ls: _Listing, e: Entry, props: dict[str, bytes]) -> Any:
+    def plain(ls: _Listing, e: Node, props: dict[str, bytes]) -> Any:
         found = value(ls, e)
         return _NOT_FOUND if found is None else found
 
@@ -274,7 +274,7 @@ def _dead(raw: bytes | None) -> Any:
 # --- responses ------------------------------------------------------------------------------
 
 
-def _member(ls: _Listing, e: Entry, props: dict[str, bytes], names: tuple[str, ...] | None) -> str:
+def _member(ls: _Listing, e: Node, props: dict[str, bytes], names: tuple[str, ...] | None) -> str:
     """The <response> of one member, as WsgiDAV would write it."""
     if names is None:
         names = ls.allprop_names(e, props)
@@ -297,7 +297,7 @@ def _member(ls: _Listing, e: Entry, props: dict[str, bytes], names: tuple[str, .
 
 
 def _each(
-    ls: _Listing, e: Entry, props: dict[str, bytes], getters: list[Getter]
+    ls: _Listing, e: Node, props: dict[str, bytes], getters: list[Getter]
 ) -> tuple[list[Any], tuple[str | None, ...]]:
     """Values and statuses property by property, failures as _DAVResource.get_properties
     reports them: a propstat with the error's status."""

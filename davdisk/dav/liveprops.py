@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_CONFLICT, DAVError
 
-from davdisk.files.access import Action
+from davdisk.model import Action
 
 OC = "{http://owncloud.org/ns}"
 WIN32 = "{urn:schemas-microsoft-com:}"

@@ -4,7 +4,7 @@ WsgiDAV's ``LockManager`` checks for conflicts and then creates the lock, guarde
 in-process lock. :class:`SQLLockManager` runs that check-then-create inside one database write
 transaction (write transactions run one at a time on every backend, see meta/db.py), so two
 processes cannot both be granted conflicting locks. :class:`SQLLockStorage` implements
-WsgiDAV's lock-storage contract on the ``locks`` table (its rows: meta/locks.py); while a lock
+WsgiDAV's lock-storage contract on the ``locks`` table (its rows: meta/store/locks.py); while a lock
 is being acquired its calls run on the acquiring transaction.
 """
 
@@ -35,8 +35,8 @@ from wsgidav.lock_man.lock_manager import (
 )
 
 from davdisk.errors import Locked
-from davdisk.meta import locks as rows
 from davdisk.meta.db import Database
+from davdisk.meta.store import locks as rows
 
 # Limits (issue 12, item 13: 10 000 four-week locks were taken in 41 s). A lock lasts at most a
 # day, whatever the client asks (Infinite included: RFC 4918 10.7 lets the server choose);

@@ -26,8 +26,8 @@ from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.memo import forget
 from davdisk.files.access import owns
-from davdisk.files.api import Actor, Files
-from davdisk.meta.store import Entry
+from davdisk.files.api import Files
+from davdisk.model import Actor, Node
 from davdisk.request_context import context
 from davdisk.wsgidav_compat import (
     RESOURCETYPE_DIR,
@@ -61,13 +61,13 @@ class Asker:
         self.actor = actor
         self.owned_permissions: dict[bool, str] = {}
 
-    def lockdiscovery(self, entry: Entry) -> str:
+    def lockdiscovery(self, entry: Node) -> str:
         """<D:lockdiscovery> of ``entry`` as WsgiDAV writes it; :class:`Generic` when not known
         here (then WsgiDAV's code looks the locks up)."""
         raise Generic
 
 
-Value = Callable[[Asker, Entry], str | None]
+Value = Callable[[Asker, Node], str | None]
 
 
 @dataclass(frozen=True)
@@ -81,19 +81,19 @@ class Live:
     form: str = TEXT
     escape: bool = True
     by_wsgidav: bool = False
-    allprop: Callable[[Asker, Entry], bool] | None = None
+    allprop: Callable[[Asker, Node], bool] | None = None
 
 
-def _always(a: Asker, e: Entry) -> bool:
+def _always(a: Asker, e: Node) -> bool:
     return True
 
 
-def _file(a: Asker, e: Entry) -> bool:
+def _file(a: Asker, e: Node) -> bool:
     return not e.is_dir
 
 
 def usage(
-    environ: dict[str, Any], files: Files, actor: Actor, entry: Entry
+    environ: dict[str, Any], files: Files, actor: Actor, entry: Node
 ) -> tuple[int, int | None] | None:
     """(used, available) bytes for a folder's RFC 4331 quota properties, once per owner (per
     folder in a share: see ``Files.usage``) and request; None for a link holder, who has no
@@ -109,21 +109,21 @@ def usage(
     return found
 
 
-def _usage(a: Asker, e: Entry) -> tuple[int, int | None] | None:
+def _usage(a: Asker, e: Node) -> tuple[int, int | None] | None:
     return usage(a.environ, a.files, a.actor, e) if e.is_dir else None
 
 
-def _quota_used(a: Asker, e: Entry) -> str | None:
+def _quota_used(a: Asker, e: Node) -> str | None:
     found = _usage(a, e)
     return None if found is None else str(found[0])
 
 
-def _quota_available(a: Asker, e: Entry) -> str | None:
+def _quota_available(a: Asker, e: Node) -> str | None:
     found = _usage(a, e)
     return None if found is None or found[1] is None else str(found[1])
 
 
-def _permissions(a: Asker, e: Entry) -> str:
+def _permissions(a: Asker, e: Node) -> str:
     owned = owns(a.actor, e)
     if owned and e.is_dir in a.owned_permissions:
         # An owner may do everything to what it owns (files/access.py): the same letters for
@@ -140,19 +140,19 @@ def _permissions(a: Asker, e: Entry) -> str:
     return letters
 
 
-def _size(a: Asker, e: Entry) -> str:
+def _size(a: Asker, e: Node) -> str:
     if not e.is_dir:
         return str(e.size)
     with dav_errors():
         return str(a.files.tree_size(a.actor, e))
 
 
-def _checksums(a: Asker, e: Entry) -> str | None:
+def _checksums(a: Asker, e: Node) -> str | None:
     found = a.files.checksums.reveal(e)
     return None if found is None else liveprops.checksum_text(*found)
 
 
-def _none(a: Asker, e: Entry) -> None:
+def _none(a: Asker, e: Node) -> None:
     return None
 
 
@@ -226,7 +226,7 @@ def lookup(name: str) -> Live | None:
     return None
 
 
-def allprop_names(a: Asker, e: Entry) -> tuple[str, ...]:
+def allprop_names(a: Asker, e: Node) -> tuple[str, ...]:
     """The live properties an ``allprop`` PROPFIND lists for ``e``: what the generic path's
     ``_DAVResource.get_property_names(is_allprop=True)`` gives (without dead properties)."""
     return tuple(name for name, live in LIVE.items() if live.allprop and live.allprop(a, e))
@@ -245,7 +245,7 @@ class NodeProperties:
     """The generic path's property methods of a resource over a node (WsgiDAV calls them)."""
 
     environ: dict[str, Any]
-    entry: Entry
+    entry: Node
     actor: Actor
     files: Files
 

@@ -31,7 +31,8 @@ from davdisk import wsgidav_compat
 from davdisk.dav import listing, memo
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.resources import Folder, make_resource
-from davdisk.files.api import Actor, Files
+from davdisk.files.api import Files
+from davdisk.model import Actor
 from davdisk.request_context import context
 from davdisk.wsgidav_compat import DAVResource
 

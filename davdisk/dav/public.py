@@ -22,10 +22,9 @@ from wsgidav.dav_provider import DAVCollection
 from davdisk import lockkeys
 from davdisk.dav.provider import DavdiskProvider
 from davdisk.dav.resources import File, make_resource
-from davdisk.files.access import Actor
 from davdisk.files.names import split_path
 from davdisk.files.shares import token_hash
-from davdisk.meta.store import Entry
+from davdisk.model import Actor, Node
 from davdisk.request_context import context
 from davdisk.wsgidav_compat import DAVResource
 
@@ -37,7 +36,7 @@ DROP_METHODS = frozenset({"OPTIONS", "GET", "HEAD", "PROPFIND", "PUT", "MKCOL"})
 class LinkFolder(DAVCollection):
     """The read-only folder that presents a link to a single file."""
 
-    def __init__(self, path: str, environ: dict[str, Any], file: Entry, actor: Actor) -> None:
+    def __init__(self, path: str, environ: dict[str, Any], file: Node, actor: Actor) -> None:
         super().__init__(path, environ)
         self._file = file
         self._actor = actor

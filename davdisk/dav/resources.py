@@ -30,9 +30,9 @@ from davdisk.dav.memo import forget, remember_ref
 from davdisk.dav.properties import NodeProperties, usage
 from davdisk.dav.uploads import PendingFile, UploadStream, WritableMixin
 from davdisk.files.access import owns
-from davdisk.files.api import Actor, Files
+from davdisk.files.api import Files
 from davdisk.files.guard import NO_GUARD, WriteGuard
-from davdisk.meta.store import Entry
+from davdisk.model import Actor, Node
 from davdisk.request_context import context
 from davdisk.wsgidav_compat import DAVResource
 
@@ -46,11 +46,11 @@ class _NodeMixin(NodeProperties):
     environ: dict[str, Any]
     path: str
     is_collection: bool
-    entry: Entry
+    entry: Node
     actor: Actor
     files: Files
 
-    def _init_node(self, entry: Entry, actor: Actor, files: Files) -> None:
+    def _init_node(self, entry: Node, actor: Actor, files: Files) -> None:
         self.entry = entry
         self.actor = actor
         self.files = files
@@ -196,7 +196,7 @@ class _NodeMixin(NodeProperties):
 
 
 class Folder(_NodeMixin, DAVCollection):
-    def __init__(self, path: str, environ: dict[str, Any], entry: Entry, actor: Actor) -> None:
+    def __init__(self, path: str, environ: dict[str, Any], entry: Node, actor: Actor) -> None:
         DAVCollection.__init__(self, path, environ)
         self._init_node(entry, actor, self.provider.files)
 
@@ -216,7 +216,7 @@ class Folder(_NodeMixin, DAVCollection):
         usage = self._usage()
         return usage[1] if usage else None
 
-    def _children(self) -> list[Entry]:
+    def _children(self) -> list[Node]:
         cache = context(self.environ).dav.children
         found = cache.get(self.entry.id)
         if found is None:
@@ -233,7 +233,7 @@ class Folder(_NodeMixin, DAVCollection):
     def get_member_names(self) -> list[str]:
         return [c.name for c in self._children()]
 
-    def members(self) -> list[Entry]:
+    def members(self) -> list[Node]:
         """The members' entries (their dead properties cached for the request), ready to be
         made resources of (dav/listing.py renders them without)."""
         children = self._children()
@@ -286,7 +286,7 @@ class Folder(_NodeMixin, DAVCollection):
 
 
 class File(WritableMixin, _NodeMixin, DAVNonCollection):
-    def __init__(self, path: str, environ: dict[str, Any], entry: Entry, actor: Actor) -> None:
+    def __init__(self, path: str, environ: dict[str, Any], entry: Node, actor: Actor) -> None:
         DAVNonCollection.__init__(self, path, environ)
         self._init_node(entry, actor, self.provider.files)
         self._stream = None
@@ -338,14 +338,14 @@ class File(WritableMixin, _NodeMixin, DAVNonCollection):
             self.entry, self.entry.name, self.actor, content_type, target=self.entry
         )
 
-    def _committed(self, entry: Entry) -> None:
+    def _committed(self, entry: Node) -> None:
         self.entry = entry
 
     def _write_checks(self) -> list[tuple[str, str]]:
         return [(self.get_ref_url(), "0")]
 
 
-def make_resource(path: str, environ: dict[str, Any], entry: Entry, actor: Actor) -> DAVResource:
+def make_resource(path: str, environ: dict[str, Any], entry: Node, actor: Actor) -> DAVResource:
     """The resource for ``entry``, reached at request path ``path``."""
     if entry.is_dir:
         return Folder(path, environ, entry, actor)

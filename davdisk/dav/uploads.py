@@ -18,8 +18,8 @@ from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
 from davdisk.dav.host import Host, lock_guard, requested_mtime
 from davdisk.dav.memo import forget
-from davdisk.files.api import Actor, Files, Upload
-from davdisk.meta.store import Entry
+from davdisk.files.api import Files, Upload
+from davdisk.model import Actor, Node
 
 
 class Owner(Protocol):
@@ -27,13 +27,13 @@ class Owner(Protocol):
 
     environ: dict[str, Any]
 
-    def _committed(self, entry: Entry) -> None: ...
+    def _committed(self, entry: Node) -> None: ...
 
 
 class Parent(Protocol):
     """The folder a :class:`PendingFile` is to appear in (a ``dav/resources.py`` Folder)."""
 
-    entry: Entry
+    entry: Node
     actor: Actor
 
     def get_ref_url(self) -> str: ...
@@ -98,11 +98,11 @@ class WritableMixin:
 
     def _start_upload(
         self,
-        parent: Entry,
+        parent: Node,
         name: str,
         actor: Actor,
         content_type: str | None,
-        target: Entry | None = None,
+        target: Node | None = None,
     ) -> UploadStream:
         files: Files = self.provider.files
         with dav_errors():
@@ -139,7 +139,7 @@ class PendingFile(WritableMixin, DAVNonCollection):
         DAVNonCollection.__init__(self, path, environ)
         self._parent = parent
         self._name = name
-        self._entry: Entry | None = None
+        self._entry: Node | None = None
         self._stream = None
 
     def get_ref_url(self) -> str:
@@ -170,5 +170,5 @@ class PendingFile(WritableMixin, DAVNonCollection):
     def begin_write(self, *, content_type: str | None = None) -> UploadStream:
         return self._start_upload(self._parent.entry, self._name, self._parent.actor, content_type)
 
-    def _committed(self, entry: Entry) -> None:
+    def _committed(self, entry: Node) -> None:
         self._entry = entry

@@ -26,48 +26,31 @@ neither read nor change anything that is there, what it added itself included.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
 
 from sqlalchemy import Connection
 
 from davdisk.errors import Forbidden
 from davdisk.meta import store
 from davdisk.meta.db import Database
-from davdisk.meta.store import Entry, ShareRow
-
-Action = Literal["find", "read", "create", "write", "delete", "lock", "share"]
+from davdisk.model import Action, Actor, Node, Share
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who acts: an authenticated user, or the holder of a public link (``link`` set)."""
-
-    id: int
-    name: str
-    root_id: int
-    link: ShareRow | None = None
-
-    @property
-    def is_link(self) -> bool:
-        return self.link is not None
-
-
-def link_usable(share: ShareRow, now: float | None = None) -> bool:
+def link_usable(share: Share, now: float | None = None) -> bool:
     """A link share that has not expired."""
     return share.token_hash is not None and (
         share.expires_at is None or share.expires_at > (now or time.time())
     )
 
 
-def owns(actor: Actor, entry: Entry) -> bool:
+def owns(actor: Actor, entry: Node) -> bool:
     """The actor is the node's owner (and acts as a user, not through a link)."""
     return actor.link is None and entry.owner_id == actor.id
 
 
 class Access:
     @staticmethod
-    def allowed(conn: Connection, actor: Actor, entry: Entry, action: Action) -> bool:
+    def allowed(conn: Connection, actor: Actor, entry: Node, action: Action) -> bool:
         if owns(actor, entry):
             return True
         if actor.link is not None:
@@ -87,7 +70,7 @@ class Access:
         return any(g.can_write for g in grants)
 
 
-def require(conn: Connection, actor: Actor, entry: Entry, action: Action) -> None:
+def require(conn: Connection, actor: Actor, entry: Node, action: Action) -> None:
     """Raise Forbidden unless ``actor`` may do ``action`` on ``entry``, asked inside a write
     transaction, late in a long request: a link removed since the request began must count as
     gone, so its row is read again."""
@@ -103,7 +86,7 @@ def require(conn: Connection, actor: Actor, entry: Entry, action: Action) -> Non
 
 
 def allow(
-    db: Database, actor: Actor, entry: Entry, action: Action, conn: Connection | None = None
+    db: Database, actor: Actor, entry: Node, action: Action, conn: Connection | None = None
 ) -> None:
     """The access-control choke point of the files API: raise Forbidden unless ``actor`` may
     do ``action`` on ``entry``. Inside a transaction (``conn``) a link's row is read again
@@ -119,7 +102,7 @@ def allow(
         raise Forbidden(f"{action} not allowed")
 
 
-def allowed(db: Database, actor: Actor, entry: Entry, action: Action) -> bool:
+def allowed(db: Database, actor: Actor, entry: Node, action: Action) -> bool:
     """Whether ``actor`` may do ``action`` on ``entry`` (for faces that show permissions)."""
     try:
         allow(db, actor, entry, action)

@@ -18,7 +18,6 @@ or a cut connection leaves the old content and, at most, an orphan blob for ``da
 from __future__ import annotations
 
 from davdisk.files import access, deadprops
-from davdisk.files.access import Action, Actor
 from davdisk.files.checksums import Checksums
 from davdisk.files.content import Content
 from davdisk.files.copymove import CopyMove
@@ -27,7 +26,7 @@ from davdisk.files.namespace import Namespace
 from davdisk.files.transfer import Transfer
 from davdisk.files.upload import Upload
 from davdisk.meta.db import Database
-from davdisk.meta.store import Entry
+from davdisk.model import Action, Actor, Node
 
 __all__ = ["Action", "Actor", "Files", "Upload"]
 
@@ -80,6 +79,6 @@ class Files:
         self.upload = transfer.upload
         self.write = transfer.write
 
-    def may(self, actor: Actor, entry: Entry, action: Action) -> bool:
+    def may(self, actor: Actor, entry: Node, action: Action) -> bool:
         """Whether ``actor`` may do ``action`` on ``entry`` (for faces that show permissions)."""
         return access.allowed(self._db, actor, entry, action)

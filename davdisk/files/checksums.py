@@ -17,7 +17,7 @@ import logging
 from davdisk.crypto import sealed
 from davdisk.errors import DavdiskError, IntegrityError
 from davdisk.files.keyring import Keyring
-from davdisk.meta.store import Entry
+from davdisk.model import Node
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Checksums:
         version, _urk = self._keyring.current(user_id)
         return self.seal(user_id, version, md5=md5, sha1=sha1)
 
-    def reveal(self, entry: Entry) -> tuple[str, str] | None:
+    def reveal(self, entry: Node) -> tuple[str, str] | None:
         """(md5, sha1) hex of a file's content; None for a folder, or if they are unknown or
         cannot be opened (logged: a property missing is better than a failed listing)."""
         if entry.is_dir:

@@ -30,16 +30,18 @@ from sqlalchemy import Connection
 from davdisk.blobs.base import BlobInfo, BlobStore, BlobUpload
 from davdisk.errors import AlreadyExists, Conflict, DavdiskError
 from davdisk.files import quota
-from davdisk.files.access import Actor, require
+from davdisk.files.access import require
 from davdisk.files.guard import NO_GUARD, WriteGuard
-from davdisk.meta import checks, rotation_queries, store
+from davdisk.meta import store
 from davdisk.meta.db import Database
-from davdisk.meta.store import Entry
+from davdisk.meta.store import checks
+from davdisk.meta.store import keys as key_rows
+from davdisk.model import Actor, Node
 
 logger = logging.getLogger(__name__)
 
 
-def still_there(entry: Entry | None) -> Entry:
+def still_there(entry: Node | None) -> Node:
     """The node a write just made or changed, read back inside its transaction. Missing means
     the write went wrong: raising here rolls the whole transaction back (an ``assert`` after
     the commit once reported a 500 for a MOVE that had already deleted a tree)."""
@@ -107,14 +109,14 @@ class Content:
 
     def commit(
         self,
-        parent: Entry,
+        parent: Node,
         name: str,
         new: NewContent,
         *,
-        target: Entry | None,
+        target: Node | None,
         guard: WriteGuard = NO_GUARD,
         actor: Actor | None = None,
-    ) -> Entry:
+    ) -> Node:
         """Point ``parent/name`` (or the file ``target``) at ``new`` in one short transaction,
         then remove the blob it replaced.
 
@@ -142,13 +144,13 @@ class Content:
 
     def _commit(
         self,
-        parent: Entry,
+        parent: Node,
         name: str,
         new: NewContent,
-        target: Entry | None,
+        target: Node | None,
         guard: WriteGuard,
         actor: Actor | None,
-    ) -> tuple[Entry, list[str]]:
+    ) -> tuple[Node, list[str]]:
         blob_id, size = new.blob_id, new.size
         now = time.time()
         with self.db.write() as conn:
@@ -210,7 +212,7 @@ class Content:
     # --- transitions inside the caller's transaction -----------------------------------------
 
     @staticmethod
-    def take(conn: Connection, dest: Entry, src: Entry) -> list[str]:
+    def take(conn: Connection, dest: Node, src: Node) -> list[str]:
         """Give file ``dest`` the content, times and hashes of ``src`` (same owner: the blob is
         shared, not copied); return the blobs now unused, for :meth:`remove` after the commit.
         The caller counts the bytes (a copy adds them, a move only moves them)."""
@@ -228,8 +230,8 @@ class Content:
 
     @staticmethod
     def copy_tree(
-        conn: Connection, src: Entry, parent_id: int, name: str, *, recursive: bool
-    ) -> Entry:
+        conn: Connection, src: Node, parent_id: int, name: str, *, recursive: bool
+    ) -> Node:
         """Copy ``src`` (and, if ``recursive``, its members) into ``parent_id`` for the same
         owner: the copies share the source's blobs (immutable; a blob lives while any node
         points at it). Returns the new top node; the caller charges the bytes."""
@@ -243,12 +245,12 @@ class Content:
         marker: float,
         now: float,
     ) -> dict[int, int]:
-        """One batch of a staged copy (see meta/store.py): hidden rows sharing the sources'
+        """One batch of a staged copy (see meta/store/): hidden rows sharing the sources'
         blobs, as :meth:`copy_tree`. Returns old id -> new id."""
         return store.copy_rows(conn, ids, new_parent, marker, now)
 
     @staticmethod
-    def delete_tree(conn: Connection, entry: Entry) -> list[str]:
+    def delete_tree(conn: Connection, entry: Node) -> list[str]:
         """Delete ``entry`` and everything below it, uncharge its owner; return the blobs now
         unused, for :meth:`remove` after the commit."""
         total, blob_ids = store.subtree_totals(conn, entry.id)
@@ -275,7 +277,7 @@ class Content:
         version than their newest that a node uses (unused ones are garbage for gc, not worth
         rewriting), oldest first."""
         with self.db.read() as conn:
-            return rotation_queries.used_blobs_on_older_keys(conn, owner_id)
+            return key_rows.used_blobs_on_older_keys(conn, owner_id)
 
     def swap(
         self,
@@ -332,7 +334,7 @@ class Content:
 
     @staticmethod
     def files_with_blobs(conn: Connection) -> list[Any]:
-        """Every live file with the blob row it points at (see meta/checks.py)."""
+        """Every live file with the blob row it points at (see meta/store/checks.py)."""
         return checks.file_blob_rows(conn)
 
     def blob_rows(self) -> tuple[set[str], list[str]]:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from davdisk.errors import Conflict, Forbidden, InsufficientStorage, PreconditionFailed
 from davdisk.files import deadprops, quota
-from davdisk.files.access import Action, Actor, allow
+from davdisk.files.access import allow
 from davdisk.files.content import Content
 from davdisk.files.content import still_there as _still_there
 from davdisk.files.guard import NO_GUARD, WriteGuard
@@ -23,7 +23,7 @@ from davdisk.files.namespace import Namespace, fresh, stamp
 from davdisk.files.transfer import Transfer
 from davdisk.meta import store
 from davdisk.meta.db import Database
-from davdisk.meta.store import Entry
+from davdisk.model import Action, Actor, Node
 
 # Rows a big COPY writes per transaction: ~10-30 ms each, so other writers wait no longer.
 _COPY_BATCH = 1000
@@ -49,15 +49,15 @@ class CopyMove:
     def move(
         self,
         actor: Actor,
-        entry: Entry,
-        parent: Entry,
+        entry: Node,
+        parent: Node,
         name: str,
         *,
         overwrite: bool,
         mtime: float | None = None,
         guard: WriteGuard = NO_GUARD,
         source_guard: WriteGuard | None = None,
-    ) -> tuple[Entry, bool]:
+    ) -> tuple[Node, bool]:
         """Move/rename ``entry`` to ``parent/name``; returns (new entry, destination was new).
 
         ``guard`` runs in the transaction that makes the move. A move across owners is a copy,
@@ -116,15 +116,15 @@ class CopyMove:
     def copy(
         self,
         actor: Actor,
-        entry: Entry,
-        parent: Entry,
+        entry: Node,
+        parent: Node,
         name: str,
         *,
         overwrite: bool,
         recursive: bool = True,
         mtime: float | None = None,
         guard: WriteGuard = NO_GUARD,
-    ) -> tuple[Entry, bool]:
+    ) -> tuple[Node, bool]:
         """Copy ``entry`` to ``parent/name`` (a folder's members only if ``recursive``).
 
         A file copied over a file keeps the destination's node id, as for :meth:`move`.
@@ -173,20 +173,20 @@ class CopyMove:
     def _staged_copy(
         self,
         actor: Actor,
-        entry: Entry,
-        parent: Entry,
+        entry: Node,
+        parent: Node,
         name: str,
         tree: list[int],
         overwrite: bool,
         mtime: float | None,
         guard: WriteGuard,
-    ) -> tuple[Entry, bool]:
+    ) -> tuple[Node, bool]:
         """:meth:`copy` of a big folder (``tree``: its live node ids, parents first) without
         holding the database's writers' lock for long: one COPY of 21 000 nodes in a single
         transaction held every other user's writes up for 13 s.
 
         The copy is built in batches of ``_COPY_BATCH`` rows, each its own short transaction,
-        as hidden rows (see meta/store.py, staged copies), and attached in one short last
+        as hidden rows (see meta/store/, staged copies), and attached in one short last
         transaction, which checks the destination, the lock guard and the quota again, replaces
         what stands there and makes the rows live. Nobody sees a half-made copy: a failure
         removes the hidden rows, a crash leaves them to ``davdisk gc``. Each batch copies the
@@ -249,13 +249,13 @@ class CopyMove:
         self,
         conn: Connection,
         actor: Actor,
-        entry: Entry,
-        parent: Entry,
+        entry: Node,
+        parent: Node,
         name: str,
         *,
         overwrite: bool,
         source_right: Action,
-    ) -> tuple[Entry, Entry | None]:
+    ) -> tuple[Node, Node | None]:
         """Re-read the source and check the destination of a move or copy, in its transaction;
         return (source, what already stands at the destination).
 
@@ -285,8 +285,8 @@ class CopyMove:
     def _copy_across(
         self,
         actor: Actor,
-        entry: Entry,
-        parent: Entry,
+        entry: Node,
+        parent: Node,
         name: str,
         overwrite: bool,
         mtime: float | None,
@@ -294,7 +294,7 @@ class CopyMove:
         recursive: bool = True,
         *,
         check_fit: bool = True,
-    ) -> tuple[Entry, bool]:
+    ) -> tuple[Node, bool]:
         """Copy into another owner's tree: every file is decrypted and encrypted anew for the
         destination's owner (and counted against their quota). Each file lands atomically; a
         failure part way (another upload took the room meanwhile, a full disk) leaves what was
@@ -350,7 +350,7 @@ class CopyMove:
             stamped = _still_there(stamp(conn, top, entry.mtime if mtime is None else mtime))
         return stamped, True
 
-    def _copy_properties_across(self, src: Entry, dest: Entry) -> None:
+    def _copy_properties_across(self, src: Node, dest: Node) -> None:
         """Give ``dest`` exactly ``src``'s dead properties, sealed anew for ``dest``'s owner
         and charged to them."""
         with self.db.read() as conn:

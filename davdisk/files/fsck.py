@@ -38,8 +38,8 @@ from davdisk.blobs.base import BlobInfo
 from davdisk.crypto.envelope import SEGMENT_SIZE, EnvelopeReader
 from davdisk.errors import DavdiskError
 from davdisk.files.admin import Admin
-from davdisk.meta import checks
 from davdisk.meta.db import Database
+from davdisk.meta.store import checks
 from davdisk.progress import Progress
 
 logger = logging.getLogger(__name__)

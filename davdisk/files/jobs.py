@@ -1,7 +1,7 @@
 """Background jobs: gc every ``[jobs] gc_interval`` seconds, run by exactly one process of all
 the servers on one database.
 
-A job runs under its lease (``meta/leases.py``): a process runs it only if it takes the lease,
+A job runs under its lease (``meta/store/leases.py``): a process runs it only if it takes the lease,
 which it gets only while no other process holds it and the job has not run for an interval.
 While the job runs, a second thread renews the lease every third of ``[jobs] lease_seconds``;
 afterwards it is released with the time the run ended. A holder that crashes stops renewing, so
@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from davdisk.files.admin import Admin, GcReport
-from davdisk.meta import leases
 from davdisk.meta.db import Database
+from davdisk.meta.store import leases
 
 logger = logging.getLogger("davdisk.jobs")
 

@@ -22,9 +22,9 @@ from sqlalchemy import Connection
 
 from davdisk.crypto import keys, sealed
 from davdisk.errors import UnknownKeyVersion
-from davdisk.meta import keys as key_rows
 from davdisk.meta import store
 from davdisk.meta.db import Database
+from davdisk.meta.store import keys as key_rows
 
 # Where other modules of files/ still take them from (their SQL moves to meta/ separately).
 serialise_key_changes = key_rows.serialise_key_changes

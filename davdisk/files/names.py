@@ -1,7 +1,7 @@
 """What a file or folder name may be, and how request paths split into names.
 
 The one sanitiser for names and paths: the files API checks every name it stores with
-:func:`check_name`, and the request limits (``web/limits.py``) check every request path and
+:func:`check_name`, and the request limits (``http/limits.py``) check every request path and
 Destination with :func:`check_path` before anything else sees them.
 
 Names are Unicode NFC: macOS sends ``Café`` decomposed (``e`` + U+0301), Windows and Linux

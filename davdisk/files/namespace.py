@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from davdisk import lockkeys
 from davdisk.errors import AlreadyExists, Conflict, Forbidden, InsufficientStorage, NotFound
 from davdisk.files import deadprops, quota
-from davdisk.files.access import Access, Actor, allow, owns
+from davdisk.files.access import Access, allow, owns
 from davdisk.files.content import Content
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.mount_names import mount_names
@@ -27,10 +27,10 @@ from davdisk.files.names import check_name, split_path
 from davdisk.files.upload import guess_type
 from davdisk.meta import store
 from davdisk.meta.db import Database
-from davdisk.meta.store import Entry, ShareRow
+from davdisk.model import Actor, Node, Share
 
 
-def stamp(conn: Connection, entry: Entry | None, mtime: float | None) -> Entry | None:
+def stamp(conn: Connection, entry: Node | None, mtime: float | None) -> Node | None:
     """Set the modification time a client asked for (a MOVE or COPY with one), in the caller's
     transaction; the node as it now is."""
     if entry is None or mtime is None:
@@ -39,7 +39,7 @@ def stamp(conn: Connection, entry: Entry | None, mtime: float | None) -> Entry |
     return store.get_node(conn, entry.id)
 
 
-def fresh(conn: Connection, entry: Entry) -> Entry:
+def fresh(conn: Connection, entry: Node) -> Node:
     """``entry`` read again in the caller's transaction; NotFound if it is gone."""
     current = store.get_node(conn, entry.id)
     if current is None:
@@ -66,7 +66,7 @@ class Namespace:
             return None
         return Actor(user.id, user.name, user.root_id), user.password_hash
 
-    def resolve(self, actor: Actor, path: str) -> Entry | None:
+    def resolve(self, actor: Actor, path: str) -> Node | None:
         """The node at ``path`` in the actor's namespace, or None.
 
         A user's namespace is their home plus, in its top folder, the items shared with them
@@ -112,12 +112,12 @@ class Namespace:
         user = store.get_user_by_id(conn, owner_id)
         return user is not None and store.resolve(conn, user.root_id, names) is not None
 
-    def link_share(self, token_hash: str) -> ShareRow | None:
+    def link_share(self, token_hash: str) -> Share | None:
         """The link share with this token hash (expired or not; callers check)."""
         with self.db.read() as conn:
             return store.share_by_token_hash(conn, token_hash)
 
-    def node(self, actor: Actor, node_id: int) -> Entry | None:
+    def node(self, actor: Actor, node_id: int) -> Node | None:
         """A node by id, if it exists and the actor may find it (see :meth:`resolve`)."""
         with self.db.read() as conn:
             entry = store.get_node(conn, node_id)
@@ -125,12 +125,12 @@ class Namespace:
                 return None
         return entry
 
-    def mounts(self, actor: Actor) -> dict[str, tuple[ShareRow, Entry]]:
+    def mounts(self, actor: Actor) -> dict[str, tuple[Share, Node]]:
         """The items shared with a user, by the name they have in the user's top folder."""
         with self.db.read() as conn:
             return self._mounts_in(conn, actor)
 
-    def _mounts_in(self, conn: Connection, actor: Actor) -> dict[str, tuple[ShareRow, Entry]]:
+    def _mounts_in(self, conn: Connection, actor: Actor) -> dict[str, tuple[Share, Node]]:
         # Runs on every request that leaves the user's own tree: one query for the names of the
         # top folder, a few indexed lookups per received share.
         received = store.shares_received(conn, actor.id) if actor.link is None else []
@@ -148,7 +148,7 @@ class Namespace:
         )
         return {name: by_id[share_id] for name, share_id in named.items()}
 
-    def share_of_mount(self, actor: Actor, entry: Entry) -> ShareRow | None:
+    def share_of_mount(self, actor: Actor, entry: Node) -> Share | None:
         """The share that mounts ``entry`` in the actor's top folder, if it is such a mount."""
         if actor.link is not None or owns(actor, entry):
             return None
@@ -157,12 +157,12 @@ class Namespace:
                 return share
         return None
 
-    def children(self, actor: Actor, folder: Entry) -> list[Entry]:
+    def children(self, actor: Actor, folder: Node) -> list[Node]:
         return self.children_with_properties(actor, folder)[0]
 
     def children_with_properties(
-        self, actor: Actor, folder: Entry
-    ) -> tuple[list[Entry], dict[int, dict[str, bytes]]]:
+        self, actor: Actor, folder: Node
+    ) -> tuple[list[Node], dict[int, dict[str, bytes]]]:
         """A folder's members and their dead properties, in one snapshot; a user's top folder
         also holds what is shared with them, under its mount name."""
         allow(self.db, actor, folder, "read")
@@ -180,7 +180,7 @@ class Namespace:
         }
         return members, props
 
-    def usage(self, actor: Actor, folder: Entry | None = None) -> tuple[int, int | None]:
+    def usage(self, actor: Actor, folder: Node | None = None) -> tuple[int, int | None]:
         """(bytes used, bytes still available) for ``folder`` (default: the actor's home).
 
         In the actor's own tree: all they store, and their quota's remainder, or the blob
@@ -206,18 +206,18 @@ class Namespace:
             free = left if free is None else min(free, left)
         return used, free
 
-    def tree_size(self, actor: Actor, folder: Entry) -> int:
+    def tree_size(self, actor: Actor, folder: Node) -> int:
         """Bytes of all files below ``folder``."""
         allow(self.db, actor, folder, "read")
         with self.db.read() as conn:
             return store.subtree_size(conn, folder.id)
 
-    def owner_names(self, entry: Entry) -> list[str]:
+    def owner_names(self, entry: Node) -> list[str]:
         """The names leading to ``entry`` in its owner's home."""
         with self.db.read() as conn:
             return store.node_names(conn, entry.id)
 
-    def parent_of(self, actor: Actor, entry: Entry) -> Entry:
+    def parent_of(self, actor: Actor, entry: Node) -> Node:
         """The folder holding ``entry``."""
         if entry.parent_id is None:
             raise Conflict("the home folder has no parent")
@@ -228,15 +228,15 @@ class Namespace:
         allow(self.db, actor, parent, "read")
         return parent
 
-    def properties(self, actor: Actor, entry: Entry) -> dict[str, bytes]:
+    def properties(self, actor: Actor, entry: Node) -> dict[str, bytes]:
         allow(self.db, actor, entry, "read")
         with self.db.read() as conn:
             stored = store.get_properties(conn, entry.id)
         return self.props.open_all(entry.owner_id, stored)
 
     def create_empty(
-        self, actor: Actor, parent: Entry, name: str, *, guard: WriteGuard = NO_GUARD
-    ) -> Entry:
+        self, actor: Actor, parent: Node, name: str, *, guard: WriteGuard = NO_GUARD
+    ) -> Node:
         """Create an empty file (a LOCK on an unmapped URL creates one). A file that another
         request created meanwhile is returned as it is: the LOCK then simply comes second.
         ``guard`` is asked only when the file is really created."""
@@ -265,7 +265,7 @@ class Namespace:
                 content_type=guess_type(name, None),
             )
 
-    def mkdir(self, actor: Actor, parent: Entry, name: str) -> Entry:
+    def mkdir(self, actor: Actor, parent: Node, name: str) -> Node:
         allow(self.db, actor, parent, "create")
         name = check_name(name)
         now = time.time()
@@ -287,7 +287,7 @@ class Namespace:
             )
 
     def set_times(
-        self, actor: Actor, entry: Entry, *, mtime: float | None = None, ctime: float | None = None
+        self, actor: Actor, entry: Node, *, mtime: float | None = None, ctime: float | None = None
     ) -> None:
         allow(self.db, actor, entry, "write")
         values = {k: v for k, v in (("mtime", mtime), ("ctime", ctime)) if v is not None}
@@ -295,9 +295,7 @@ class Namespace:
             with self.db.write() as conn:
                 store.update_node(conn, entry.id, **values)
 
-    def check_properties(
-        self, actor: Actor, entry: Entry, changes: dict[str, bytes | None]
-    ) -> None:
+    def check_properties(self, actor: Actor, entry: Node, changes: dict[str, bytes | None]) -> None:
         """Raise what :meth:`set_properties` of ``changes`` would raise (access, limits,
         quota), changing nothing: PROPPATCH asks this for all its changes before making any."""
         allow(self.db, actor, entry, "write")
@@ -309,7 +307,7 @@ class Namespace:
         if left is not None and delta > left:
             raise InsufficientStorage(f"{delta} more bytes exceed the quota")
 
-    def set_properties(self, actor: Actor, entry: Entry, changes: dict[str, bytes | None]) -> None:
+    def set_properties(self, actor: Actor, entry: Node, changes: dict[str, bytes | None]) -> None:
         """Set (name -> serialised element) or remove (name -> None) dead properties: within
         the limits of files/deadprops.py, charged to the owner, sealed at rest."""
         allow(self.db, actor, entry, "write")
@@ -325,7 +323,7 @@ class Namespace:
             quota.charge(conn, entry.owner_id, deadprops.growth(current, changes))
             store.set_properties(conn, entry.id, sealed)
 
-    def delete(self, actor: Actor, entry: Entry, *, guard: WriteGuard = NO_GUARD) -> None:
+    def delete(self, actor: Actor, entry: Node, *, guard: WriteGuard = NO_GUARD) -> None:
         """Delete a file, or a folder with everything in it.
 
         Deleting an item shared with the actor where it is mounted (their top folder) hides the
@@ -345,7 +343,7 @@ class Namespace:
             guard.done(conn)
         self.content.remove(dead)
 
-    def walk_entries(self, actor: Actor, folder: Entry) -> Iterable[tuple[str, Entry]]:
+    def walk_entries(self, actor: Actor, folder: Node) -> Iterable[tuple[str, Node]]:
         """(relative path, entry) for every node below ``folder``, parents first."""
         stack = [("", folder)]
         while stack:

@@ -25,10 +25,10 @@ from sqlalchemy import Connection
 
 from davdisk import lockkeys
 from davdisk.meta import store
-from davdisk.meta.store import ShareRow
+from davdisk.model import Share
 
 
-def unreached(conn: Connection, owner_id: int) -> list[ShareRow]:
+def unreached(conn: Connection, owner_id: int) -> list[Share]:
     """The shares and links of ``owner_id``'s items that no chain from the owner holds up."""
     rows = store.shares_of_owner(conn, owner_id)
     kept = {s.id for s in rows if s.creator_id == owner_id}
@@ -60,7 +60,7 @@ def unreached(conn: Connection, owner_id: int) -> list[ShareRow]:
     return [s for s in rows if s.id not in kept]
 
 
-def revoke(conn: Connection, shares: Iterable[ShareRow]) -> list[int]:
+def revoke(conn: Connection, shares: Iterable[Share]) -> list[int]:
     """Remove ``shares`` and everything no longer held up without them; return the ids removed.
 
     A removed share grants nothing from the next request on, and its grantee's locks in it are
@@ -82,7 +82,7 @@ def settle(conn: Connection, owner_id: int) -> list[int]:
     return revoke(conn, unreached(conn, owner_id))
 
 
-def _remove(conn: Connection, share: ShareRow) -> bool:
+def _remove(conn: Connection, share: Share) -> bool:
     if store.get_share(conn, share.id) is None:
         return False
     store.delete_share(conn, share.id)

@@ -37,8 +37,9 @@ from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter
 from davdisk.errors import Conflict, DavdiskError, KeyMaterialError, NotFound
 from davdisk.files.content import Content
 from davdisk.files.keyring import Keyring, serialise_key_changes
-from davdisk.meta import rotation_queries, store
+from davdisk.meta import store
 from davdisk.meta.db import Database
+from davdisk.meta.store import keys as key_rows
 from davdisk.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -104,14 +105,14 @@ class MasterKeyRotation:
     def pending(self) -> list[tuple[int, int]]:
         """(user id, version) of every row not yet wrapped under the new key."""
         with self.db.read() as conn:
-            return rotation_queries.keys_not_under(conn, self.new_id)
+            return key_rows.keys_not_under(conn, self.new_id)
 
     def rewrap(self, user_id: int, version: int) -> bool:
         """Rewrap one row under the new key (its own transaction); False if already done."""
         assert self.masters is not None, "start() first"
         with self.db.write() as conn:
             serialise_key_changes(self.db, conn)
-            row = rotation_queries.wrapped_key(conn, user_id, version)
+            row = key_rows.wrapped_key(conn, user_id, version)
             if row is None or row[1] == self.new_id:
                 return False  # the user was removed, or this row is done
             wrapped_key, master_id = row
@@ -119,7 +120,7 @@ class MasterKeyRotation:
             wrapped = keys.rewrap_user_key(
                 old, self.new_key, wrapped_key, user_id=user_id, version=version
             )
-            rotation_queries.rewrap(
+            key_rows.rewrap(
                 conn,
                 user_id,
                 version,
@@ -133,7 +134,7 @@ class MasterKeyRotation:
         """If every row is under the new key, make it the key file; False if rows are left."""
         with self.db.write() as conn:
             serialise_key_changes(self.db, conn)
-            if rotation_queries.count_keys_not_under(conn, self.new_id):
+            if key_rows.count_keys_not_under(conn, self.new_id):
                 return False
             keys.replace_key_file(self.pending_file, self.key_file)
         return True

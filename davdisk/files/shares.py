@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 
 from davdisk.crypto.passwords import hash_password
 from davdisk.errors import Forbidden, NotFound, UsageError
-from davdisk.files.access import Actor
 from davdisk.files.api import Files
 from davdisk.files.revocation import revoke, settle
 from davdisk.meta import store
 from davdisk.meta.db import Database
+from davdisk.model import Actor, Node
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -77,7 +77,7 @@ class Shares:
             raise NotFound(f"user {name!r}")
         return actor
 
-    def _shareable(self, actor: Actor, path: str) -> store.Entry:
+    def _shareable(self, actor: Actor, path: str) -> Node:
         entry = self.files.resolve(actor, path)
         if entry is None:
             raise NotFound(f"{path!r} in the files of {actor.name!r}")

@@ -16,7 +16,7 @@ from typing import BinaryIO
 from davdisk.crypto.envelope import EnvelopeReader
 from davdisk.errors import Conflict, IntegrityError, NotFound
 from davdisk.files import quota
-from davdisk.files.access import Actor, allow
+from davdisk.files.access import allow
 from davdisk.files.checksums import Checksums
 from davdisk.files.content import Content
 from davdisk.files.guard import NO_GUARD, WriteGuard
@@ -25,7 +25,7 @@ from davdisk.files.names import check_name
 from davdisk.files.upload import Upload, VerifiedReader
 from davdisk.meta import store
 from davdisk.meta.db import Database
-from davdisk.meta.store import Entry
+from davdisk.model import Actor, Node
 
 
 class Transfer:
@@ -39,7 +39,7 @@ class Transfer:
         self.keyring = keyring
         self.checksums = checksums
 
-    def open_read(self, actor: Actor, entry: Entry) -> BinaryIO:
+    def open_read(self, actor: Actor, entry: Node) -> BinaryIO:
         """A seekable reader of verified plaintext."""
         allow(self.db, actor, entry, "read")
         if entry.is_dir:
@@ -65,7 +65,7 @@ class Transfer:
             raise
         return VerifiedReader(reader, entry.blob_id)
 
-    def open_current(self, actor: Actor, entry: Entry) -> tuple[Entry, BinaryIO]:
+    def open_current(self, actor: Actor, entry: Node) -> tuple[Node, BinaryIO]:
         """:meth:`open_read` of the file's current content: (the entry as opened, its reader).
 
         An overwrite commits a new blob and then removes the old one, so a request that looked
@@ -93,10 +93,10 @@ class Transfer:
     def upload(
         self,
         actor: Actor,
-        parent: Entry,
+        parent: Node,
         name: str,
         *,
-        target: Entry | None = None,
+        target: Node | None = None,
         content_type: str | None = None,
         expected_size: int | None = None,
         size_hint: int | None = None,
@@ -142,7 +142,7 @@ class Transfer:
             guard=guard,
         )
 
-    def write(self, actor: Actor, parent: Entry, name: str, data: bytes) -> Entry:
+    def write(self, actor: Actor, parent: Node, name: str, data: bytes) -> Node:
         """Store ``data`` as ``parent/name`` in one call (small content, CLI, tests)."""
         with self.upload(actor, parent, name, expected_size=len(data)) as up:
             up.write(data)

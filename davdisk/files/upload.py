@@ -34,12 +34,11 @@ from davdisk.errors import (
     IncompleteBody,
     InsufficientStorage,
 )
-from davdisk.files.access import Actor
 from davdisk.files.checksums import Checksums
 from davdisk.files.content import Content, NewContent
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.keyring import Keyring
-from davdisk.meta.store import Entry
+from davdisk.model import Actor, Node
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +116,10 @@ class Upload:
         keyring: Keyring,
         sealer: Checksums,
         actor: Actor,
-        parent: Entry,
+        parent: Node,
         name: str,
         *,
-        target: Entry | None = None,
+        target: Node | None = None,
         content_type: str | None,
         expected_size: int | None,
         size_hint: int | None = None,
@@ -239,7 +238,7 @@ class Upload:
             self.abort()
             raise InsufficientStorage("the upload exceeds the quota")
 
-    def commit(self) -> Entry:
+    def commit(self) -> Node:
         """Check the length, make the blob durable, then point the node at it."""
         if self._closed:
             raise RuntimeError("upload already finished")

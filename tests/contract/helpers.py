@@ -10,9 +10,10 @@ from sqlalchemy import Connection
 
 from davdisk.meta import store
 from davdisk.meta.db import Database
+from davdisk.model import Node, User
 
 
-def add_user(db: Database, name: str) -> store.UserRow:
+def add_user(db: Database, name: str) -> User:
     with db.write() as conn:
         return store.create_user(conn, name, f"hash-of-{name}")
 
@@ -26,7 +27,7 @@ def add_node(
     is_dir: bool = False,
     size: int = 0,
     blob_id: str | None = None,
-) -> store.Entry:
+) -> Node:
     now = time.time()
     return store.insert_node(
         conn,
@@ -57,15 +58,13 @@ def add_blob(conn: Connection, owner_id: int, size: int = 10, *, key_version: in
     return blob_id
 
 
-def add_file(
-    conn: Connection, owner_id: int, parent_id: int, name: str, size: int = 10
-) -> store.Entry:
+def add_file(conn: Connection, owner_id: int, parent_id: int, name: str, size: int = 10) -> Node:
     """A file with a blob row of its own."""
     blob_id = add_blob(conn, owner_id, size)
     return add_node(conn, owner_id, parent_id, name, size=size, blob_id=blob_id)
 
 
-def blob_ids(*entries: store.Entry) -> list[str]:
+def blob_ids(*entries: Node) -> list[str]:
     """The sorted blob ids of files (each has one)."""
     found = [e.blob_id for e in entries]
     assert None not in found

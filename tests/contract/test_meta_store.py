@@ -10,7 +10,7 @@ import pytest
 
 from davdisk import lockkeys
 from davdisk.errors import ConcurrentChange
-from davdisk.meta import store
+from davdisk.meta import store, tables
 from davdisk.meta.db import Database
 from tests.contract.helpers import add_blob, add_file, add_node, add_user, blob_ids
 
@@ -108,7 +108,7 @@ class MetaStoreContract:
                 ("not-a-key-of-user-1", lockkeys.home(first.id) + "x", "user9"),
             ]:
                 conn.execute(
-                    store.locks.insert().values(
+                    tables.locks.insert().values(
                         token=token,
                         root=root,
                         scope="exclusive",
@@ -121,7 +121,9 @@ class MetaStoreContract:
                 )
             store.delete_user(conn, first.id)
         with db.read() as conn:
-            left = sorted(conn.scalars(store.locks.select().with_only_columns(store.locks.c.token)))
+            left = sorted(
+                conn.scalars(tables.locks.select().with_only_columns(tables.locks.c.token))
+            )
         assert left == ["neighbour", "not-a-key-of-user-1"]
 
     def test_ids_are_never_reused_after_a_delete(self, db: Database) -> None:

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Connection, func, select
 
 from davdisk.errors import ConcurrentChange, DavdiskError
-from davdisk.meta import store
+from davdisk.meta import store, tables
 from davdisk.meta.db import Database
 from tests.contract.helpers import add_file, add_node, add_user
 
@@ -210,7 +210,7 @@ class MetaTransactionsContract:
             ),
         )
         with db.read() as conn:
-            count = conn.scalar(select(func.count()).select_from(store.shares))
+            count = conn.scalar(select(func.count()).select_from(tables.shares))
         assert_one_created(outcomes)
         assert count == 1
 

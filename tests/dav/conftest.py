@@ -55,7 +55,7 @@ class Client:
             SERVER_NAME="localhost",
             SERVER_PORT="80",
             HTTP_HOST="localhost",
-            # As cheroot does; a loopback client may log in over plain HTTP (web/transport.py).
+            # As cheroot does; a loopback client may log in over plain HTTP (http/transport.py).
             REMOTE_ADDR="127.0.0.1",
         )
         environ["wsgi.input"] = io.BytesIO(body)

@@ -1,4 +1,4 @@
-"""The transport policy (web/transport.py) in-process: the whole app, called with the environ a
+"""The transport policy (http/transport.py) in-process: the whole app, called with the environ a
 server would build for a client at a given address, over HTTP or HTTPS, directly or through a
 proxy. The live tests (tests/live/test_transport.py) repeat the essentials over real sockets."""
 
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from davdisk.app import build_app
+from davdisk.http.transport import Transport
 from davdisk.request_context import context
 from davdisk.services import Services
-from davdisk.web.transport import Transport
 from tests.dav.conftest import Client
 
 REMOTE = "192.0.2.50"

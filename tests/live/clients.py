@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from tests.live.conftest import ALICE, D, Entry, Server, parse_multistatus
+from tests.live.conftest import ALICE, D, Node, Server, parse_multistatus
 
 OC_NS = "http://owncloud.org/ns"
 OC = "{" + OC_NS + "}"
@@ -94,7 +94,7 @@ def propfind_response(
     return r
 
 
-def propfind_one(s: requests.Session, url: str, body: bytes | None) -> Entry:
+def propfind_one(s: requests.Session, url: str, body: bytes | None) -> Node:
     """Depth-0 PROPFIND of ``url``; returns its single response."""
     entries = parse_multistatus(propfind_response(s, url, body, "0").content)
     assert len(entries) == 1, list(entries)

@@ -415,7 +415,7 @@ def workdir(module_server: Server, request: pytest.FixtureRequest) -> str:
 
 
 @dataclass
-class Entry:
+class Node:
     href: str  # unquoted path, e.g. /dav/a b/
     status: dict[str, int]  # prop clark name -> propstat status code
     props: dict[str, ET.Element]
@@ -439,10 +439,10 @@ class Entry:
         return self.href.rstrip("/").rsplit("/", 1)[-1]
 
 
-def parse_multistatus(body: bytes) -> dict[str, Entry]:
+def parse_multistatus(body: bytes) -> dict[str, Node]:
     root = ET.fromstring(body)
     assert root.tag == D + "multistatus", body[:500]
-    out: dict[str, Entry] = {}
+    out: dict[str, Node] = {}
     for resp in root.findall(D + "response"):
         href_el = resp.find(D + "href")
         assert href_el is not None and href_el.text, ET.tostring(resp)
@@ -457,7 +457,7 @@ def parse_multistatus(body: bytes) -> dict[str, Entry]:
                 status[p.tag] = code
                 if code == 200:
                     props[p.tag] = p
-        out[href] = Entry(href=href, status=status, props=props)
+        out[href] = Node(href=href, status=status, props=props)
     return out
 
 
@@ -468,7 +468,7 @@ PROPFIND_ALLPROP = (
 
 def propfind(
     session: requests.Session, url: str, depth: str = "1", body: bytes | None = PROPFIND_ALLPROP
-) -> dict[str, Entry]:
+) -> dict[str, Node]:
     """PROPFIND and parse; asserts 207."""
     r = session.request(
         "PROPFIND",
@@ -484,7 +484,7 @@ def url_path(url: str) -> str:
     return unquote(urlsplit(url).path)
 
 
-def members(session: requests.Session, url: str) -> dict[str, Entry]:
+def members(session: requests.Session, url: str) -> dict[str, Node]:
     """Depth-1 PROPFIND children of ``url`` keyed by name (the collection itself excluded)."""
     entries = propfind(session, url, "1")
     self_path = url_path(url).rstrip("/")

@@ -17,7 +17,7 @@ import pytest
 from davdisk import config as config_mod
 from davdisk.files.jobs import GC, Lease
 from davdisk.meta.db import Database
-from davdisk.meta.leases import LeaseRow
+from davdisk.meta.store.leases import LeaseRow
 from tests.live.conftest import Server, ServerFactory, _harness_config, cli, wait_until
 
 INTERVAL = 1  # [jobs] gc_interval

@@ -1,6 +1,6 @@
 """PUT bodies as clients frame them: chunked with odd chunk sizes, extensions and trailers,
 ``Expect: 100-continue``, and requests pipelined behind a body on the same connection. The
-server reads bodies straight from the connection (web/request_body.py), so it must take exactly
+server reads bodies straight from the connection (http/request_body.py), so it must take exactly
 the body's bytes, leave the next request alone, and refuse broken chunk framing with a 400
 that leaves the old content in place."""
 

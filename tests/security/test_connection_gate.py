@@ -1,4 +1,4 @@
-"""How connections wait for their request head (web/gate.py): deadlines, eviction, pipelining,
+"""How connections wait for their request head (http/gate.py): deadlines, eviction, pipelining,
 and answers to bodies nobody logged in to send (issue 12, item 1)."""
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from davdisk import config as config_mod
+from davdisk.http.audit import AuditLog, redact_path
 from davdisk.request_context import KEY, RequestContext
-from davdisk.web.audit import AuditLog, redact_path
 
 
 def config(target: str) -> config_mod.Config:

@@ -1,4 +1,4 @@
-"""The chunked-body decoder (web/chunked.py) over a scripted connection: whatever the chunk
+"""The chunked-body decoder (http/chunked.py) over a scripted connection: whatever the chunk
 sizes, extensions, trailers and however the bytes arrive, it yields exactly the body's data and
 never reads a byte past the body's end (a pipelined request behind it stays unread)."""
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from davdisk.errors import UsageError
-from davdisk.web.chunked import ChunkedBody, parse_framing
+from davdisk.http.chunked import ChunkedBody, parse_framing
 
 NEXT_REQUEST = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
 

@@ -156,7 +156,7 @@ def test_single_statement_reads_see_every_commit_and_do_not_write(tmp_path: Path
     import pytest
     from sqlalchemy import bindparam, select, text
 
-    from davdisk.meta.store import users
+    from davdisk.meta.tables import users
 
     db = Database(f"sqlite:///{tmp_path / 's.db'}")
     db.migrate()

@@ -22,7 +22,7 @@ from davdisk.errors import (
     PreconditionFailed,
     UsageError,
 )
-from davdisk.files.api import Actor
+from davdisk.model import Actor
 from davdisk.services import Services
 
 

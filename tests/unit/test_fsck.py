@@ -14,11 +14,10 @@ import pytest
 from sqlalchemy import update
 
 from davdisk import config as config_mod
-from davdisk.files.access import Actor
 from davdisk.files.fsck import Fsck, FsckReport
 from davdisk.files.keyring import user_keys
-from davdisk.meta import store
-from davdisk.meta.store import Entry
+from davdisk.meta import store, tables
+from davdisk.model import Actor, Node
 from davdisk.progress import Progress
 from davdisk.services import Services
 from tests.pg import use_test_database
@@ -63,13 +62,13 @@ def actor(s: Services, name: str) -> Actor:
     return found
 
 
-def entry(s: Services, path: str, user: str = "alice") -> Entry:
+def entry(s: Services, path: str, user: str = "alice") -> Node:
     found = s.files.resolve(actor(s, user), path)
     assert found is not None and found.blob_id is not None, path
     return found
 
 
-def blob_path(s: Services, e: Entry) -> Path:
+def blob_path(s: Services, e: Node) -> Path:
     assert e.blob_id is not None
     return Path(s.config.blob_dir) / e.blob_id[:2] / e.blob_id
 
@@ -115,7 +114,9 @@ def test_each_kind_of_damage_is_found(svc: Services) -> None:
     (blobs_dir / "tmp" / "fedcba9876543210.part").write_bytes(b"in progress")
     bob = actor(svc, "bob")
     with svc.db.write() as conn:
-        conn.execute(update(store.users).where(store.users.c.name == "alice").values(used_bytes=7))
+        conn.execute(
+            update(tables.users).where(tables.users.c.name == "alice").values(used_bytes=7)
+        )
         store.insert_blob(
             conn, "cd" * 16, owner_id=bob.id, node_id=None, key_version=1, size_plain=1,
             size_cipher=113,
@@ -167,7 +168,7 @@ def test_repair_fixes_only_what_is_safe(svc: Services) -> None:
     young = blobs_dir / "tmp" / "fedcba9876543210.part"
     young.write_bytes(b"in progress")
     with svc.db.write() as conn:
-        conn.execute(update(store.users).values(used_bytes=0))
+        conn.execute(update(tables.users).values(used_bytes=0))
 
     fsck_ = Fsck(svc.admin, min_age=900, progress=quiet)
     report = fsck_.repair(fsck_.check())

@@ -125,7 +125,7 @@ LAYERS = [
         "program",
         ("davdisk.cli", "davdisk.__main__", "davdisk.server", "davdisk.app", "davdisk.commands"),
     ),
-    ("faces", ("davdisk.dav", "davdisk.web")),
+    ("faces", ("davdisk.dav", "davdisk.http")),
     ("auth", ("davdisk.auth",)),
     ("request", ("davdisk.services", "davdisk.request_context", "davdisk.wsgidav_compat")),
     ("files", ("davdisk.files",)),
@@ -140,6 +140,7 @@ LAYERS = [
             "davdisk.errors",
             "davdisk.progress",
             "davdisk.lockkeys",
+            "davdisk.model",
             "davdisk",
         ),
     ),
@@ -249,7 +250,7 @@ def _dialect_tests(tree: ast.AST) -> list[int]:
 def test_no_dialect_branch_outside_meta_dialects() -> None:
     """Every difference between SQLite and PostgreSQL is in davdisk/meta/dialects/. Migrations
     are exempt: each is a fixed script, run as written against whichever database it meets.
-    Before: db.py, dav/locks.py, files/keyring.py, files/checksum_upgrade.py, meta/store.py
+    Before: db.py, dav/locks.py, files/keyring.py, files/checksum_upgrade.py, meta/store/
     and cli.py each asked ``is_sqlite`` or the dialect's name."""
     branches = []
     for name, path in _modules().items():
@@ -268,8 +269,8 @@ _SQL_BUILDERS = {"select", "insert", "update", "delete", "text", "func", "bindpa
 
 
 def test_no_sql_built_outside_meta() -> None:
-    """Every SQL statement is built in meta/: lock rows in meta/locks.py, user keys in
-    meta/keys.py, fsck's queries in meta/checks.py... Before: dav/locks.py built 15
+    """Every SQL statement is built in meta/: lock rows in meta/store/locks.py, user keys in
+    meta/store/keys.py, fsck's queries in meta/store/checks.py... Before: dav/locks.py built 15
     statements, files/rotation.py 10, files/fsck.py 9, files/keyring.py 5."""
     builders = []
     for name, path in _modules().items():

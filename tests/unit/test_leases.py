@@ -1,11 +1,11 @@
-"""Job leases (meta/leases.py) on the real database: who may take, renew and release a job."""
+"""Job leases (meta/store/leases.py) on the real database: who may take, renew and release a job."""
 
 from __future__ import annotations
 
 import threading
 
 from davdisk.files.jobs import Lease
-from davdisk.meta import leases
+from davdisk.meta.store import leases
 from davdisk.services import Services
 
 

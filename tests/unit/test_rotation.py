@@ -17,12 +17,11 @@ from sqlalchemy import select, update
 from davdisk import config as config_mod
 from davdisk.crypto.keys import master_key_id, pending_key_path
 from davdisk.errors import Conflict, KeyMaterialError
-from davdisk.files.access import Actor
 from davdisk.files.fsck import Fsck
 from davdisk.files.keyring import user_keys
 from davdisk.files.rotation import MasterKeyRotation, Reencryption, rotate_user_key
 from davdisk.meta import store
-from davdisk.meta.store import Entry
+from davdisk.model import Actor, Node
 from davdisk.progress import Progress
 from davdisk.services import Services
 from tests.pg import use_test_database
@@ -66,7 +65,7 @@ def actor(s: Services, name: str) -> Actor:
     return found
 
 
-def write(s: Services, name: str, path: str, data: bytes) -> Entry:
+def write(s: Services, name: str, path: str, data: bytes) -> Node:
     a = actor(s, name)
     home = s.files.resolve(a, "/")
     assert home is not None
@@ -250,7 +249,7 @@ def test_row_under_an_unknown_master_key_stops_the_swap(
 # --- user keys -----------------------------------------------------------------------------------
 
 
-def blob_row(s: Services, entry: Entry) -> tuple[str, int]:
+def blob_row(s: Services, entry: Node) -> tuple[str, int]:
     with s.db.read() as conn:
         fresh_entry = store.get_node(conn, entry.id)
         assert fresh_entry is not None and fresh_entry.blob_id is not None

@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from davdisk import tls
 from davdisk.errors import ConfigError, UsageError
-from davdisk.web.transport import is_loopback_host, parse_ip, parse_networks
+from davdisk.http.transport import is_loopback_host, parse_ip, parse_networks
 
 
 def _write_pair(tmp_path: Path, hosts: list[str], days: int = 30) -> tuple[Path, Path]:

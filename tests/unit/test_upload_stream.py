@@ -9,8 +9,7 @@ import os
 import pytest
 
 from davdisk.errors import ChecksumMismatch, IncompleteBody, InsufficientStorage
-from davdisk.files.api import Actor
-from davdisk.meta.store import Entry
+from davdisk.model import Actor, Node
 from davdisk.services import Services
 
 MIB = 1 << 20
@@ -32,7 +31,7 @@ class Trickle:
         return n
 
 
-def _home(svc: Services) -> tuple[Actor, Entry]:
+def _home(svc: Services) -> tuple[Actor, Node]:
     alice = svc.files.actor("alice")
     assert alice is not None
     home = svc.files.resolve(alice, "/")

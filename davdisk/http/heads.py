@@ -1,5 +1,5 @@
 """A request head read ahead of its worker: whether bytes hold a whole head, and the socket
-reader into whose buffer the gate (``web/gate.py``) puts what it read, so that the worker
+reader into whose buffer the gate (``http/gate.py``) puts what it read, so that the worker
 parses the head without waiting for it.
 
 cheroot internals used (checked with cheroot 10 and 11): ``_pyio.BufferedReader``'s read

@@ -1,4 +1,4 @@
-"""Who waits in the gate (``web/gate.py``): the connections waiting for their request head (or
+"""Who waits in the gate (``http/gate.py``): the connections waiting for their request head (or
 handshake, or the end of a lingering close), by client address, and the bytes of request
 heads they hold; and which one goes when there are too many, or they hold too much.
 

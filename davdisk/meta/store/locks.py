@@ -8,29 +8,50 @@ dictionaries, conflict rules, limits) is dav/locks.py's business. Queries that t
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from davdisk.meta.db import Database
-from davdisk.meta.models import Lock
+from davdisk.meta.tables import locks
 
-locks = cast(Table, Lock.__table__)
+__all__ = [
+    "delete_locks_under",
+]
+
+
 COLUMNS = tuple(c.name for c in locks.c)
 
+
 # WsgiDAV asks for the locks on and around a URL several times per write request (nine for
-# a PUT): built once, these cost ~50 us each instead of ~400 (see meta/store.py).
+# a PUT): built once, these cost ~50 us each instead of ~400 (see meta/store/).
 _NOT_EXPIRED = locks.c.expire >= bindparam("now")
+
+
 _ON_ROOT = locks.c.root == bindparam("root")
+
+
 # Roots starting with "<path>/" are those from "<path>/" up to "<path>0" ("0" follows "/"): a
 # range the index on root answers, instead of a scan of every lock. It needs text compared
 # bytewise: SQLite does; on PostgreSQL locks.root is in the "C" collation (migration 0009).
 _UNDER = (locks.c.root >= bindparam("prefix")) & (locks.c.root < bindparam("prefix_end"))
+
+
 _LISTS = {
     (True, False): select(locks).where(_ON_ROOT, _NOT_EXPIRED),
     (False, True): select(locks).where(_UNDER, _NOT_EXPIRED),
     (True, True): select(locks).where(_ON_ROOT | _UNDER, _NOT_EXPIRED),
 }
+
+
 _on_any: dict[int, Any] = {}
 
 
@@ -119,5 +140,16 @@ def remove_on_and_under(conn: Connection, root: str) -> None:
     conn.execute(
         delete(locks).where(
             (locks.c.root == root) | ((locks.c.root >= prefix) & (locks.c.root < prefix_end))
+        )
+    )
+
+
+def delete_locks_under(conn: Connection, root: str, *, principal: str) -> None:
+    """Drop one principal's WebDAV locks on ``root`` and below."""
+    prefix = root.rstrip("/") + "/"
+    conn.execute(
+        delete(locks).where(
+            locks.c.principal == principal,
+            (locks.c.root == root) | (func.substr(locks.c.root, 1, len(prefix)) == prefix),
         )
     )

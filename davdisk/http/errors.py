@@ -20,8 +20,8 @@ from typing import Any
 from wsgidav.dav_error import DAVError
 
 from davdisk.errors import DavdiskError
+from davdisk.http.audit import redact_path, request_path
 from davdisk.request_context import context, record_cause
-from davdisk.web.audit import redact_path, request_path
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ Every request passes here before authentication or WebDAV handling:
   as it outgrows the limit (413; nothing is stored, the old content stays);
 - every other body (PROPFIND, PROPPATCH, LOCK, and any a client sends with another method) is
   read at most ``max_xml_body`` bytes (413 beyond), and handed on from memory with its exact
-  length; XML bodies are vetted by ``web/xml_guard.py`` first (400). It is read only after the
+  length; XML bodies are vetted by ``http/xml_guard.py`` first (400). It is read only after the
   login (:class:`BodyAfterLogin`), so that nobody can hold a worker thread by sending the body
   of a request that will be refused 401 slowly.
 
@@ -22,8 +22,8 @@ A body the answer to a logged-in request left unread is read and discarded here,
 steps, up to ``DRAIN_LIMIT`` bytes, so the client (which may still be sending: a PUT refused
 with 409 or 423) gets the answer and the connection stays usable. Anything larger, a body the
 client has not started to send (``Expect: 100-continue``), or any body of a request nobody
-logged in to, closes the connection after the answer instead (``web/connection.py``; the
-client still reads the answer: ``web/gate.py`` lingers): a refused 10 GiB upload costs
+logged in to, closes the connection after the answer instead (``http/connection.py``; the
+client still reads the answer: ``http/gate.py`` lingers): a refused 10 GiB upload costs
 neither memory nor time. (cheroot itself would read a Content-Length remainder in one
 ``read()`` - all of it in memory - and would not read a chunked one at all.)
 """
@@ -45,9 +45,9 @@ from davdisk.config import Config
 from davdisk.errors import DavdiskError, TooLarge
 from davdisk.files.admin import parse_size
 from davdisk.files.names import check_path, nfc
+from davdisk.http.request_body import TrackedInput, read_capped
+from davdisk.http.xml_guard import check_xml_body
 from davdisk.request_context import context
-from davdisk.web.request_body import TrackedInput, read_capped
-from davdisk.web.xml_guard import check_xml_body
 
 logger = logging.getLogger(__name__)
 

@@ -1,19 +1,19 @@
 """The request side of davdisk's cheroot: its connection, request and gateway classes.
 
 **Closing instead of draining.** When an application answers without reading the whole request
-body (a 401 to an anonymous PUT, a 409, a refusal by ``web/limits.py``), cheroot reads the rest
+body (a 401 to an anonymous PUT, a 409, a refusal by ``http/limits.py``), cheroot reads the rest
 before it sends the answer, so the connection can be reused - and reads it with one
 ``read(remaining)``, which holds the whole remainder in memory: a 1 GiB Content-Length costs
 1 GiB of RAM (measured). The gateway puts a callable in every request's context
 (``close_connection``, ``request_context.py``) that marks the connection to be closed after
-the answer, with a lingering close by the gate (``web/gate.py``); servers without it (tests
+the answer, with a lingering close by the gate (``http/gate.py``); servers without it (tests
 that call the WSGI app directly) leave it None.
 
 **``Expect: 100-continue``.** cheroot answers ``100 Continue`` as soon as it has read the
 request head, before the application has looked at the request, so a client sends its body
 into a 401, a full quota or a locked file. Here the request holds the expectation back from
 cheroot, and the gateway puts a :class:`Continue` in the request context (``expectation``):
-``web/request_body.py`` sends the 100 just before the first read of the body, which comes after
+``http/request_body.py`` sends the 100 just before the first read of the body, which comes after
 authentication, the size limit, the quota, the lock and permission checks. A request answered
 without that read gets its final status and no 100; its client has sent no body (or may still
 send it: RFC 9110 10.1.1), so the connection is closed after the answer.
@@ -30,10 +30,10 @@ from typing import Any
 from cheroot import errors, server, wsgi
 from cheroot.makefile import MakeFile
 
+from davdisk.http.gate import Gate
+from davdisk.http.heads import HeadReader
+from davdisk.http.shutdown import InFlight
 from davdisk.request_context import context
-from davdisk.web.gate import Gate
-from davdisk.web.heads import HeadReader
-from davdisk.web.shutdown import InFlight
 
 _CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -120,12 +120,12 @@ class ClosingGateway(wsgi.Gateway_10):
             self.req.conn.linger_close = True
         elif _body_unread(self.req):
             # Answered with part of the body unread and nobody said what to do with it (an
-            # answer from outside web/limits.py, such as a 500 from web/errors.py): cheroot
+            # answer from outside http/limits.py, such as a 500 from http/errors.py): cheroot
             # would read all the rest into memory to keep the connection. Close it instead.
             self.req.close_connection = True
             self.req.conn.linger_close = True
         if not self.req.server.ready:
-            # Stopping (web/shutdown.py): this is the connection's last answer; say so.
+            # Stopping (http/shutdown.py): this is the connection's last answer; say so.
             self.req.close_connection = True
         return super().start_response(status, headers, exc_info)
 

@@ -1,5 +1,5 @@
 """The TLS adapter of davdisk's cheroot: :class:`TLSAdapter` wraps accepted sockets in the
-context of ``tls.py`` without handshaking (``web/gate.py`` does that, step by step); cheroot's
+context of ``tls.py`` without handshaking (``http/gate.py`` does that, step by step); cheroot's
 builtin adapter would handshake inside the accept loop, where one silent client stalled every
 new connection for a minute.
 """

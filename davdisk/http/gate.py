@@ -19,14 +19,14 @@ accept loop's selector does that waiting, non-blocking, for any number of connec
 - at most ``[limits] max_waiting_connections`` wait at once; one more closes the oldest waiting
   connection of the address that holds the most (a flood from one address evicts itself, not
   the idle keep-alive connections of everyone else);
-- a connection closed with part of a request body unread (``web/connection.py``) is not drained
+- a connection closed with part of a request body unread (``http/connection.py``) is not drained
   by its worker: its answer is sent, the sending side shut, and what still arrives is read and
   dropped here until the client hangs up (at most :data:`LINGER_SECONDS` /
   :data:`LINGER_BYTES`), so the client reads the answer rather than a reset - Apache's
   "lingering close", without a thread.
 
 cheroot internals used (checked with cheroot 10 and 11): the connection manager's selector and
-``_run`` loop (replaced after ``prepare()``: ``web/httpd.py``).
+``_run`` loop (replaced after ``prepare()``: ``http/httpd.py``).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ from typing import Any
 
 from cheroot import connections
 
-from davdisk.web.heads import HeadReader, head_complete
-from davdisk.web.waiting_room import WaitingRoom
+from davdisk.http.heads import HeadReader, head_complete
+from davdisk.http.waiting_room import WaitingRoom
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from davdisk.meta import store
-from davdisk.meta.store import blobs, nodes, props, user_keys, users
+from davdisk.meta.tables import blobs, nodes, props, user_keys, users
 
 
 def user_count(conn: Connection) -> int:

@@ -5,7 +5,7 @@ cheroot that reads straight from the connection: cheroot's own reader (``_pyio``
 a new ``bytes`` per read after joining and slicing what it received, which costs more CPU than
 encrypting and hashing the data together. A Content-Length body is read here (what cheroot
 had already buffered through its public reader API, the rest with the socket's ``readinto``),
-a chunked one by ``web/chunked.py``; neither reads past the end of the body, so a pipelined
+a chunked one by ``http/chunked.py``; neither reads past the end of the body, so a pipelined
 next request stays in cheroot's buffer.
 """
 
@@ -19,7 +19,7 @@ from cheroot.makefile import StreamReader
 from cheroot.server import ChunkedRFile, KnownLengthRFile
 
 from davdisk.errors import TooLarge
-from davdisk.web.chunked import ChunkedBody
+from davdisk.http.chunked import ChunkedBody
 
 _STEP = 64 * 1024  # what a read of "everything" asks of the server at a time
 
@@ -30,7 +30,7 @@ class TrackedInput:
 
     ``length`` is the Content-Length, or None for a chunked body (its end is known only once
     a read returns nothing). ``before_read`` runs once, before the first read that may need the
-    client: it sends the ``100 Continue`` a client may wait for (``web/connection.py``).
+    client: it sends the ``100 Continue`` a client may wait for (``http/connection.py``).
     """
 
     def __init__(
@@ -177,7 +177,7 @@ def _direct_body(raw: Any, *, fresh: bool) -> _KnownLengthBody | ChunkedBody | N
         and not raw.closed
     ):
         # cheroot's reader, bypassed, must still know when the body has been read to its end
-        # (web/connection.py closes a connection whose body was left unread).
+        # (http/connection.py closes a connection whose body was left unread).
         return ChunkedBody(raw.rfile, on_end=lambda: setattr(raw, "closed", True))
     return None
 

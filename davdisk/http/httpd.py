@@ -1,16 +1,16 @@
 """davdisk's HTTP server: cheroot, made to hold against hostile clients. :func:`build` makes the
 server ``davdisk serve`` runs, out of these parts (each module says why and how):
 
-- ``web/gate.py``: connections wait for their request head (and, on HTTPS, their handshake)
+- ``http/gate.py``: connections wait for their request head (and, on HTTPS, their handshake)
   in the accept loop's selector, not in a worker thread; deadlines, a cap on waiting
-  connections (``web/waiting_room.py``), and a lingering close for answers sent with a body
-  left unread; the head goes to the worker in its reader's buffer (``web/heads.py``);
-- ``web/connection.py``: the connection, request and gateway classes: a connection is closed
+  connections (``http/waiting_room.py``), and a lingering close for answers sent with a body
+  left unread; the head goes to the worker in its reader's buffer (``http/heads.py``);
+- ``http/connection.py``: the connection, request and gateway classes: a connection is closed
   after an answer that left the body unread instead of cheroot reading all of it into memory,
   and ``100 Continue`` is sent only when the application reads the body;
-- ``web/tls_adapter.py``: sockets are wrapped in the context of ``tls.py`` without a handshake
+- ``http/tls_adapter.py``: sockets are wrapped in the context of ``tls.py`` without a handshake
   in the accept loop;
-- ``web/shutdown.py``: which connections serve a request, for a graceful stop.
+- ``http/shutdown.py``: which connections serve a request, for a graceful stop.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any
 from cheroot import wsgi
 
 from davdisk.config import Config
+from davdisk.http.connection import install_connection
+from davdisk.http.errors import quiet_server_log
+from davdisk.http.gate import Gate
+from davdisk.http.shutdown import InFlight
+from davdisk.http.tls_adapter import TLSAdapter
 from davdisk.tls import ServerTLS
-from davdisk.web.connection import install_connection
-from davdisk.web.errors import quiet_server_log
-from davdisk.web.gate import Gate
-from davdisk.web.shutdown import InFlight
-from davdisk.web.tls_adapter import TLSAdapter
 
 
 def raise_open_files_limit() -> int:
@@ -64,7 +64,7 @@ def build(
 ) -> wsgi.Server:
     """A prepared (bound, not yet serving) cheroot server for ``app`` with everything above;
     ``in_flight`` registers the connections serving a request (for a graceful stop:
-    web/shutdown.py)."""
+    http/shutdown.py)."""
     http = wsgi.Server(
         (host, port),
         app,
@@ -77,7 +77,7 @@ def build(
     )
     # cheroot answers 413/414 itself when the request line and headers exceed this.
     http.max_request_header_size = config.get("limits", "max_header_bytes")
-    quiet_server_log(http)  # web/errors.py logs each failed request once
+    quiet_server_log(http)  # http/errors.py logs each failed request once
     if server_tls is not None:
         http.ssl_adapter = TLSAdapter(server_tls)
     install_connection(http, in_flight)

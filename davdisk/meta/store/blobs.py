@@ -1,0 +1,105 @@
+"""Queries on blob rows: which blob holds which content, under which key version."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from davdisk.meta.tables import blobs, nodes
+
+__all__ = [
+    "all_blob_rows",
+    "blob_in_use",
+    "drop_unreferenced_blobs",
+    "get_blob_key_version",
+    "insert_blob",
+    "repoint_blob",
+    "unreferenced_blob_ids",
+]
+
+_BLOB_KEY_VERSION = select(blobs.c.key_version).where(blobs.c.id == bindparam("blob_id"))
+
+
+_INSERT_BLOB = insert(blobs)
+
+
+def insert_blob(
+    conn: Connection,
+    blob_id: str,
+    *,
+    owner_id: int,
+    node_id: int | None,
+    key_version: int,
+    size_plain: int,
+    size_cipher: int,
+) -> None:
+    conn.execute(
+        _INSERT_BLOB,
+        {
+            "id": blob_id,
+            "owner_id": owner_id,
+            "node_id": node_id,
+            "key_version": key_version,
+            "size_plain": size_plain,
+            "size_cipher": size_cipher,
+            "created_at": time.time(),
+        },
+    )
+
+
+def get_blob_key_version(conn: Connection, blob_id: str) -> int | None:
+    return conn.scalar(_BLOB_KEY_VERSION, {"blob_id": blob_id})
+
+
+def drop_unreferenced_blobs(conn: Connection, blob_ids: Iterable[str | None]) -> list[str]:
+    """Delete the rows of those blobs no node points to; return the ids deleted."""
+    ids = list({i for i in blob_ids if i})
+    if not ids:
+        return []
+    referenced = set(
+        conn.scalars(
+            select(nodes.c.current_blob_id).where(nodes.c.current_blob_id.in_(ids)).distinct()
+        )
+    )
+    dead = [i for i in ids if i not in referenced]
+    if dead:
+        conn.execute(delete(blobs).where(blobs.c.id.in_(dead)))
+    return dead
+
+
+def blob_in_use(conn: Connection, blob_id: str) -> bool:
+    """Whether any node points at this blob."""
+    return bool(
+        conn.scalar(
+            select(func.count()).select_from(nodes).where(nodes.c.current_blob_id == blob_id)
+        )
+    )
+
+
+def repoint_blob(conn: Connection, old_id: str, new_id: str) -> None:
+    """Point every node on blob ``old_id`` at ``new_id`` (whose row exists) and delete the old
+    row."""
+    conn.execute(
+        update(nodes).where(nodes.c.current_blob_id == old_id).values(current_blob_id=new_id)
+    )
+    conn.execute(delete(blobs).where(blobs.c.id == old_id))
+
+
+def all_blob_rows(conn: Connection) -> dict[str, int]:
+    """Every blob row: id -> ciphertext size."""
+    return {r.id: r.size_cipher for r in conn.execute(select(blobs.c.id, blobs.c.size_cipher))}
+
+
+def unreferenced_blob_ids(conn: Connection) -> list[str]:
+    ref = select(nodes.c.id).where(nodes.c.current_blob_id == blobs.c.id).exists()
+    return list(conn.scalars(select(blobs.c.id).where(~ref)))
