@@ -13,8 +13,9 @@ file or link instead. So these statements join the table a second time by rowid 
 not an index read) and compare that row's name, folder and token; a mismatch is an
 :class:`~davdisk.errors.IntegrityError`, logged, never another file's content.
 
-One module per table group; this face hands on the names each lists in ``__all__``, so
-callers write ``store.get_node(conn, ...)`` without knowing which module holds it.
+This face hands on the names each module lists in ``__all__``, so callers write
+``store.get_node(conn, ...)`` without knowing which module holds it; the lock storage, the
+job leases, fsck's checks and the keyring import their module by name.
 """
 
 from davdisk.meta.store.blobs import *  # noqa: F403
