@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     target = target_url(args.to)
     transfer = Transfer(cfg.database_url, target, counter)
     shown = target.render_as_string(hide_password=True)
-    print(f"moving {cfg.database_url.removeprefix('sqlite:///')} to {shown}", flush=True)
+    print(f"moving {transfer.source_location} to {shown}", flush=True)
 
     def progress(done: TableDone) -> None:
         what = "copied" if done.state == "copied" else "already copied"

@@ -1,5 +1,9 @@
 """Copy a SQLite install's metadata into a PostgreSQL database (``davdisk db migrate``).
 
+What differs between the two ends (reading one snapshot, finding a running server, streaming
+rows in, setting id sequences) is asked of their dialects (meta/dialects/), which say which end
+of a move each backend can be.
+
 The target gets davdisk's schema by the same alembic migrations a first start runs, then every
 table of the schema (``TABLES``: all of ``models.py``, so a table added later is copied too) is
 copied in foreign-key order, each **whole in one target transaction**: a run that is killed
@@ -18,38 +22,26 @@ is refused up front, and a write that slips in during the move is detected at th
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
-import struct
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Table,
-    create_engine,
-    event,
-    func,
-    inspect,
-    select,
-    text,
-)
+from sqlalchemy import Connection, Table, func, inspect, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from davdisk.errors import DavdiskError, UsageError
+from davdisk.meta import dialects
 from davdisk.meta.db import HEAD_REVISION, Database
+from davdisk.meta.dialects import Dialect, DriverError
 from davdisk.meta.models import Base
 
 # Every table of the schema, parents before children (users before nodes before properties).
 TABLES: tuple[Table, ...] = tuple(Base.metadata.sorted_tables)
-# Tables of the database that are no data of an install: alembic's and SQLite's own.
-_BOOKKEEPING = {"alembic_version", "sqlite_sequence"}
+# Alembic's table: no data of an install (nor are the backend's own, Dialect.own_tables).
+_BOOKKEEPING = {"alembic_version"}
 BATCH = 5000  # rows fetched at a time: bounds memory
 _MOD = 1 << 256
 
@@ -97,21 +89,21 @@ class Report:
 
 
 def target_url(raw: str) -> URL:
-    """The PostgreSQL URL to move to; a plain ``postgresql://`` gets psycopg 3 (the driver
-    davdisk installs). Anything else is refused in one line."""
+    """The URL of the database to move to (PostgreSQL); where it names no driver, the one
+    davdisk installs (psycopg 3). Anything else is refused in one line."""
     try:
         url = make_url(raw)
     except ArgumentError:
         raise UsageError(
             f"--to {raw!r} is not a database URL: use postgresql+psycopg://USER:PASSWORD@HOST/DB"
         ) from None
-    if url.get_backend_name() != "postgresql":
+    kind = dialects.kind_of(url)
+    if kind is None or not kind.can_be_move_target:
         raise UsageError(
             f"--to must be a PostgreSQL URL (postgresql+psycopg://USER:PASSWORD@HOST/DB), "
             f"not {url.get_backend_name()!r}"
         )
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
+    url = kind.move_target_url(url)
     if not url.database:
         raise UsageError("--to names no database: postgresql+psycopg://USER:PASSWORD@HOST/DB")
     return url
@@ -176,62 +168,22 @@ def _in_parent_order(rows: Iterable[Any], key: str, parent: str) -> Iterator[Any
         )
 
 
-# SQLite's "DMS" byte of the -shm file: every connection to a WAL database holds a shared POSIX
-# lock on it while open (os_unix.c: UNIX_SHM_DMS, 120 + SQLITE_SHM_NLOCK).
-_SHM_DMS = 128
-_FLOCK = "hhqqi"  # Linux's struct flock: l_type, l_whence, l_start, l_len, l_pid
-
-
-def _user_of(db_file: str) -> int | None:
-    """The pid of another process that has the SQLite database open (a running server), else
-    None. Asks the kernel whether a write lock on the -shm file's DMS byte would conflict, which
-    takes no lock and writes nothing. Call it before this process opens the database: closing a
-    descriptor drops every POSIX lock the process holds on the file."""
-    if not sys.platform.startswith("linux"):  # struct flock is laid out otherwise elsewhere
-        return None
-    try:
-        fd = os.open(db_file + "-shm", os.O_RDONLY)
-    except OSError:  # no -shm: nobody has it open in WAL mode
-        return None
-    try:
-        probe = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _SHM_DMS, 1, 0)
-        answer = fcntl.fcntl(fd, fcntl.F_GETLK, probe)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    kind, _whence, _start, _len, pid = struct.unpack(_FLOCK, answer[: struct.calcsize(_FLOCK)])
-    return pid if kind != fcntl.F_UNLCK else None
-
-
 class Transfer:
     """One move of the SQLite database ``source_url`` into PostgreSQL ``target``."""
 
     def __init__(self, source_url: str, target: URL, counters: Counters | None = None) -> None:
-        if not source_url.startswith("sqlite"):
+        kind = dialects.kind_of(source_url)
+        if kind is None or not kind.can_be_move_source:
             raise UsageError("the install's database is not SQLite: nothing to move")
+        self.source: type[Dialect] = kind
         self.source_url = source_url
+        # Where the source is, for messages: its file (or URL without the password).
+        self.source_location = dialects.location(source_url)
         self.target = target
         self.target_text = target.render_as_string(hide_password=False)
         self.counters: Counters = counters or (lambda _name, _total: None)
 
     # --- the source: read only, one snapshot --------------------------------------------------
-
-    def _source_engine(self) -> Engine:
-        engine = create_engine(self.source_url)
-
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we BEGIN ourselves (one snapshot)
-            dbapi_conn.execute("PRAGMA query_only=ON")  # this move never writes its source
-            dbapi_conn.execute("PRAGMA busy_timeout=30000")
-
-        return engine
-
-    @staticmethod
-    def _data_version(conn: Connection) -> int:
-        # Changes when another connection commits to the file (SQLite's data_version).
-        return int(conn.exec_driver_sql("PRAGMA data_version").scalar_one())
 
     def _check_source(self, conn: Connection) -> None:
         names = set(inspect(conn).get_table_names())
@@ -243,7 +195,7 @@ class Transfer:
                 f"the source database is at schema revision {revision}, this davdisk writes "
                 f"{HEAD_REVISION}: start this version's server on it once, stop it, then move"
             )
-        unknown = names - _BOOKKEEPING - {t.name for t in TABLES}
+        unknown = names - _BOOKKEEPING - self.source.own_tables - {t.name for t in TABLES}
         if unknown:  # never leave data behind silently
             raise TransferError(
                 f"the source has tables this davdisk does not know: {', '.join(sorted(unknown))}"
@@ -299,32 +251,28 @@ class Transfer:
         parent = _parent_column(table)
         if parent is not None:
             rows = _in_parent_order(rows, key[0].name, parent)
-        import psycopg  # the target's driver: there once the target is open
-
         rows_read = 0
         digest = 0
-        # COPY, not INSERTs: the rows stream to PostgreSQL with no statement per batch (200 000
-        # nodes: 9 s instead of 20). psycopg renders each value by its Python type, exactly.
-        names = ", ".join(f'"{c.name}"' for c in table.columns)
-        sql = f'COPY "{table.name}" ({names}) FROM STDIN'
+
+        def read(counter: RowCounter | None) -> Iterator[tuple[Any, ...]]:
+            nonlocal rows_read, digest
+            for row in rows:
+                # The fingerprint of what was read, for the verification to compare.
+                rows_read += 1
+                digest = (digest + _row_hash(row)) % _MOD
+                yield tuple(row)
+                if counter is not None and rows_read % BATCH == 0:
+                    counter.advance(BATCH)
+
         try:
             with target.write() as conn:
-                driver = conn.connection.driver_connection
-                assert driver is not None
                 total = source.scalar(select(func.count()).select_from(table)) or 0
                 counter = self.counters(table.name, total)
-                with driver.cursor() as cursor, cursor.copy(sql) as copy:
-                    for row in rows:
-                        # The fingerprint of what was read, for the verification to compare.
-                        rows_read += 1
-                        digest = (digest + _row_hash(row)) % _MOD
-                        copy.write_row(tuple(row))
-                        if counter is not None and rows_read % BATCH == 0:
-                            counter.advance(BATCH)
+                target.dialect.bulk_insert(conn, table, read(counter))
                 if counter is not None:
                     counter.advance(rows_read % BATCH)
                     counter.close()
-        except (DBAPIError, psycopg.Error) as e:
+        except (DBAPIError, DriverError) as e:
             message = _first_line(e)
             hint = ""
             if "NUL" in message:  # the hidden top of a folder COPY cut by a crash
@@ -334,10 +282,7 @@ class Transfer:
 
     def _reset_sequences(self, source: Connection, target: Database) -> None:
         """Each id sequence continues above every id the source gave out, deleted rows' too."""
-        given: dict[str, int] = {}
-        if inspect(source).has_table("sqlite_sequence"):  # made with the first AUTOINCREMENT id
-            rows = source.exec_driver_sql("SELECT name, seq FROM sqlite_sequence")
-            given = {str(name): int(seq or 0) for name, seq in rows}
+        given = self.source.id_high_water(source)
         with target.write() as conn:
             for table in TABLES:
                 if table.autoincrement_column is None:
@@ -347,28 +292,19 @@ class Transfer:
                     given.get(table.name, 0),
                     int(source.scalar(select(func.max(table.c[column]))) or 0),
                 )
-                sequence = conn.scalar(
-                    text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column}
-                )
-                if sequence is None:
-                    continue
-                if highest:
-                    conn.execute(text("SELECT setval(:s, :v, true)"), {"s": sequence, "v": highest})
-                else:
-                    conn.execute(text("SELECT setval(:s, 1, false)"), {"s": sequence})
+                target.dialect.restart_ids(conn, table.name, column, highest)
 
     # --- the move -----------------------------------------------------------------------------
 
     def run(self, progress: Callable[[TableDone], None] = lambda _d: None) -> Report:
         started = time.perf_counter()
-        source_file = make_url(self.source_url).database or ""
-        user = _user_of(source_file)
+        user = self.source.opener_elsewhere(self.source_url)
         if user is not None:
             raise TransferError(
-                f"{source_file} is open in another process (pid {user}, a running server?): "
-                "stop it before moving"
+                f"{self.source_location} is open in another process (pid {user}, a running "
+                "server?): stop it before moving"
             )
-        engine = self._source_engine()
+        engine = self.source.snapshot_reader(self.source_url)
         watch = engine.connect()  # outside the snapshot: sees others' commits
         expected: dict[str, Fingerprint] = {}
         try:
@@ -376,18 +312,17 @@ class Transfer:
                 self._check_source(source)
                 target = self._prepare_target()  # before reading: a bad target fails at once
                 try:
-                    before = self._data_version(watch)
-                    # One snapshot from the first read on: every table is read inside it.
-                    source.exec_driver_sql("BEGIN")
-                    for table in TABLES:
-                        done, expected[table.name] = self._move_table(source, target, table)
-                        progress(done)
-                    self._reset_sequences(source, target)
-                    self._verify(target, expected)
-                    source.exec_driver_sql("ROLLBACK")  # nothing was written: ends the snapshot
+                    before = self.source.change_count(watch)
+                    # Every table is read inside one snapshot of the source.
+                    with self.source.snapshot(source):
+                        for table in TABLES:
+                            done, expected[table.name] = self._move_table(source, target, table)
+                            progress(done)
+                        self._reset_sequences(source, target)
+                        self._verify(target, expected)
                 finally:
                     target.dispose()
-            if self._data_version(watch) != before:
+            if self.source.change_count(watch) != before:
                 raise TransferError(
                     "the source database changed during the move (is a server running on it?): "
                     "stop it, drop and recreate the target database, and run again"

@@ -311,3 +311,29 @@ def test_migrate_refuses_a_source_a_server_has_open(
     srv.stop()
     done = cli(data_dir, "--config", str(cfg), "db", "migrate", "--to", target)
     assert done.returncode == 0, describe(done)
+
+
+def test_migrate_refuses_a_row_the_target_cannot_hold(
+    server_factory: ServerFactory, pg_server: str, tmp_path: Path
+) -> None:
+    """A name with a NUL (what an interrupted folder COPY leaves) cannot go into PostgreSQL's
+    text: the table's copy is refused in one line, with the way out, and leaves it empty."""
+    data_dir = tmp_path / "data"
+    cfg = _config(tmp_path / "sqlite.toml")
+    _ok(data_dir, cfg, "user", "add", ALICE, "--password-stdin", input=USERS[ALICE] + "\n")
+    srv = server_factory(data_dir, config=cfg)
+    put(srv.session(ALICE), srv.dav + "a.txt", b"a")
+    srv.stop()
+    with closing(sqlite3.connect(data_dir / "davdisk.db")) as conn, conn:
+        conn.execute("UPDATE nodes SET name = 'a' || char(0) || 'b' WHERE name = 'a.txt'")
+    target = fresh_database(pg_server)
+    proc = cli(data_dir, "--config", str(cfg), "db", "migrate", "--to", target)
+    assert proc.returncode != 0, describe(proc)
+    assert re.fullmatch(
+        r"davdisk: error: cannot copy table nodes: .*NUL.* \(run davdisk gc .*\)\n", proc.stderr
+    ), describe(proc)
+    engine = create_engine(target)
+    with engine.connect() as conn:
+        nodes = conn.scalar(text("SELECT count(*) FROM nodes"))
+    engine.dispose()
+    assert nodes == 0  # all or nothing

@@ -250,8 +250,10 @@ def _dialect_tests(tree: ast.AST) -> list[int]:
 def test_no_dialect_branch_outside_meta_dialects() -> None:
     """Every difference between SQLite and PostgreSQL is in davdisk/meta/dialects/. Migrations
     are exempt: each is a fixed script, run as written against whichever database it meets.
-    Before: db.py, dav/locks.py, files/keyring.py, files/checksum_upgrade.py, meta/store/
-    and cli.py each asked ``is_sqlite`` or the dialect's name."""
+    Before: db.py, dav/locks.py, files/keyring.py, files/checksum_upgrade.py, meta/store.py
+    and cli.py each asked ``is_sqlite`` or the dialect's name; meta/transfer.py and
+    commands/db.py (``db migrate``) checked URL schemes and read sqlite_sequence themselves
+    (now the dialects' move methods: kind_of, id_high_water, bulk_insert, restart_ids...)."""
     branches = []
     for name, path in _modules().items():
         if name.startswith(("davdisk.meta.dialects", "davdisk.meta.migrations")):

