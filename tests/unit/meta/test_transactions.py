@@ -105,7 +105,7 @@ def test_processes_migrating_an_empty_database_at_once_all_succeed(tmp_path: Pat
     exists", "duplicate column name: checksums"; on PostgreSQL a relation that already existed).
     Processes, not threads: alembic keeps its migration context in a module global."""
     code = "import sys; from davdisk.meta.db import Database; Database(sys.argv[1]).migrate()"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
     for round_ in range(3):  # a race: a few rounds, each on a new database
         url = database_url_for_test(tmp_path / f"m{round_}.db")
         procs = [
