@@ -189,12 +189,15 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 def main(argv: Sequence[str]) -> int:
     command = list(argv[1:]) if argv[:1] == ["--"] else list(argv)
+    # A TERM (CI cancelling the run, say) ends this process through the finally of
+    # postgres_server(), which stops and removes the server (and subprocess.call kills the
+    # command); as the default action would leave a server running with its temp dir.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0 if not command else 128 + signal.SIGTERM))
     with postgres_server() as server:
         print(server.url(), flush=True)
         if command:
             return subprocess.call(command, env={**os.environ, URL_ENV: server.url()})
         # Until Ctrl-C or a TERM: the finally of postgres_server() stops and removes it.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         with suppress(KeyboardInterrupt):
             signal.pause()
     return 0
