@@ -9,9 +9,18 @@ migrated (to a numbered free name where NFC is taken, so both stay reachable).
 
 from __future__ import annotations
 
-import sqlite3
-
-from tests.live.conftest import ALICE, BOB, Server, ServerFactory, cli, lock, members, propfind, q
+from tests.live.conftest import (
+    ALICE,
+    BOB,
+    Server,
+    ServerFactory,
+    cli,
+    lock,
+    members,
+    propfind,
+    q,
+    sql,
+)
 
 NFC = "Caf\u00e9.txt"
 NFD = "Cafe\u0301.txt"
@@ -83,13 +92,14 @@ def _as_older_version(srv: Server, renames: dict[str, str]) -> None:
     """Store names as an older version did (decomposed) and mark the database as of that version,
     so the next start migrates it."""
     srv.stop()
-    db = sqlite3.connect(srv.data_dir / "davdisk.db")
-    with db:
-        for old, new in renames.items():
-            assert db.execute("UPDATE nodes SET name = ? WHERE name = ?", (new, old)).rowcount == 1
-        # The revision before 0008_nfc_names.
-        db.execute("UPDATE alembic_version SET version_num = '0007'")
-    db.close()
+    for old, new in renames.items():
+        renamed = sql(
+            srv.data_dir, "UPDATE nodes SET name = :new WHERE name = :old RETURNING id",
+            new=new, old=old,
+        )  # fmt: skip
+        assert len(renamed) == 1, (old, renamed)
+    # The revision before 0008_nfc_names.
+    sql(srv.data_dir, "UPDATE alembic_version SET version_num = '0007'")
 
 
 def test_decomposed_names_of_an_older_version_are_migrated(

@@ -13,6 +13,7 @@ import pytest
 from davdisk.auth.throttle import FORGET_AFTER, Attempt, LoginThrottled, Throttle, client_ip
 from davdisk.meta import store
 from davdisk.meta.db import Database
+from tests.pg import database_url_for_test
 
 
 class Clock:
@@ -25,7 +26,7 @@ class Clock:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 't.db'}")
+    database = Database(database_url_for_test(tmp_path / "t.db"))
     database.migrate()
     yield database
     database.dispose()
