@@ -15,7 +15,7 @@ import pytest
 from davdisk import config as config_mod
 from davdisk.app import build_app
 from davdisk.services import Services
-from tests.pg import use_test_database
+from tests.pg import drop_database, use_test_database
 
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22"}
 
@@ -107,6 +107,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
         svc.admin.add_user(name, password)
     yield svc
     svc.close()
+    drop_database(cfg.database_url)
 
 
 @pytest.fixture
