@@ -15,6 +15,7 @@ import pytest
 from davdisk import config as config_mod
 from davdisk.app import build_app
 from davdisk.services import Services
+from tests.pg import drop_database, use_test_database
 
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22"}
 
@@ -100,11 +101,13 @@ class Client:
 def services(tmp_path: Path) -> Iterator[Services]:
     cfg = config_mod.load(None, data_dir=tmp_path / "data")
     cfg.set("auth", "bcrypt_cost", 4, "test")
+    use_test_database(cfg)  # PostgreSQL in a run given one (python -m tests.pg -- pytest ...)
     svc = Services.open(cfg, create=True)
     for name, password in PASSWORDS.items():
         svc.admin.add_user(name, password)
     yield svc
     svc.close()
+    drop_database(cfg.database_url)
 
 
 @pytest.fixture

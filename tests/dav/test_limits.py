@@ -14,6 +14,7 @@ from davdisk import config as config_mod
 from davdisk.app import build_app
 from davdisk.services import Services
 from tests.dav.conftest import PASSWORDS, Client
+from tests.pg import use_test_database
 
 MAX_UPLOAD = 4096
 MAX_XML = 8192
@@ -47,6 +48,7 @@ def limited(tmp_path: Path) -> Iterator[tuple[Services, Any]]:
     cfg.set("limits", "max_xml_body", str(MAX_XML), "test")
     cfg.set("limits", "max_path_depth", MAX_DEPTH, "test")
     cfg.set("limits", "max_url_bytes", MAX_URL, "test")
+    use_test_database(cfg)
     svc = Services.open(cfg, create=True)
     for name, password in PASSWORDS.items():
         svc.admin.add_user(name, password)

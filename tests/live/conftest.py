@@ -39,8 +39,9 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 import requests
+import sqlalchemy
 
-from tests.pg import URL_ENV, fresh_database
+from tests.pg import URL_ENV, drop_database, fresh_database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,10 +124,105 @@ def _harness_config_path(data_dir: Path) -> Path:
     return data_dir.with_name(data_dir.name + ".harness.toml")
 
 
+def harness_config(data_dir: Path) -> Path:
+    """The config file every CLI call and server of the harness reads for ``data_dir``; a test
+    that opens the data dir in-process loads it too (``config.load(harness_config(d), d)``), so
+    it sees the same database as the server."""
+    return _harness_config(data_dir)
+
+
+def keep_on_sqlite(data_dir: Path) -> Path:
+    """For a test about the SQLite file itself (damaging it, its bytes at rest, its path in an
+    error, scripts/serve's embedded defaults): in a run against PostgreSQL this data dir keeps
+    its database in its own ``davdisk.db`` all the same, so the test runs and passes there
+    too. Call it before the data dir's first use."""
+    if os.environ.get(URL_ENV):
+        _write_harness_config(
+            _harness_config_path(data_dir), f"sqlite:///{data_dir / 'davdisk.db'}"
+        )
+    return data_dir
+
+
+def database_url(data_dir: Path) -> str:
+    """The SQLAlchemy URL of the data dir's database (its ``davdisk.db``, or in a run against
+    PostgreSQL the database the harness made for it)."""
+    if not os.environ.get(URL_ENV):
+        return f"sqlite:///{data_dir / 'davdisk.db'}"
+    return _harness_config(data_dir).read_text().split('database_url = "')[1].split('"')[0]
+
+
+def sql(data_dir: Path, statement: str, **params: object) -> list[tuple[object, ...]]:
+    """Run one SQL statement (``:name`` parameters) on the data dir's database, whichever
+    backend it is on, in a transaction of its own; its rows (none for an UPDATE). For tests
+    that look at or damage rows behind the server's back."""
+    engine = sqlalchemy.create_engine(database_url(data_dir), poolclass=sqlalchemy.NullPool)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(sqlalchemy.text(statement), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def dump(data_dir: Path) -> dict[str, tuple[list[str], list[tuple[object, ...]]]]:
+    """Every table of the data dir's database: its column names and rows."""
+    engine = sqlalchemy.create_engine(database_url(data_dir), poolclass=sqlalchemy.NullPool)
+    try:
+        found = {}
+        with engine.connect() as conn:
+            for table in sqlalchemy.inspect(conn).get_table_names():
+                result = conn.execute(sqlalchemy.text(f'SELECT * FROM "{table}"'))
+                found[table] = (list(result.keys()), [tuple(row) for row in result])
+        return found
+    finally:
+        engine.dispose()
+
+
+def stored_bytes(data_dir: Path) -> bytes:
+    """What an attacker with a copy of the database sees: every text and binary value of every
+    table, and on SQLite the raw bytes of its files too (free pages, the write-ahead log)."""
+    values = [
+        value.encode() if isinstance(value, str) else value
+        for _columns, rows in dump(data_dir).values()
+        for row in rows
+        for value in row
+        if isinstance(value, str | bytes)
+    ]
+    if database_url(data_dir).startswith("sqlite:"):
+        values += [f.read_bytes() for f in data_dir.glob("davdisk.db*")]
+    return b"\n".join(values)
+
+
+# Marks the lines the harness adds to a test's own config file (see _add_database_url).
+_ADDED = "  # added by the test harness"
+
+
+def _add_database_url(config: Path, url: str) -> None:
+    """A test's own ``--config`` replaces the harness config, and with it the data dir's
+    PostgreSQL database: give the file that database too (unless it names one itself),
+    in place, so messages that name the file still do. Lines added for another data dir
+    before are replaced."""
+    if not config.is_file():
+        return
+    lines = [line for line in config.read_text().splitlines() if not line.endswith(_ADDED)]
+    if not any(re.match(r"\s*database_url\s*=", line) for line in lines):
+        entry = f'database_url = "{url}"{_ADDED}'
+        header = [i for i, line in enumerate(lines) if line.strip() == "[storage]"]
+        if header:
+            lines.insert(header[0] + 1, entry)
+        else:
+            lines += [f"[storage]{_ADDED}", entry]
+    config.write_text("\n".join(lines) + "\n")
+
+
 def davdisk_argv(data_dir: Path | None, *args: str) -> list[str]:
     argv = [sys.executable, "-m", "davdisk", "--config", str(_harness_config(data_dir))]
     if data_dir is not None:
         argv += ["--data-dir", str(data_dir)]
+        if os.environ.get(URL_ENV):
+            for flag, value in itertools.pairwise(args):
+                if flag == "--config":
+                    _add_database_url(Path(value), database_url(data_dir))
     return argv + list(args)
 
 
@@ -158,14 +254,21 @@ def master_key_path(data_dir: Path) -> Path:
 
 
 def copy_data_dir(
-    src: Path, dst: Path, ignore: Callable[[str, list[str]], Iterable[str]] | None = None
+    src: Path,
+    dst: Path,
+    ignore: Callable[[str, list[str]], Iterable[str]] | None = None,
+    *,
+    key: bool = True,
 ) -> None:
     """Copy a data dir and, apart from it, its master key (a copy of the data dir alone opens
-    nothing: issue 12, item 11)."""
+    nothing: issue 12, item 11) unless not ``key``, and its database if that is elsewhere."""
     shutil.copytree(src, dst, ignore=ignore)
-    shutil.copy2(master_key_path(src), master_key_path(dst))
-    if os.environ.get(URL_ENV):  # the database is not in the data dir: copy it too
-        source = _harness_config(src).read_text().split('database_url = "')[1].split('"')[0]
+    if key:
+        shutil.copy2(master_key_path(src), master_key_path(dst))
+    source = database_url(src)
+    if source.startswith("sqlite"):
+        keep_on_sqlite(dst)  # copied with the data dir
+    else:  # the database is not in the data dir: copy it too
         _write_harness_config(
             _harness_config_path(dst), fresh_database(os.environ[URL_ENV], copy_of=source)
         )
@@ -344,8 +447,11 @@ class ServerFactory:
         self.servers: list[Server] = []
         self._n = itertools.count()
 
-    def new_data_dir(self, users: dict[str, str] | None = None) -> Path:
+    def new_data_dir(self, users: dict[str, str] | None = None, *, sqlite: bool = False) -> Path:
+        """A data dir with ``users`` (default alice+bob); ``sqlite``: see keep_on_sqlite."""
         data_dir = self.base / f"data{next(self._n)}"
+        if sqlite:
+            keep_on_sqlite(data_dir)
         for name, pw in (USERS if users is None else users).items():
             add_user(data_dir, name, pw)
         return data_dir
@@ -356,12 +462,15 @@ class ServerFactory:
         users: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
         config: Path | None = None,
+        *,
+        sqlite: bool = False,
     ) -> Server:
-        """Start a server. Without ``data_dir``: a new one with ``users`` (default alice+bob).
+        """Start a server. Without ``data_dir``: a new one with ``users`` (default alice+bob),
+        kept on SQLite if ``sqlite`` (see keep_on_sqlite).
         With ``data_dir``: only the given ``users`` (default none) are added first.
         ``config``: a TOML file passed as ``--config`` (users are added without it)."""
         if data_dir is None:
-            data_dir = self.new_data_dir(users)
+            data_dir = self.new_data_dir(users, sqlite=sqlite)
         else:
             for name, pw in (users or {}).items():
                 add_user(data_dir, name, pw)
@@ -378,6 +487,17 @@ class ServerFactory:
                 errors.append(str(exc))
         if errors:
             pytest.fail("\n\n".join(errors))
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases(tmp_path: Path) -> Iterator[None]:
+    """In a run against PostgreSQL, drop the databases of the test's own data dirs when it is
+    over (its servers are stopped by then: this fixture is set up first, so torn down last).
+    Each is about 7 MB; a run makes a thousand. A module's shared server keeps its own."""
+    yield
+    if os.environ.get(URL_ENV):
+        for config in tmp_path.rglob("*.harness.toml"):
+            drop_database(database_url(config.parent / config.name.removesuffix(".harness.toml")))
 
 
 @pytest.fixture
@@ -529,7 +649,7 @@ def put(
     expect: tuple[int, ...] = (200, 201, 204),
     **kw: object,
 ) -> requests.Response:
-    r = session.put(url, data=data, **kw)  # type: ignore[arg-type]
+    r = session.put(url, data=data, **kw)
     assert r.status_code in expect, f"PUT {url}: {r.status_code} {r.text[:500]}"
     return r
 

@@ -5,7 +5,6 @@ running server; ``passwd`` leaves tokens alone; ``del`` removes them."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
 
 import requests
@@ -20,6 +19,8 @@ from tests.live.conftest import (
     describe,
     get_bytes,
     put,
+    sql,
+    stored_bytes,
 )
 
 
@@ -55,8 +56,8 @@ def status(url: str, auth: tuple[str, str]) -> int:
 
 
 def stored_tokens(data_dir: Path) -> int:
-    with sqlite3.connect(data_dir / "davdisk.db") as db:
-        return int(db.execute("SELECT count(*) FROM app_tokens").fetchone()[0])
+    ((count,),) = sql(data_dir, "SELECT count(*) FROM app_tokens")
+    return int(count)
 
 
 def test_app_password_lifecycle(server_factory: ServerFactory) -> None:
@@ -66,7 +67,7 @@ def test_app_password_lifecycle(server_factory: ServerFactory) -> None:
     phone = token_add(data, ALICE, "phone")
     assert laptop != phone
     # Only the hash is stored.
-    raw = b"".join(f.read_bytes() for f in data.glob("davdisk.db*"))
+    raw = stored_bytes(data)
     assert laptop.encode() not in raw and phone.encode() not in raw
 
     # The token is alice's password, and only alice's.

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live.conftest import ALICE, Server, ServerFactory, all_files, blob_files, get_bytes, put
+from tests.live.conftest import (
+    ALICE,
+    Server,
+    ServerFactory,
+    all_files,
+    blob_files,
+    get_bytes,
+    put,
+    stored_bytes,
+)
 
 SEG = 64 * 1024
 
@@ -21,6 +30,10 @@ def assert_marker_absent(data_dir: Path, markers: list[bytes]) -> int:
         data = path.read_bytes()
         for m in markers:
             assert m not in data, f"plaintext marker {m[:20]!r}... found in {path}"
+    # The database too, wherever it is (on PostgreSQL it is not in the data dir).
+    database = stored_bytes(data_dir)
+    for m in markers:
+        assert m not in database, f"plaintext marker {m[:20]!r}... found in the database"
     return len(files)
 
 

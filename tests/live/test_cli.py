@@ -26,6 +26,7 @@ from tests.live.conftest import (
     davdisk_argv,
     describe,
     get_bytes,
+    keep_on_sqlite,
     put,
     wait_until,
 )
@@ -61,6 +62,14 @@ def listed(data_dir: Path, name: str) -> bool:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"
+    add_user(d, ALICE, USERS[ALICE])
+    return d
+
+
+@pytest.fixture
+def sqlite_data_dir(tmp_path: Path) -> Path:
+    """The same on SQLite in any run, for the tests of what becomes of its davdisk.db file."""
+    d = keep_on_sqlite(tmp_path / "data")
     add_user(d, ALICE, USERS[ALICE])
     return d
 
@@ -309,7 +318,8 @@ WRITERS: list[tuple[str, ...]] = [
 READERS: list[tuple[str, ...]] = [("user", "list"), ("share", "list"), ("gc",)]
 
 
-def test_database_that_is_a_directory_is_a_one_line_error(data_dir: Path) -> None:
+def test_database_that_is_a_directory_is_a_one_line_error(sqlite_data_dir: Path) -> None:
+    data_dir = sqlite_data_dir
     for leftover in data_dir.glob("davdisk.db*"):
         leftover.unlink()
     (data_dir / "davdisk.db").mkdir()
@@ -317,14 +327,16 @@ def test_database_that_is_a_directory_is_a_one_line_error(data_dir: Path) -> Non
     check_commands_fail_cleanly(data_dir, commands, "unable to open database file")
 
 
-def test_read_only_data_dir_is_a_one_line_error(data_dir: Path) -> None:
+def test_read_only_data_dir_is_a_one_line_error(sqlite_data_dir: Path) -> None:
+    data_dir = sqlite_data_dir
     with read_only_mount(data_dir, bind=False):
         commands = [*READERS, *WRITERS, ("serve", "--port", "0")]
         check_commands_fail_cleanly(data_dir, commands, "unable to open database file")
     assert listed(data_dir, ALICE)
 
 
-def test_read_only_database_file_is_a_one_line_error(data_dir: Path) -> None:
+def test_read_only_database_file_is_a_one_line_error(sqlite_data_dir: Path) -> None:
+    data_dir = sqlite_data_dir
     before = user_list(data_dir)
     with read_only_mount(data_dir / "davdisk.db", bind=True):
         assert user_list(data_dir) == before  # reading still works

@@ -44,7 +44,7 @@ FILES = {
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stopped data dir with alice's files (distinct contents), WAL checkpointed."""
     factory = ServerFactory(tmp_path_factory.mktemp("dbdamage"))
-    srv = factory(users={ALICE: USERS[ALICE]})
+    srv = factory(users={ALICE: USERS[ALICE]}, sqlite=True)  # damage to the SQLite file
     alice = srv.session(ALICE)
     assert alice.request("MKCOL", srv.dav + "docs/").status_code == 201
     for name, data in FILES.items():

@@ -6,7 +6,6 @@ their metadata."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.live.conftest import (
     get_bytes,
     members,
     put,
+    sql,
     temp_files,
     wait_until,
 )
@@ -42,12 +42,12 @@ def summary_counts(lines: list[str]) -> str:
 
 
 def blob_of(data_dir: Path, user: str, name: str) -> Path:
-    with sqlite3.connect(f"file:{data_dir / 'davdisk.db'}?mode=ro", uri=True) as conn:
-        (blob_id,) = conn.execute(
-            "SELECT n.current_blob_id FROM nodes n JOIN users u ON n.parent_id = u.root_id "
-            "WHERE u.name = ? AND n.name = ?",
-            (user, name),
-        ).fetchone()
+    ((blob_id,),) = sql(
+        data_dir,
+        "SELECT n.current_blob_id FROM nodes n JOIN users u ON n.parent_id = u.root_id "
+        "WHERE u.name = :user AND n.name = :name",
+        user=user, name=name,
+    )  # fmt: skip
     return data_dir / "blobs" / blob_id[:2] / blob_id
 
 
@@ -58,8 +58,7 @@ def flip(path: Path, offset: int) -> None:
 
 
 def used_bytes(data_dir: Path) -> dict[str, int]:
-    with sqlite3.connect(data_dir / "davdisk.db") as conn:
-        return dict(conn.execute("SELECT name, used_bytes FROM users").fetchall())
+    return dict(sql(data_dir, "SELECT name, used_bytes FROM users"))
 
 
 def populate(srv: Server) -> dict[str, bytes]:
@@ -110,8 +109,7 @@ def test_damage_is_found_and_only_the_safe_part_repaired(server_factory: ServerF
     stale = blobs / "tmp" / "00000000deadbeef.part"
     stale.write_bytes(os.urandom(300))
     os.utime(stale, (HOUR_AGO, HOUR_AGO))
-    with sqlite3.connect(data_dir / "davdisk.db") as conn:
-        conn.execute("UPDATE users SET used_bytes = 12345 WHERE name = 'bob'")
+    sql(data_dir, "UPDATE users SET used_bytes = 12345 WHERE name = 'bob'")
     real_usage = used_bytes(data_dir)
     real_usage["bob"] = 4
 

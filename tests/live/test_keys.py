@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import stat
 import subprocess
 from pathlib import Path
@@ -28,8 +27,10 @@ from tests.live.conftest import (
     davdisk_argv,
     describe,
     get_bytes,
+    harness_config,
     master_key_path,
     put,
+    sql,
     wait_until,
 )
 
@@ -60,24 +61,19 @@ def assert_reads_back(srv: Server, contents: dict[str, dict[str, bytes]]) -> Non
             assert get_bytes(s, srv.dav + name) == data, f"{user}:/{name} differs"
 
 
-def db(data_dir: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{data_dir / 'davdisk.db'}?mode=ro", uri=True)
-
-
 def master_ids(data_dir: Path) -> dict[str, int]:
     """master_key_id -> number of user_keys rows wrapped under it."""
-    with db(data_dir) as conn:
-        rows = conn.execute("SELECT master_key_id, count(*) FROM user_keys GROUP BY 1").fetchall()
+    rows = sql(data_dir, "SELECT master_key_id, count(*) FROM user_keys GROUP BY 1")
     return dict(rows)
 
 
 def top_level_blob(data_dir: Path, user: str, name: str) -> Path:
-    with db(data_dir) as conn:
-        (blob_id,) = conn.execute(
-            "SELECT n.current_blob_id FROM nodes n JOIN users u ON n.parent_id = u.root_id "
-            "WHERE u.name = ? AND n.name = ?",
-            (user, name),
-        ).fetchone()
+    ((blob_id,),) = sql(
+        data_dir,
+        "SELECT n.current_blob_id FROM nodes n JOIN users u ON n.parent_id = u.root_id "
+        "WHERE u.name = :user AND n.name = :name",
+        user=user, name=name,
+    )  # fmt: skip
     return data_dir / "blobs" / blob_id[:2] / blob_id
 
 
@@ -150,7 +146,7 @@ def add_many_users(data_dir: Path, count: int) -> None:
     from davdisk.meta import store
     from davdisk.services import Services
 
-    svc = Services.open(config_mod.load(None, data_dir), create=True)
+    svc = Services.open(config_mod.load(harness_config(data_dir), data_dir), create=True)
     try:
         hashed = hash_password("bulk-password-1", 4)
         with svc.db.write() as conn:

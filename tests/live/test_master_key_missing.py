@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import signal
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -23,7 +22,9 @@ from tests.live.conftest import (
     cli,
     davdisk_argv,
     describe,
+    keep_on_sqlite,
     master_key_path,
+    sql,
     wait_until,
 )
 
@@ -55,7 +56,17 @@ def run_to_exit(
 @pytest.fixture
 def keyless(tmp_path: Path) -> Path:
     """A data dir with alice whose master key was removed."""
-    data = tmp_path / "data"
+    return _without_key(tmp_path / "data")
+
+
+@pytest.fixture
+def keyless_sqlite(tmp_path: Path) -> Path:
+    """The same on SQLite in any run: scripts/serve runs on its embedded defaults (the data
+    dir's davdisk.db), and must find alice there."""
+    return _without_key(keep_on_sqlite(tmp_path / "data"))
+
+
+def _without_key(data: Path) -> Path:
     add_user(data, ALICE, USERS[ALICE])
     master_key_path(data).unlink()
     return data
@@ -77,18 +88,18 @@ def test_user_add_refuses(keyless: Path) -> None:
     assert_missing_key_error(proc, master_key_path(keyless))
 
 
-def test_scripts_serve_shows_the_error(keyless: Path) -> None:
+def test_scripts_serve_shows_the_error(keyless_sqlite: Path) -> None:
+    keyless = keyless_sqlite
     proc = run_to_exit(
         ["bash", str(REPO_ROOT / "scripts" / "serve"), *SERVE_ARGS], scripts_serve_env(keyless)
     )
     assert_missing_key_error(proc, master_key_path(keyless))
     # alice is still the only user: no admin was added on top of the key-less database.
-    with sqlite3.connect(keyless / "davdisk.db") as conn:
-        assert conn.execute("SELECT name FROM users").fetchall() == [(ALICE,)]
+    assert sql(keyless, "SELECT name FROM users") == [(ALICE,)]
 
 
 def test_scripts_serve_first_run(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = keep_on_sqlite(tmp_path / "data")  # scripts/serve's embedded defaults
     out = tmp_path / "serve.log"
     with open(out, "wb") as log:
         proc = subprocess.Popen(

@@ -29,6 +29,7 @@ from tests.live.conftest import (
     STOP_TIMEOUT,
     cli,
     describe,
+    keep_on_sqlite,
 )
 
 
@@ -99,7 +100,7 @@ def users_of(data_dir: Path) -> list[str]:
 
 
 def test_serve_script_takes_data_dir_and_config(repo: Path, tmp_path: Path) -> None:
-    data = tmp_path / "my-data"
+    data = keep_on_sqlite(tmp_path / "my-data")  # scripts/serve runs on its embedded defaults
     # --data-dir before the serve options, relative to where the script is run (tmp_path): the
     # first run creates admin there
     out, url = run_serve(repo, "--data-dir", "my-data", "--port", "0")

@@ -7,10 +7,9 @@ WsgiDAV left no line at all, although the README says 500s are logged.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from tests.live.conftest import ALICE, ServerFactory, blob_files, put, wait_until
+from tests.live.conftest import ALICE, ServerFactory, blob_files, put, sql, wait_until
 from tests.live.sharing_helpers import share_link
 
 
@@ -24,15 +23,11 @@ def test_a_key_error_is_logged_once_with_traceback(server_factory: ServerFactory
     put(s, srv.dav + "before.txt", b"written while the key was sound", expect=(201,))
     srv.stop()
     # Damage alice's wrapped key: her content can no longer be encrypted or read.
-    db = sqlite3.connect(srv.data_dir / "davdisk.db")
-    with db:
-        (uid,) = db.execute("SELECT id FROM users WHERE name = ?", (ALICE,)).fetchone()
-        (wrapped,) = db.execute(
-            "SELECT wrapped_key FROM user_keys WHERE user_id = ?", (uid,)
-        ).fetchone()
-        bad = bytes([wrapped[0] ^ 0xFF]) + bytes(wrapped[1:])
-        db.execute("UPDATE user_keys SET wrapped_key = ? WHERE user_id = ?", (bad, uid))
-    db.close()
+    ((uid,),) = sql(srv.data_dir, "SELECT id FROM users WHERE name = :name", name=ALICE)
+    ((wrapped,),) = sql(srv.data_dir, "SELECT wrapped_key FROM user_keys WHERE user_id = :u", u=uid)
+    assert isinstance(wrapped, bytes)
+    bad = bytes([wrapped[0] ^ 0xFF]) + wrapped[1:]
+    sql(srv.data_dir, "UPDATE user_keys SET wrapped_key = :k WHERE user_id = :u", k=bad, u=uid)
     srv = server_factory(data_dir=srv.data_dir)
     s = srv.session(ALICE)
     r = s.put(srv.dav + "new-file.txt", data=b"x" * 1000)

@@ -10,12 +10,11 @@ and a link that may not write gets 403.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.live.conftest import ALICE, BOB, Server, parse_multistatus
+from tests.live.conftest import ALICE, BOB, Server, parse_multistatus, stored_bytes
 from tests.live.sharing_helpers import (
     TEST,
     TEST_NS,
@@ -122,17 +121,13 @@ def test_property_bytes_count_in_the_quota(srv: Server) -> None:
         set_quota(srv, BOB, "0")
 
 
-def db_bytes(data_dir: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in data_dir.glob("davdisk.db*"))
-
-
 def test_values_are_encrypted_at_rest(srv: Server) -> None:
     s, url = new_file(srv)
     marker = "secret-dead-property-" + uid()
     r = proppatch(s, url, "note", marker)
     assert proppatch_statuses(r) == {200}
     assert dead_props(s, url)[TEST + "note"] == marker
-    assert marker.encode() not in db_bytes(srv.data_dir), "a dead property lies in the clear"
+    assert marker.encode() not in stored_bytes(srv.data_dir), "a dead property lies in the clear"
 
 
 def test_read_only_link_may_not_proppatch(srv: Server) -> None:

@@ -11,14 +11,13 @@ sharer can produce: a name the sharer chose never ends in that suffix shape.
 
 from __future__ import annotations
 
-import sqlite3
 import zlib
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.live.conftest import ALICE, BOB, USERS, Server, ServerFactory, cli, members, q
+from tests.live.conftest import ALICE, BOB, USERS, Server, ServerFactory, cli, members, q, sql
 
 CAROL = "carol"
 
@@ -140,10 +139,8 @@ def test_a_trailing_invisible_mark_does_not_make_a_name_look_like_a_suffix(
     assert carol.request("MKCOL", srv.dav + "forged/").status_code == 201
     assert carol.put(srv.dav + "forged/owner.txt", data=CAROL.encode()).status_code == 201
     srv.stop()
-    db = sqlite3.connect(srv.data_dir / "davdisk.db")
-    with db:
-        db.execute("UPDATE nodes SET name = ? WHERE name = 'forged'", ("Holiday (bob)" + mark,))
-    db.close()
+    sql(srv.data_dir, "UPDATE nodes SET name = :name WHERE name = 'forged'",
+        name="Holiday (bob)" + mark)  # fmt: skip
     proc = cli(srv.data_dir, "share", "add", CAROL, "/Holiday (bob)" + mark, "--with", ALICE)
     assert proc.returncode == 0, proc.stderr
     srv = server_factory(srv.data_dir)

@@ -12,12 +12,10 @@ only where they can join or vary something.
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 import requests
 
-from tests.live.conftest import ALICE, BOB, Server, ServerFactory, cli, q
+from tests.live.conftest import ALICE, BOB, Server, ServerFactory, cli, q, sql
 
 FORGING = {
     "LF": "evil\n   9  alice        bob          read,write",
@@ -102,10 +100,7 @@ def test_share_list_escapes_what_an_older_name_holds(server_factory: ServerFacto
     s = srv.session(ALICE)
     assert s.request("MKCOL", srv.dav + "folder/").status_code == 201
     srv.stop()
-    db = sqlite3.connect(srv.data_dir / "davdisk.db")
-    with db:
-        db.execute("UPDATE nodes SET name = ? WHERE name = 'folder'", (FORGING["LF"],))
-    db.close()
+    sql(srv.data_dir, "UPDATE nodes SET name = :name WHERE name = 'folder'", name=FORGING["LF"])
     proc = cli(srv.data_dir, "share", "add", ALICE, "/" + FORGING["LF"], "--with", BOB)
     assert proc.returncode == 0, proc.stderr
     out = cli(srv.data_dir, "share", "list").stdout

@@ -6,7 +6,6 @@ keeps working, with one warning line at start-up that says how to move it."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from tests.live.conftest import (
@@ -14,6 +13,7 @@ from tests.live.conftest import (
     USERS,
     ServerFactory,
     _env,
+    copy_data_dir,
     davdisk_argv,
     get_bytes,
     put,
@@ -44,9 +44,10 @@ def test_a_copy_of_the_data_dir_alone_opens_nothing(
     srv.stop()
 
     # The thief's copy, served on another machine: the same layout, none of the server's
-    # environment, the harness's configuration (which names no key file).
+    # environment, the harness's configuration (which names no key file). With PostgreSQL, the
+    # thief copied the database too.
     stolen = tmp_path / "elsewhere" / "data"
-    shutil.copytree(srv.data_dir, stolen)
+    copy_data_dir(srv.data_dir, stolen, key=False)
     env = _env()
     env.pop("DAVDISK_MASTER_KEY_FILE", None)
     proc = run_to_exit(davdisk_argv(stolen, "serve", *SERVE_ARGS), env)

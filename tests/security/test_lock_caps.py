@@ -9,7 +9,6 @@ are removed, and a folder of locked members lists about as fast as one without l
 from __future__ import annotations
 
 import re
-import sqlite3
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.live.conftest import ALICE, BOB, USERS, Server, lock, put
+from tests.live.conftest import ALICE, BOB, USERS, Server, lock, put, sql
 
 DAY = 86400
 ALLPROP = (
@@ -60,8 +59,7 @@ def test_at_most_32_locks_on_one_resource(server: Server) -> None:
 
 
 def lock_table(server: Server) -> list[tuple[str, float]]:
-    with sqlite3.connect(server.data_dir / "davdisk.db") as db:
-        return list(db.execute("SELECT token, expire FROM locks"))
+    return sql(server.data_dir, "SELECT token, expire FROM locks")
 
 
 def test_expired_locks_are_removed(server: Server) -> None:

@@ -10,7 +10,6 @@ The copy must still be whole when it is answered, share its blobs and be charged
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -28,8 +27,10 @@ from tests.live.conftest import (
     cli,
     describe,
     get_bytes,
+    harness_config,
     members,
     propfind,
+    sql,
     wait_until,
 )
 
@@ -44,7 +45,7 @@ MAX_WAIT = 1.0
 def build_tree(data_dir: Path, top: str, folders: int, files_per_folder: int) -> int:
     """Make ``top`` in alice's home with ``folders`` folders of ``files_per_folder`` empty
     files each, plus the files of CONTENT, in-process and fast; returns the nodes made."""
-    svc = Services.open(config_mod.load(None, data_dir), create=False)
+    svc = Services.open(config_mod.load(harness_config(data_dir), data_dir), create=False)
     try:
         actor = svc.files.actor(ALICE)
         assert actor is not None
@@ -109,7 +110,7 @@ def quota_used(s: requests.Session, url: str) -> int:
 
 
 def count_nodes(data_dir: Path, top: str) -> int:
-    svc = Services.open(config_mod.load(None, data_dir), create=False)
+    svc = Services.open(config_mod.load(harness_config(data_dir), data_dir), create=False)
     try:
         actor = svc.files.actor(ALICE)
         assert actor is not None
@@ -179,11 +180,8 @@ def test_a_long_copy_does_not_hold_up_other_users_writes(server_factory: ServerF
 
 def hidden_rows(data_dir: Path) -> int:
     """Rows of staged copies not attached (negative ``deleted_at``), read from the database."""
-    conn = sqlite3.connect(f"file:{data_dir / 'davdisk.db'}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT count(*) FROM nodes WHERE deleted_at < 0").fetchone()[0])
-    finally:
-        conn.close()
+    ((count,),) = sql(data_dir, "SELECT count(*) FROM nodes WHERE deleted_at < 0")
+    return int(count)
 
 
 def test_a_copy_cut_by_a_crash_is_never_seen_and_gc_removes_it(

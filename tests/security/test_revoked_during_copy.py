@@ -24,14 +24,16 @@ from davdisk.files.revocation import revoke
 from davdisk.files.shares import Shares
 from davdisk.meta import store
 from davdisk.services import Services
-from tests.live.conftest import ALICE, BOB, ServerFactory, members
+from tests.live.conftest import ALICE, BOB, ServerFactory, harness_config, members
 from tests.live.sharing_helpers import share_add, share_link
 from tests.security.test_long_copy import build_tree, hidden_rows, quota_used
 
 
 @pytest.mark.parametrize("through", ["share", "link"])
 def test_copy_revoked_half_way_is_not_attached(server_factory: ServerFactory, through: str) -> None:
-    data_dir = server_factory.new_data_dir()
+    # The race is staged with SQLite's own write lock (BEGIN IMMEDIATE, busy_timeout): on SQLite
+    # even in a run on PostgreSQL.
+    data_dir = server_factory.new_data_dir(sqlite=True)
     nodes = build_tree(data_dir, "tree", 200, 100)  # 20 000 nodes: a copy in 20 batches
     srv = server_factory(data_dir)
     alice = srv.session(ALICE)
@@ -58,7 +60,7 @@ def test_copy_revoked_half_way_is_not_attached(server_factory: ServerFactory, th
     # beforehand: the CLI's start (about a second) would leave the copy time to finish first.
     # The same transaction sees the copy's rows still hidden, so it lands before the copy's
     # last transaction, whatever the timing.
-    svc = Services.open(config_mod.load(None, data_dir), create=False)
+    svc = Services.open(config_mod.load(harness_config(data_dir), data_dir), create=False)
     if through == "link":
         (share_id,) = [s.id for s in Shares(svc.db, svc.files).list() if s.grantee is None]
     copier = threading.Thread(target=copy)

@@ -9,13 +9,23 @@ migrated (to a numbered free name where NFC is taken, so both stay reachable).
 
 from __future__ import annotations
 
-import sqlite3
-
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
 from davdisk.meta.db import MIGRATIONS
-from tests.live.conftest import ALICE, BOB, Server, ServerFactory, cli, lock, members, propfind, q
+from tests.live.conftest import (
+    ALICE,
+    BOB,
+    Server,
+    ServerFactory,
+    cli,
+    database_url,
+    lock,
+    members,
+    propfind,
+    q,
+    sql,
+)
 
 NFC = "Caf\u00e9.txt"
 NFD = "Cafe\u0301.txt"
@@ -87,17 +97,18 @@ def _as_older_version(srv: Server, renames: dict[str, str]) -> None:
     """Store names as an older version did (decomposed) and mark the database as of that version,
     so the next start migrates it."""
     srv.stop()
-    # The schema as of the revision before 0008_nfc_names (what the later ones add, removed).
-    alembic_cfg = AlembicConfig()
-    alembic_cfg.set_main_option("script_location", str(MIGRATIONS))
-    alembic_cfg.set_main_option("sqlalchemy.url", f"sqlite:///{srv.data_dir / 'davdisk.db'}")
-    command.downgrade(alembic_cfg, "0008")
-    db = sqlite3.connect(srv.data_dir / "davdisk.db")
-    with db:
-        for old, new in renames.items():
-            assert db.execute("UPDATE nodes SET name = ? WHERE name = ?", (new, old)).rowcount == 1
-        db.execute("UPDATE alembic_version SET version_num = '0007'")  # 0008 changes no schema
-    db.close()
+    # Alembic's own downgrade to the revision before 0008_nfc_names: what later revisions made
+    # (0009's leases table) goes too, so that the next start runs them as on an old install.
+    migrations = AlembicConfig()
+    migrations.set_main_option("script_location", str(MIGRATIONS))
+    migrations.set_main_option("sqlalchemy.url", database_url(srv.data_dir).replace("%", "%%"))
+    command.downgrade(migrations, "0007")
+    for old, new in renames.items():
+        renamed = sql(
+            srv.data_dir, "UPDATE nodes SET name = :new WHERE name = :old RETURNING id",
+            new=new, old=old,
+        )  # fmt: skip
+        assert len(renamed) == 1, (old, renamed)
 
 
 def test_decomposed_names_of_an_older_version_are_migrated(

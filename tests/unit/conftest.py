@@ -9,7 +9,7 @@ import pytest
 
 from davdisk import config as config_mod
 from davdisk.services import Services
-from tests.pg import use_test_database
+from tests.pg import drop_database, use_test_database
 
 
 @pytest.fixture
@@ -23,3 +23,4 @@ def svc(tmp_path: Path) -> Iterator[Services]:
     s.admin.add_user("bob", "bob-password-22")
     yield s
     s.close()
+    drop_database(cfg.database_url)

@@ -14,6 +14,7 @@ from davdisk.auth.throttle import FORGET_AFTER, Attempt, LoginThrottled, Throttl
 from davdisk.meta import store
 from davdisk.meta.db import Database
 from davdisk.request_context import KEY, RequestContext
+from tests.pg import database_url_for_test
 
 
 class Clock:
@@ -26,7 +27,7 @@ class Clock:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 't.db'}")
+    database = Database(database_url_for_test(tmp_path / "t.db"))
     database.migrate()
     yield database
     database.dispose()

@@ -24,6 +24,7 @@ from davdisk.errors import (
 )
 from davdisk.model import Actor
 from davdisk.services import Services
+from tests.pg import use_test_database
 
 
 def _actor(svc: Services, name: str) -> Actor:
@@ -209,6 +210,7 @@ def test_default_quota_from_config(tmp_path: Path) -> None:
     cfg = config_mod.load(None, data_dir=tmp_path / "q")
     cfg.set("auth", "bcrypt_cost", 4, "test")
     cfg.set("users", "default_quota", "2K", "test")
+    use_test_database(cfg)
     s = Services.open(cfg, create=True)
     try:
         s.admin.add_user("dora", "dora-password-4")
