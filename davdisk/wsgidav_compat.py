@@ -27,12 +27,12 @@ from lxml import etree
 from wsgidav import util, xml_tools
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
 from wsgidav.dav_provider import _DAVResource
-from wsgidav.lock_man.lock_manager import normalize_lock_root
+from wsgidav.lock_man.lock_manager import LockManager, normalize_lock_root
 
 # The base of WsgiDAV's DAVCollection and DAVNonCollection, and what its provider API returns.
 DAVResource: TypeAlias = _DAVResource
 
-__all__ = ["DAVResource", "normalize_lock_root"]
+__all__ = ["DAVResource", "LockManagerBase", "normalize_lock_root"]
 
 
 # --- resources: WsgiDAV's default property methods, which ours extend ---------------------------
@@ -288,3 +288,31 @@ def property_response(res: DAVResource, names: list[str] | None) -> str:
     multistatus = xml_tools.make_multistatus_el()
     util.add_property_response(multistatus, res.get_href(), props)
     return _inner(multistatus)
+
+
+class LockManagerBase(LockManager):
+    """WsgiDAV's ``LockManager`` with the private steps davdisk changes given names of their
+    own: ``begin_write_transaction`` (the step every write request takes before it starts),
+    ``write_conflicts`` (the locks that keep ``url`` from being written) and
+    ``check_lock_permission`` (whether a lock could be granted). dav/locks.py overrides these,
+    so a WsgiDAV upgrade that renames the private methods breaks here, not there."""
+
+    def _begin_write_transaction(self, **kwargs: Any) -> None:
+        self.begin_write_transaction(**kwargs)
+
+    def begin_write_transaction(self, **kwargs: Any) -> None:
+        super()._begin_write_transaction(**kwargs)
+
+    def _get_write_conflicts(
+        self, url: str, depth: str, token_list: list[str], principal: str
+    ) -> Any:
+        return self.write_conflicts(url, depth, token_list, principal)
+
+    def write_conflicts(self, url: str, depth: str, token_list: list[str], principal: str) -> Any:
+        return super()._get_write_conflicts(url, depth, token_list, principal)
+
+    def check_lock_permission(
+        self, url: str, lock_type: str, lock_scope: str, lock_depth: str, tokens: list[str],
+        principal: str,
+    ) -> None:  # fmt: skip
+        self._check_lock_permission(url, lock_type, lock_scope, lock_depth, tokens, principal)

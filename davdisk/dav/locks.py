@@ -28,12 +28,12 @@ from wsgidav.dav_error import (
     PRECONDITION_CODE_LockConflict,
 )
 from wsgidav.lock_man.lock_manager import (
-    LockManager,
     generate_lock_token,
     normalize_lock_root,
     validate_lock,
 )
 
+from davdisk import wsgidav_compat
 from davdisk.errors import Locked
 from davdisk.meta.db import Database
 from davdisk.meta.store import locks as rows
@@ -210,7 +210,7 @@ class SQLLockStorage:
             rows.remove_on_and_under(conn, normalize_lock_root(path))
 
 
-class SQLLockManager(LockManager):
+class SQLLockManager(wsgidav_compat.LockManagerBase):
     """WsgiDAV's lock manager with conflict check and creation in one database transaction.
 
     Two further departures from WsgiDAV: a lock on a member does not block a depth-infinity
@@ -257,9 +257,7 @@ class SQLLockManager(LockManager):
     ) -> None:
         with self._public_errors(), self.storage.joined(conn):
             for url, depth in checks:
-                errcond = self._get_write_conflicts(
-                    normalize_lock_root(url), depth, tokens, principal
-                )
+                errcond = self.write_conflicts(normalize_lock_root(url), depth, tokens, principal)
                 if errcond.hrefs:
                     raise DAVError(HTTP_LOCKED, err_condition=errcond)
 
@@ -268,7 +266,7 @@ class SQLLockManager(LockManager):
         (shared, Depth 0) conflicts with a lock on it or an exclusive Depth infinity lock
         above it, whoever holds that lock."""
         with self._public_errors(), self.storage.joined(conn):
-            self._check_lock_permission(url, "write", "shared", "0", tokens, principal)
+            self.check_lock_permission(url, "write", "shared", "0", tokens, principal)
 
     def drop_in(self, conn: Connection, urls: list[str]) -> None:
         with self.storage.joined(conn):
@@ -289,11 +287,11 @@ class SQLLockManager(LockManager):
         with self._public_errors():
             super().check_write_permission(**kwargs)
 
-    def _begin_write_transaction(self, **kwargs: Any) -> None:
+    def begin_write_transaction(self, **kwargs: Any) -> None:
         with self._public_errors():
-            super()._begin_write_transaction(**kwargs)
+            super().begin_write_transaction(**kwargs)
 
-    def _get_write_conflicts(
+    def write_conflicts(
         self, url: str, depth: str, token_list: list[str], principal: str
     ) -> DAVErrorCondition:
         """WsgiDAV's rule, with the locks on ``url`` and on every folder above it read in one

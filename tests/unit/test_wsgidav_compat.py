@@ -14,9 +14,6 @@ import ast
 from tests.unit.test_imports import PACKAGE, _docstrings, _modules
 
 COMPAT = "davdisk.wsgidav_compat"
-# The lock manager extends WsgiDAV's LockManager by overriding two of its private methods; it is
-# being split (its SQL moves to meta/), and joins this module's rules after that.
-PENDING = {"davdisk.dav.locks"}
 
 
 def _reliances(name: str, tree: ast.AST) -> list[str]:
@@ -56,16 +53,12 @@ def _reliances(name: str, tree: ast.AST) -> list[str]:
 
 def test_reliance_on_wsgidav_internals_is_in_the_compat_module() -> None:
     """Before: dav/resources.py, dav/listing.py, dav/provider.py, dav/public.py and auth/ each
-    imported ``_DAVResource`` or used WsgiDAV's environ keys themselves."""
+    imported ``_DAVResource`` or used WsgiDAV's environ keys themselves, and dav/locks.py
+    overrode two private methods of WsgiDAV's LockManager (now LockManagerBase's hooks)."""
     found = []
     for name, path in _modules().items():
-        if name != COMPAT and name not in PENDING:
+        if name != COMPAT:
             found += _reliances(name, ast.parse(path.read_text()))
     assert found == []
     compat = ast.parse((PACKAGE / "wsgidav_compat.py").read_text())
     assert _reliances(COMPAT, compat), "the check finds nothing, even where it must"
-
-
-def test_the_pending_exception_is_still_needed() -> None:
-    for name in PENDING:
-        assert _reliances(name, ast.parse(_modules()[name].read_text())), name
