@@ -39,6 +39,7 @@ from tests.live.conftest import (
     cli,
     describe,
     get_bytes,
+    keep_on_sqlite,
     lock,
     members,
     propfind,
@@ -147,7 +148,7 @@ def _check_moved_install(
 def test_migrate_populated_install_to_postgresql(
     server_factory: ServerFactory, pg_server: str, tmp_path: Path
 ) -> None:
-    data_dir = tmp_path / "data"
+    data_dir = keep_on_sqlite(tmp_path / "data")  # the install to move is on SQLite
     source_cfg = _config(tmp_path / "sqlite.toml")
     for name in (ALICE, BOB):
         _ok(data_dir, source_cfg, "user", "add", name, "--password-stdin", input=USERS[name] + "\n")
@@ -261,7 +262,7 @@ def test_migrate_populated_install_to_postgresql(
 
 
 def test_migrate_refuses_bad_targets(pg_server: str, tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+    data_dir = keep_on_sqlite(tmp_path / "data")  # the install to move is on SQLite
     cfg = _config(tmp_path / "sqlite.toml")
     _ok(data_dir, cfg, "user", "add", ALICE, "--password-stdin", input=USERS[ALICE] + "\n")
     foreign = fresh_database(pg_server)
@@ -292,7 +293,7 @@ def test_migrate_refuses_a_source_a_server_has_open(
     server_factory: ServerFactory, pg_server: str, tmp_path: Path
 ) -> None:
     """Writes made after the copy would be lost on the switch: the server must be stopped."""
-    data_dir = tmp_path / "data"
+    data_dir = keep_on_sqlite(tmp_path / "data")  # the install to move is on SQLite
     cfg = _config(tmp_path / "sqlite.toml")
     _ok(data_dir, cfg, "user", "add", ALICE, "--password-stdin", input=USERS[ALICE] + "\n")
     srv = server_factory(data_dir, config=cfg)
@@ -318,7 +319,7 @@ def test_migrate_refuses_a_row_the_target_cannot_hold(
 ) -> None:
     """A name with a NUL (what an interrupted folder COPY leaves) cannot go into PostgreSQL's
     text: the table's copy is refused in one line, with the way out, and leaves it empty."""
-    data_dir = tmp_path / "data"
+    data_dir = keep_on_sqlite(tmp_path / "data")  # the install to move is on SQLite
     cfg = _config(tmp_path / "sqlite.toml")
     _ok(data_dir, cfg, "user", "add", ALICE, "--password-stdin", input=USERS[ALICE] + "\n")
     srv = server_factory(data_dir, config=cfg)
