@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 
 from davdisk.meta import dialects
-from davdisk.meta.store.rows import LIVE
+from davdisk.meta.store.rows import LIVE, chunks
 from davdisk.meta.tables import nodes, props
 from davdisk.model import Node
 
@@ -127,15 +127,25 @@ def copy_rows(
 
 def reveal_subtree(conn: Connection, node_id: int, marker: float) -> None:
     """Make the hidden rows of a staged copy below (and at) ``node_id`` live."""
-    tree = select(nodes.c.id).where(nodes.c.id == node_id).cte("tree", recursive=True)
-    tree = tree.union_all(
-        select(nodes.c.id).where(nodes.c.parent_id == tree.c.id, nodes.c.deleted_at == marker)
-    )
-    conn.execute(
-        update(nodes)
-        .where(nodes.c.id.in_(select(tree.c.id)), nodes.c.deleted_at == marker)
-        .values(deleted_at=None)
-    )
+    # Level by level, each through the index on parent_id, then updates by primary key. A
+    # recursive CTE took PostgreSQL 2.5 s for 10 000 rows just inserted (planned on stale
+    # statistics, it scanned the table once per row of the last level), under the writers'
+    # lock that every other write waits for.
+    ids, level = [node_id], [node_id]
+    while level:
+        below: list[int] = []
+        for batch in chunks(level):
+            below += conn.scalars(
+                select(nodes.c.id).where(nodes.c.parent_id.in_(batch), nodes.c.deleted_at == marker)
+            )
+        ids += below
+        level = below
+    for batch in chunks(ids):
+        conn.execute(
+            update(nodes)
+            .where(nodes.c.id.in_(batch), nodes.c.deleted_at == marker)
+            .values(deleted_at=None)
+        )
 
 
 def stale_staged_copies(conn: Connection, started_before: float) -> list[int]:
