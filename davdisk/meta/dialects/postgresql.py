@@ -59,13 +59,22 @@ class PostgreSQLDialect(Dialect):
             )
             yield conn
 
+    @contextmanager
+    def _single(self) -> Iterator[Connection]:
+        # One statement sees one snapshot by itself: no BEGIN and COMMIT around it (two round
+        # trips of three, on every request's lookups). Autocommit is psycopg's own flag, set
+        # and reset without a word to the server.
+        with self.reader.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
     def read_one(self, statement: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        with self.read() as conn:
+        with self._single() as conn:
             row = conn.execute(statement, params).first()
         return tuple(row) if row is not None else None
 
     def read_all(self, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        with self.read() as conn:
+        with self._single() as conn:
             return [tuple(row) for row in conn.execute(statement, params)]
 
     @contextmanager
