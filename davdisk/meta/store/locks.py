@@ -134,22 +134,17 @@ def remove_all(conn: Connection) -> None:
     conn.execute(delete(locks))
 
 
+def on_or_under(root: str) -> Any:
+    """The condition "a lock on ``root`` or below it", as a range the index on root answers."""
+    prefix, prefix_end = _under(root)
+    return (locks.c.root == root) | ((locks.c.root >= prefix) & (locks.c.root < prefix_end))
+
+
 def remove_on_and_under(conn: Connection, root: str) -> None:
     """Drop every lock on ``root`` and below it."""
-    prefix, prefix_end = _under(root)
-    conn.execute(
-        delete(locks).where(
-            (locks.c.root == root) | ((locks.c.root >= prefix) & (locks.c.root < prefix_end))
-        )
-    )
+    conn.execute(delete(locks).where(on_or_under(root)))
 
 
 def delete_locks_under(conn: Connection, root: str, *, principal: str) -> None:
     """Drop one principal's WebDAV locks on ``root`` and below."""
-    prefix = root.rstrip("/") + "/"
-    conn.execute(
-        delete(locks).where(
-            locks.c.principal == principal,
-            (locks.c.root == root) | (func.substr(locks.c.root, 1, len(prefix)) == prefix),
-        )
-    )
+    conn.execute(delete(locks).where(locks.c.principal == principal, on_or_under(root)))

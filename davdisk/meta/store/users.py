@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from davdisk import lockkeys
 from davdisk.errors import AlreadyExists
 from davdisk.meta.db import Database
+from davdisk.meta.store.locks import on_or_under
 from davdisk.meta.store.rows import LIVE
 from davdisk.meta.tables import blobs, locks, nodes, user_keys, users
 from davdisk.model import User
@@ -162,13 +163,8 @@ def delete_user(conn: Connection, user_id: int) -> None:
     # Locks are held by principal, the user name: left behind, a grantee's locks kept the
     # owner out of their own files, and whoever was given the name next could use them.
     # Locks on the user's own tree (anyone's) lock nothing any more.
-    home = lockkeys.home(user_id)
     conn.execute(
-        delete(locks).where(
-            (locks.c.principal == name)
-            | (locks.c.root == home)
-            | (func.substr(locks.c.root, 1, len(home) + 1) == home + "/")
-        )
+        delete(locks).where((locks.c.principal == name) | on_or_under(lockkeys.home(user_id)))
     )
     conn.execute(delete(user_keys).where(user_keys.c.user_id == user_id))
     conn.execute(delete(users).where(users.c.id == user_id))
