@@ -26,10 +26,6 @@ from davdisk.meta import store
 from davdisk.meta.db import Database
 from davdisk.meta.store import keys as key_rows
 
-# Where other modules of files/ still take them from (their SQL moves to meta/ separately).
-serialise_key_changes = key_rows.serialise_key_changes
-user_keys = key_rows.user_keys
-
 
 class Keyring:
     def __init__(self, db: Database, masters: keys.MasterKeys) -> None:
@@ -56,7 +52,6 @@ class Keyring:
         return int(newest + 1)
 
     def _add(self, conn: Connection, user_id: int, version: int) -> None:
-        key_rows.serialise_key_changes(self._db, conn)
         # Chosen inside the write transaction: a master key rotation swaps key files only in
         # one too, so this row cannot end up under a key the rotation has just removed.
         master = self.masters.for_wrapping()

@@ -36,7 +36,7 @@ from davdisk.crypto import keys
 from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter
 from davdisk.errors import Conflict, DavdiskError, KeyMaterialError, NotFound
 from davdisk.files.content import Content
-from davdisk.files.keyring import Keyring, serialise_key_changes
+from davdisk.files.keyring import Keyring
 from davdisk.meta import store
 from davdisk.meta.db import Database
 from davdisk.meta.store import keys as key_rows
@@ -111,7 +111,6 @@ class MasterKeyRotation:
         """Rewrap one row under the new key (its own transaction); False if already done."""
         assert self.masters is not None, "start() first"
         with self.db.write() as conn:
-            serialise_key_changes(self.db, conn)
             row = key_rows.wrapped_key(conn, user_id, version)
             if row is None or row[1] == self.new_id:
                 return False  # the user was removed, or this row is done
@@ -133,7 +132,6 @@ class MasterKeyRotation:
     def finish(self) -> bool:
         """If every row is under the new key, make it the key file; False if rows are left."""
         with self.db.write() as conn:
-            serialise_key_changes(self.db, conn)
             if key_rows.count_keys_not_under(conn, self.new_id):
                 return False
             keys.replace_key_file(self.pending_file, self.key_file)

@@ -65,12 +65,6 @@ _NEWEST = (
 )
 
 
-def serialise_key_changes(db: Database, conn: Connection) -> None:
-    """Inside a write transaction: exclude every other process adding or rewrapping user
-    keys until it ends. Nothing to do: every write transaction already runs alone, on every
-    backend (Database.write; PostgreSQL's once took a row lock on ``mutexes`` here)."""
-
-
 def newest(db: Database, user_id: int) -> tuple[int, bytes, str] | None:
     """(version, wrapped key, master key id) of the user's newest key; None if they have none."""
     row = db.read_one(_NEWEST, {"user_id": user_id})

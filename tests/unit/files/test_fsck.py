@@ -15,8 +15,8 @@ from sqlalchemy import update
 
 from davdisk import config as config_mod
 from davdisk.files.fsck import Fsck, FsckReport
-from davdisk.files.keyring import user_keys
 from davdisk.meta import store, tables
+from davdisk.meta.tables import user_keys
 from davdisk.model import Actor, Node
 from davdisk.progress import Progress
 from davdisk.services import Services

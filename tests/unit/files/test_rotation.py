@@ -18,9 +18,9 @@ from davdisk import config as config_mod
 from davdisk.crypto.keys import master_key_id, pending_key_path
 from davdisk.errors import Conflict, KeyMaterialError
 from davdisk.files.fsck import Fsck
-from davdisk.files.keyring import user_keys
 from davdisk.files.rotation import MasterKeyRotation, Reencryption, rotate_user_key
 from davdisk.meta import store
+from davdisk.meta.tables import user_keys
 from davdisk.model import Actor, Node
 from davdisk.progress import Progress
 from davdisk.services import Services
