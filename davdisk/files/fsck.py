@@ -256,13 +256,7 @@ class Fsck:
         except FileNotFoundError:
             return "missing-blob", "no blob file"
         try:
-            reader = EnvelopeReader(
-                src,
-                key_for_version=lambda v: self.keyring.key(row.owner_id, v),
-                user_id=row.owner_id,
-                blob_id=bytes.fromhex(row.id),
-                expected_plain_size=row.size_plain,
-            )
+            reader = self.keyring.reader(src, row.owner_id, row.id, row.size_plain)
             with reader:
                 if reader.key_version != row.key_version:
                     return "corrupt-blob", (

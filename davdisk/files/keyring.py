@@ -17,10 +17,12 @@ row on that lookup, so a rewrapped or replaced row is unwrapped afresh.
 from __future__ import annotations
 
 import threading
+from typing import BinaryIO
 
 from sqlalchemy import Connection
 
 from davdisk.crypto import keys, sealed
+from davdisk.crypto.envelope import EnvelopeReader
 from davdisk.errors import UnknownKeyVersion
 from davdisk.meta import store
 from davdisk.meta.db import Database
@@ -111,3 +113,14 @@ class Keyring:
                 del self._cache[k]
             for s in [s for s in self._sealing if s[0] == user_id]:
                 del self._sealing[s]
+
+    def reader(self, src: BinaryIO, owner_id: int, blob_id: str, plain_size: int) -> EnvelopeReader:
+        """A verifying reader of ``src``, the stored bytes of blob ``blob_id`` of ``owner_id``,
+        sealed under whichever of their key versions its header names."""
+        return EnvelopeReader(
+            src,
+            key_for_version=lambda v: self.key(owner_id, v),
+            user_id=owner_id,
+            blob_id=bytes.fromhex(blob_id),
+            expected_plain_size=plain_size,
+        )

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from davdisk.crypto import keys
-from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter
+from davdisk.crypto.envelope import EnvelopeWriter
 from davdisk.errors import Conflict, DavdiskError, KeyMaterialError, NotFound
 from davdisk.files.content import Content
 from davdisk.files.keyring import Keyring
@@ -220,12 +220,8 @@ class Reencryption:
         that nothing points at yet. Memory stays at one buffer whatever the size."""
         version, key = self.keyring.current(self.user_id)
         new_id = secrets.token_hex(16)
-        reader = EnvelopeReader(
-            self.content.open(old.id),
-            key_for_version=lambda v: self.keyring.key(self.user_id, v),
-            user_id=self.user_id,
-            blob_id=bytes.fromhex(old.id),
-            expected_plain_size=old.size_plain,
+        reader = self.keyring.reader(
+            self.content.open(old.id), self.user_id, old.id, old.size_plain
         )
         with reader, self.content.new_blob(new_id) as upload:
             writer = EnvelopeWriter(

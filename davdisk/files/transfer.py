@@ -13,7 +13,6 @@ import io
 from dataclasses import replace
 from typing import BinaryIO
 
-from davdisk.crypto.envelope import EnvelopeReader
 from davdisk.errors import Conflict, IntegrityError, NotFound
 from davdisk.files import quota
 from davdisk.files.access import allow
@@ -53,13 +52,7 @@ class Transfer:
         except FileNotFoundError:
             raise NotFound(f"content of {entry.name!r}") from None
         try:
-            reader = EnvelopeReader(
-                src,
-                key_for_version=lambda v: self.keyring.key(entry.owner_id, v),
-                user_id=entry.owner_id,
-                blob_id=bytes.fromhex(entry.blob_id),
-                expected_plain_size=entry.size,
-            )
+            reader = self.keyring.reader(src, entry.owner_id, entry.blob_id, entry.size)
         except BaseException:
             src.close()
             raise
