@@ -37,6 +37,8 @@ START_TIMEOUT = 30.0
 
 _CONFIG = """\
 {user}worker_processes 1;
+# Two descriptors a proxied connection; a user's soft limit is often 1024.
+worker_rlimit_nofile 8192;
 pid {root}/nginx.pid;
 error_log {root}/error.log notice;
 
