@@ -202,9 +202,10 @@ def _start_once(root: Path, access_key: str, secret_key: str, timeout: float) ->
         "-webdav=false",
         "-admin.ui=false",
         "-master.telemetry=false",
-        # Small volumes: a volume is preallocated lazily but indexed in memory; tests store MBs.
+        # Volumes of 64 MB (mini's default: 128): tests store MBs, not GBs.
         "-master.volumeSizeLimitMB=64",
-        # Unix sockets default to /tmp/seaweedfs-<c>-<port>.sock; keep them in our dir.
+        # These two unix sockets would be /tmp/seaweedfs-<c>-<port>.sock: in our dir instead.
+        # (Those of the gRPC ports cannot move: stop() removes them.)
         f"-filer.localSocket={root / 'filer.sock'}",
         f"-s3.localSocket={root / 's3.sock'}",
     ]
@@ -247,6 +248,7 @@ def _wait_ready(server: SeaweedServer, timeout: float) -> None:
     client = server.client(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1})
     deadline = time.monotonic() + timeout
     probe = f"davdisk-probe-{uuid.uuid4().hex[:12]}"
+    made = False
     last: Exception | None = None
     while time.monotonic() < deadline:
         assert server.process is not None
@@ -257,12 +259,14 @@ def _wait_ready(server: SeaweedServer, timeout: float) -> None:
             )
         try:
             client.list_buckets()
-            client.create_bucket(Bucket=probe)
+            if not made:  # a later step may fail once: the bucket is there then
+                client.create_bucket(Bucket=probe)
+                made = True
             client.put_object(Bucket=probe, Key="probe", Body=b"probe")
             client.delete_object(Bucket=probe, Key="probe")
             client.delete_bucket(Bucket=probe)
             return
-        except Exception as exc:  # not up yet: connection refused, 5xx, bucket exists...
+        except Exception as exc:  # not up yet: connection refused, 5xx...
             last = exc
             time.sleep(0.1)
     raise RuntimeError(
