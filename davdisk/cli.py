@@ -4,7 +4,7 @@
     davdisk [--data-dir DIR] user add|passwd NAME [--password-stdin]
     davdisk [--data-dir DIR] user del NAME [--yes]
     davdisk [--data-dir DIR] user list
-    davdisk [--data-dir DIR] gc [--min-age SECONDS]
+    davdisk [--data-dir DIR] gc [--min-age SECONDS] [--deep]
     davdisk [--data-dir DIR] db migrate --to postgresql+psycopg://...
 
 Errors are one line on stderr and a non-zero exit code (see ``errors.py``); never a traceback.
@@ -23,7 +23,7 @@ from typing import Any
 
 from davdisk import __version__
 from davdisk import config as config_mod
-from davdisk.commands import cert, db, fsck, keys, share, tokens
+from davdisk.commands import cert, db, fsck, keys, share, storage, tokens
 from davdisk.commands.prompts import read_password
 from davdisk.errors import Conflict, DatabaseUnavailable, DavdiskError, NotFound, UsageError
 
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.register(sub)
     fsck.register(sub)
     db.register(sub)
+    storage.register(sub)
 
     gc = sub.add_parser(
         "gc",
@@ -122,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="only remove leftovers older than this, so uploads a running server is "
         "finishing are safe (default 900)",
+    )
+    gc.add_argument(
+        "--deep",
+        action="store_true",
+        help="also list the whole blob store (an S3 bucket is otherwise checked through the "
+        "database's records only) and count blobs missing from it",
     )
     return p
 
@@ -145,8 +152,9 @@ def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
         services = Services.open(cfg, create=True, check_database=True)
         return serve(services, cfg.get("server", "host"), cfg.get("server", "port"))
 
-    if args.command in ("cert", "key", "fsck", "db"):
-        return {"cert": cert, "key": keys, "fsck": fsck, "db": db}[args.command].run(args, cfg)
+    if args.command in ("cert", "key", "fsck", "db", "storage"):
+        commands = {"cert": cert, "key": keys, "fsck": fsck, "db": db, "storage": storage}
+        return commands[args.command].run(args, cfg)
     if args.command == "user" and args.user_command == "token":
         return tokens.run(args, cfg)
     create = args.command == "user" and args.user_command == "add"
@@ -162,8 +170,17 @@ def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
         if args.command == "gc":
             if args.min_age < 0:
                 raise UsageError("--min-age cannot be negative")
-            report = _gc(services, args.min_age)
+            report = _gc(services, args.min_age, args.deep)
             print(f"removed {report.blobs} blobs, {_size(report.bytes)} ({report.bytes} bytes)")
+            print(
+                f"of them: {report.uploads} unfinished uploads aborted, {report.pending} objects "
+                f"of uploads never committed, {report.orphans} objects no record knew"
+            )
+            if args.deep:
+                print(f"blobs missing from the store: {report.missing}")
+                if report.missing:
+                    print("run davdisk fsck to see which files they belong to")
+                    return 6
         elif args.user_command == "add":
             admin.add_user(args.name, password)
             print(f"added user {args.name!r}")
@@ -191,14 +208,14 @@ def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
     return 0
 
 
-def _gc(services: Any, min_age: float) -> Any:
+def _gc(services: Any, min_age: float, deep: bool = False) -> Any:
     """gc under the job's lease, so it never runs beside a server's (files/jobs.py); if a
     server's gc holds it, say whose and until when, and fail (exit 4) rather than wait."""
 
     from davdisk.files.jobs import GC, Lease, gc_under_lease, holder_name
 
     lease = Lease(services.db, GC, holder_name(), services.config.get("jobs", "lease_seconds"))
-    report = gc_under_lease(services.admin, lease, min_age)
+    report = gc_under_lease(services.admin, lease, min_age, deep=deep)
     if report is None:
         row = lease.current()
         holder = row.holder if row else "another process"

@@ -16,7 +16,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from davdisk.errors import ConfigError
+from davdisk.errors import ConfigError, UsageError
+
+_SIZE = re.compile(r"^(\d+)\s*([KMGT]?)i?B?$", re.IGNORECASE)
+_FACTORS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``10G``, ``500M``, ``64K``, ``1234`` (bytes); binary units; ``0`` means unlimited."""
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise UsageError(f"bad size {text!r}: use e.g. 10G, 500M, 64K, 1234 or 0 (unlimited)")
+    return int(m.group(1)) * _FACTORS[m.group(2).upper()]
 
 
 def _port(v: Any) -> int:
@@ -65,6 +76,32 @@ def _non_negative_int(v: Any) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or v < 0:
         raise ValueError("must be an integer >= 0")
     return v
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in allowed:
+            raise ValueError("must be " + " or ".join(repr(a) for a in allowed))
+        return str(v)
+
+    return check
+
+
+def _secret(v: Any) -> str:
+    if not isinstance(v, str):
+        raise SecretValueError("must be a string")
+    return v
+
+
+class SecretValueError(ValueError):
+    """A bad value that must not be echoed in the message."""
+
+
+def _part_size(v: Any) -> str:
+    size = _size(v)
+    if parse_size(size) < 5 << 20:
+        raise ValueError("must be at least 5M (S3's smallest part)")
+    return size
 
 
 def _public_url(v: Any) -> str:
@@ -147,6 +184,55 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         _str,
         'Master key file (32 bytes, mode 0600); "" = $DAVDISK_MASTER_KEY_FILE, else '
         "<data-dir>.key beside (never inside) the data dir. Best on another disk.",
+    ),
+    ("blobs", "backend"): (
+        "local",
+        _choice("local", "s3"),
+        '"local": a folder ([storage] blob_dir); "s3": an S3-compatible bucket (the keys below), '
+        "for several servers on one PostgreSQL database.",
+    ),
+    ("blobs", "endpoint_url"): (
+        "",
+        _str,
+        'S3 endpoint, e.g. "https://minio.example.com:9000"; "" = AWS S3.',
+    ),
+    ("blobs", "bucket"): ("", _str, "Bucket of the blobs (must exist)."),
+    ("blobs", "prefix"): ("", _str, 'Folder in the bucket for the blobs, e.g. "davdisk/".'),
+    ("blobs", "region"): ("", _str, 'S3 region; "" = us-east-1.'),
+    ("blobs", "access_key_id"): (
+        "",
+        _str,
+        'S3 access key; "" = the standard AWS variables (AWS_ACCESS_KEY_ID, ...), profiles or '
+        "instance roles.",
+    ),
+    ("blobs", "secret_access_key"): (
+        "",
+        _secret,
+        "S3 secret key (never logged); better in AWS_SECRET_ACCESS_KEY than in this file.",
+    ),
+    ("blobs", "addressing_style"): (
+        "path",
+        _choice("path", "virtual"),
+        '"path" (bucket in the URL path: MinIO, SeaweedFS, Ceph) or "virtual" (bucket in the '
+        "host name: AWS, R2).",
+    ),
+    ("blobs", "part_size"): (
+        "8M",
+        _part_size,
+        "Size of the parts of a multipart upload (at least 5M); bodies up to it take one "
+        "PutObject. Parts double every thousand, so any size fits in 10 000.",
+    ),
+    ("blobs", "memory"): (
+        "128M",
+        _size,
+        "Memory that part buffers of all uploads of a server may hold together; more uploads "
+        "wait for their turn.",
+    ),
+    ("blobs", "delete_delay"): (
+        3600,
+        _non_negative_int,
+        "Seconds an overwritten or deleted blob stays in the bucket before gc deletes it, so "
+        "downloads already under way can finish.",
     ),
     ("auth", "bcrypt_cost"): (12, _bcrypt_cost, "bcrypt work factor for stored passwords."),
     ("auth", "cache_seconds"): (
@@ -251,6 +337,8 @@ class Config:
         _default, validate, _help = SCHEMA[(section, key)]
         try:
             self.values[(section, key)] = validate(value)
+        except SecretValueError as e:
+            raise ConfigError(f"[{section}] {key} {e}", source=source) from None
         except ValueError as e:
             raise ConfigError(f"[{section}] {key} {e} (got {value!r})", source=source) from None
 
@@ -289,6 +377,8 @@ class Config:
         """One line, if the master key is inside the data dir: what that means and how to
         move it (logged at start-up)."""
         key = self.master_key_file
+        if os.environ.get("DAVDISK_MASTER_KEY"):
+            return None  # the key file is not used
         if not key.resolve().is_relative_to(self.data_dir.resolve()):
             return None
         apart = self.default_master_key_file

@@ -51,6 +51,12 @@ class DatabaseUnavailable(DavdiskError):
     """cannot use the database at {where}: {msg}"""
 
 
+class BlobStoreUnavailable(DavdiskError):
+    """the blob store {where} failed: {msg}"""
+
+    http_status = 503
+
+
 class NotFound(DavdiskError):
     """not found: {msg}"""
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from sqlalchemy.exc import DatabaseError
 
-from davdisk.blobs.local import LocalBlobStore
+from davdisk import blobs
 from davdisk.config import Config
-from davdisk.crypto.keys import MasterKeys, pending_key_path
+from davdisk.crypto.keys import MasterKeys, master_key_from_env, pending_key_path
 from davdisk.errors import IntegrityError, KeyMaterialError, UsageError
 from davdisk.files.admin import Admin, parse_size
 from davdisk.files.api import Files
@@ -57,7 +57,13 @@ class Services:
         except BaseException:
             db.dispose()
             raise
-        content = Content(db, LocalBlobStore(config.blob_dir))
+        try:
+            store = blobs.load(config)
+            store.check()  # an unreachable bucket: one line now, not a 503 per request
+        except BaseException:
+            db.dispose()
+            raise
+        content = Content(db, store)
         keyring = Keyring(db, masters)
         files = Files(db, content, keyring)
         try:
@@ -94,6 +100,13 @@ def _damaged_message(db: Database, problem: str) -> str:
 
 
 def _master_keys(key_file: Path, db: Database, *, create: bool) -> MasterKeys:
+    from_env = master_key_from_env()
+    if from_env is not None:
+        return MasterKeys(None, [from_env])  # fixed: a rotation needs the key in a file
+    return _master_keys_from_file(key_file, db, create=create)
+
+
+def _master_keys_from_file(key_file: Path, db: Database, *, create: bool) -> MasterKeys:
     """The data dir's master keys; a missing key file is created only while no user has a key.
 
     Once users exist their keys are wrapped under one particular master key: a new one would

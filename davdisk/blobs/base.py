@@ -63,13 +63,34 @@ class BlobUpload(ABC):
 class BlobStore(ABC):
     """Opaque, immutable blobs under hex ids."""
 
+    #: Whether uploads in progress must be recorded in the database (files/content.py) for gc to
+    #: find what a crash left: a local store's temp folder is its own record; a bucket is not.
+    tracks_uploads: bool = False
+    #: Whether :meth:`iter_blobs` is cheap enough for every gc run (a local folder), or only for
+    #: ``gc --deep`` (a bucket of millions of objects, listed a thousand per request).
+    listing_is_cheap: bool = True
+    #: Seconds a blob no node uses must stay readable before it is deleted. A local file stays
+    #: readable to whoever opened it after it is unlinked (0: delete at once); an object is gone
+    #: for every reader, so a download that began before an overwrite needs it kept a while.
+    delete_delay: float = 0.0
+
+    def check(self) -> None:  # noqa: B027 (a store that needs no check keeps this one)
+        """Raise :class:`~davdisk.errors.BlobStoreUnavailable` unless the store can be used."""
+
     @abstractmethod
     def upload(self, blob_id: str) -> BlobUpload:
         """Start writing blob ``blob_id``; it must not exist yet."""
 
     @abstractmethod
-    def open(self, blob_id: str) -> BinaryIO:
-        """Open a stored blob for reading; seekable. Raises FileNotFoundError if absent."""
+    def open(
+        self, blob_id: str, *, size: int | None = None, span: tuple[int, int] | None = None
+    ) -> BinaryIO:
+        """Open a stored blob for reading; seekable. Raises FileNotFoundError if absent (here or,
+        for a store that opens lazily, at the first read).
+
+        ``size``: the blob's stored size, if the caller knows it (saves a store a request);
+        ``span``: the byte range [start, end) the caller will read after the header, if it
+        knows (a store that fetches ranges then fetches exactly that)."""
 
     @abstractmethod
     def delete(self, blob_id: str) -> bool:
@@ -79,12 +100,24 @@ class BlobStore(ABC):
     def exists(self, blob_id: str) -> bool: ...
 
     @abstractmethod
+    def stored_at(self, blob_id: str) -> float | None:
+        """When the blob was stored (unix time), or None if it is not there."""
+
+    @abstractmethod
     def iter_blobs(self) -> Iterator[BlobInfo]:
         """Every committed blob (order unspecified)."""
 
     @abstractmethod
     def remove_stale_uploads(self, min_age: float) -> tuple[int, int]:
         """Remove temporary objects older than ``min_age`` seconds; return (count, bytes)."""
+
+    @abstractmethod
+    def temp_uploads(self) -> list[BlobInfo]:
+        """Uploads in progress or abandoned (for fsck's report)."""
+
+    def uploads_in_progress(self) -> set[str]:
+        """Ids of blobs whose upload is under way (gc leaves their pending records alone)."""
+        return set()
 
     @abstractmethod
     def free_bytes(self) -> int | None:

@@ -157,7 +157,9 @@ class LocalBlobStore(BlobStore):
     def upload(self, blob_id: str) -> BlobUpload:
         return _LocalUpload(self, blob_id)
 
-    def open(self, blob_id: str) -> BinaryIO:
+    def open(
+        self, blob_id: str, *, size: int | None = None, span: tuple[int, int] | None = None
+    ) -> BinaryIO:
         # Unbuffered: the envelope reader reads whole segments into its own buffers.
         return open(self._file_of(blob_id), "rb", buffering=0)
 
@@ -170,6 +172,12 @@ class LocalBlobStore(BlobStore):
 
     def exists(self, blob_id: str) -> bool:
         return self.path_of(blob_id).is_file()
+
+    def stored_at(self, blob_id: str) -> float | None:
+        try:
+            return self.path_of(blob_id).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def iter_blobs(self) -> Iterator[BlobInfo]:
         for sub in self.root.iterdir():
@@ -194,6 +202,20 @@ class LocalBlobStore(BlobStore):
                 count += 1
                 size += with_size
         return count, size
+
+    def temp_uploads(self) -> list[BlobInfo]:
+        found: list[BlobInfo] = []
+        if not self.tmp_dir.is_dir():
+            return found
+        for entry in os.scandir(self.tmp_dir):
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue  # finished or aborted meanwhile
+            found.append(BlobInfo(entry.name, st.st_size, st.st_mtime))
+        return found
 
     def free_bytes(self) -> int | None:
         return shutil.disk_usage(self.root).free

@@ -99,6 +99,19 @@ def plain_size(cipher_size: int, *, blob: str = "?") -> int:
     return body - TAG_SIZE * count
 
 
+def cipher_span(start: int, end: int, plain_size: int) -> tuple[int, int]:
+    """The stored bytes [start, end) a reader needs, after the header, to return plaintext
+    bytes [start, end) of a blob of ``plain_size`` (whole segments; a span that reaches the
+    end takes the final segment, whose flag proves the end)."""
+    end = min(end, plain_size)
+    if start >= end:
+        last = segment_count(plain_size) - 1
+        return HEADER_SIZE + last * _CIPHER_SEGMENT, cipher_size(plain_size)
+    first, last = start // SEGMENT_SIZE, (end - 1) // SEGMENT_SIZE
+    stop = HEADER_SIZE + (last + 1) * _CIPHER_SEGMENT
+    return HEADER_SIZE + first * _CIPHER_SEGMENT, min(stop, cipher_size(plain_size))
+
+
 # --- header and keys -----------------------------------------------------------------------
 
 

@@ -6,14 +6,14 @@ User names are checked here (one rule for every face); passwords are hashed by `
 from __future__ import annotations
 
 import logging
-import re
 import unicodedata
 from dataclasses import dataclass
 
+from davdisk.config import parse_size as parse_size  # re-exported: sizes in the CLI
 from davdisk.crypto.passwords import MIN_PASSWORD_LENGTH, hash_password
 from davdisk.errors import AlreadyExists, ConcurrentChange, InvalidName, NotFound, UsageError
 from davdisk.files.api import Files
-from davdisk.files.content import Content
+from davdisk.files.content import Collected, Content
 from davdisk.files.keyring import Keyring
 from davdisk.files.revocation import revoke
 from davdisk.meta import store
@@ -44,18 +44,6 @@ def check_password_policy(password: str) -> str:
     return password
 
 
-_SIZE = re.compile(r"^(\d+)\s*([KMGT]?)i?B?$", re.IGNORECASE)
-_FACTORS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """``10G``, ``500M``, ``64K``, ``1234`` (bytes); binary units; ``0`` means unlimited."""
-    m = _SIZE.match(text.strip())
-    if not m:
-        raise UsageError(f"bad size {text!r}: use e.g. 10G, 500M, 64K, 1234 or 0 (unlimited)")
-    return int(m.group(1)) * _FACTORS[m.group(2).upper()]
-
-
 @dataclass(frozen=True)
 class UserSummary:
     name: str
@@ -64,10 +52,7 @@ class UserSummary:
     quota: int
 
 
-@dataclass(frozen=True)
-class GcReport:
-    blobs: int
-    bytes: int
+GcReport = Collected  # what one gc run removed (files/content.py)
 
 
 class Admin:
@@ -141,12 +126,13 @@ class Admin:
                 raise NotFound(f"user {name!r}")
             store.set_quota(conn, user.id, quota_bytes)
 
-    def gc(self, min_age: float) -> GcReport:
+    def gc(self, min_age: float, *, deep: bool = False) -> GcReport:
         """Remove blobs no node points to, uploads abandoned for ``min_age`` seconds, and the
         hidden rows of big COPYs a crash interrupted that long ago.
 
         A blob file is only removed if it has no row, or a row no node points to; files younger
         than ``min_age`` are left alone, since a running server may be about to commit them.
+        ``deep``: list the whole blob store too (see Content.collect).
         """
         import time
 
@@ -154,4 +140,4 @@ class Admin:
             stale = store.stale_staged_copies(conn, time.time() - min_age)
         for top in stale:  # before the blobs: their rows may hold the last use of some
             self.files.drop_staged_copy(top)
-        return GcReport(*self.content.collect(min_age))
+        return self.content.collect(min_age, deep=deep)

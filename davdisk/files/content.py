@@ -18,7 +18,6 @@ outside files/ sees a blob id.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -74,12 +73,23 @@ class Content:
 
     # --- the blob store ----------------------------------------------------------------------
 
-    def open(self, blob_id: str) -> BinaryIO:
-        """The stored (encrypted) bytes of a blob; FileNotFoundError if it is gone."""
-        return self.blobs.open(blob_id)
+    def open(
+        self, blob_id: str, *, size: int | None = None, span: tuple[int, int] | None = None
+    ) -> BinaryIO:
+        """The stored (encrypted) bytes of a blob; FileNotFoundError if it is gone. ``size``
+        and ``span``: what the caller knows of the stored size and the range it will read
+        (see BlobStore.open)."""
+        return self.blobs.open(blob_id, size=size, span=span)
 
     def new_blob(self, blob_id: str) -> BlobUpload:
-        """Start storing a blob; no node points at it until :meth:`commit` or :meth:`swap`."""
+        """Start storing a blob; no node points at it until :meth:`commit` or :meth:`swap`.
+
+        A store that cannot be listed cheaply gets the upload recorded as pending first, in a
+        transaction of its own: if the commit never comes (a crash, a lost database), gc finds
+        the object through that row instead of listing the bucket."""
+        if self.blobs.tracks_uploads:
+            with self.db.write() as conn:
+                store.mark_blob_pending(conn, blob_id, time.time())
         return self.blobs.upload(blob_id)
 
     def free_bytes(self) -> int | None:
@@ -90,20 +100,8 @@ class Content:
         return self.blobs.iter_blobs()
 
     def temp_uploads(self) -> list[BlobInfo]:
-        """Upload temp files of a local blob store (other stores expire theirs themselves)."""
-        tmp = getattr(self.blobs, "tmp_dir", None)
-        if tmp is None or not os.path.isdir(tmp):
-            return []
-        found = []
-        for entry in os.scandir(tmp):
-            if not entry.is_file(follow_symlinks=False):
-                continue
-            try:
-                st = entry.stat()
-            except FileNotFoundError:
-                continue  # finished or aborted meanwhile
-            found.append(BlobInfo(entry.name, st.st_size, st.st_mtime))
-        return found
+        """Uploads in progress or abandoned (temp files, unfinished multipart uploads)."""
+        return self.blobs.temp_uploads()
 
     # --- new content from an upload ----------------------------------------------------------
 
@@ -171,6 +169,8 @@ class Content:
             if existing is not None and existing.is_dir:
                 raise AlreadyExists(f"{name!r} is a folder")
             if blob_id is not None:
+                if self.blobs.tracks_uploads:
+                    store.forget_loose_blobs(conn, [blob_id])  # pending until now
                 store.insert_blob(
                     conn,
                     blob_id,
@@ -294,6 +294,8 @@ class Content:
         durable, without a row yet) in one short transaction, then remove the file no longer
         needed. False (and ``new_id`` removed) if no node uses ``old_id`` any more."""
         with self.db.write() as conn:
+            if self.blobs.tracks_uploads:
+                store.forget_loose_blobs(conn, [new_id])
             used = store.blob_in_use(conn, old_id)
             if used:
                 store.insert_blob(
@@ -306,11 +308,7 @@ class Content:
                     size_cipher=size_cipher,
                 )
                 store.repoint_blob(conn, old_id, new_id)
-        gone = old_id if used else new_id
-        try:
-            self.blobs.delete(gone)
-        except OSError:
-            logger.exception("could not remove blob %s; davdisk gc will", gone)
+        self.remove([old_id] if used else [new_id])
         return used
 
     # --- liveness ----------------------------------------------------------------------------
@@ -342,8 +340,26 @@ class Content:
         with self.db.read() as conn:
             return set(store.all_blob_rows(conn)), store.unreferenced_blob_ids(conn)
 
+    def blob_sizes(self) -> dict[str, int]:
+        """Every blob row: id -> stored size."""
+        with self.db.read() as conn:
+            return store.all_blob_rows(conn)
+
     def remove(self, blob_ids: Iterable[str]) -> None:
-        """Delete blob files whose rows are gone; a crash here leaves work for ``gc``."""
+        """Delete blob files whose rows are gone; a crash here leaves work for ``gc``.
+
+        A store whose deletes cut off readers at once (a bucket) keeps them ``delete_delay``
+        seconds first: they are recorded as dead, and gc deletes them when the time is up."""
+        if self.blobs.delete_delay > 0:
+            ids = list(blob_ids)
+            if ids:
+                try:
+                    with self.db.write() as conn:
+                        store.mark_blobs_dead(conn, ids, time.time())
+                except Exception:
+                    # The request succeeded; only gc --deep finds these objects now.
+                    logger.exception("could not record %d dead blobs for gc", len(ids))
+            return
         for blob_id in blob_ids:
             try:
                 self.blobs.delete(blob_id)
@@ -356,25 +372,88 @@ class Content:
         how many were there."""
         return sum(1 for b in blob_ids if self.blobs.delete(b))
 
-    def collect(self, min_age: float) -> tuple[int, int]:
-        """Remove blobs no node points to and uploads abandoned for ``min_age`` seconds; return
-        (files removed, their bytes).
+    def collect(self, min_age: float, *, deep: bool = False) -> Collected:
+        """Remove blobs no node points to and uploads abandoned for ``min_age`` seconds.
 
         A blob file is only removed if it has no row, or a row no node points to; files younger
         than ``min_age`` are left alone, since a running server may be about to commit them.
+        A store that is not cheap to list (a bucket) is listed only when ``deep``; otherwise
+        its leftovers are found through the pending and dead records (:meth:`new_blob`,
+        :meth:`remove`). ``deep`` also counts blob rows whose object is missing (damage that
+        fsck reports in detail).
         """
-        count, size = self.blobs.remove_stale_uploads(min_age)
+        done = Collected()
+        done.uploads, done.bytes = self.blobs.remove_stale_uploads(min_age)
+        done.blobs = done.uploads
+        now = time.time()
+        if self.blobs.tracks_uploads or self.blobs.delete_delay > 0:
+            self._collect_loose(done, now - min_age, now - self.blobs.delete_delay)
         with self.db.write() as conn:
             dead_rows = store.unreferenced_blob_ids(conn)
             store.drop_unreferenced_blobs(conn, dead_rows)
             known = store.all_blob_rows(conn)
-        limit = time.time() - min_age
+        if not (deep or self.blobs.listing_is_cheap):
+            for blob_id in dead_rows:
+                self._delete(done, blob_id, known_size=0)
+            return done
+        limit = now - min_age
+        listed = set()
         for info in self.blobs.iter_blobs():
+            listed.add(info.id)
             if info.id in known:
                 continue
             if info.id not in dead_rows and info.mtime > limit:
                 continue
             if self.blobs.delete(info.id):
-                count += 1
-                size += info.size
-        return count, size
+                done.blobs += 1
+                done.orphans += 1
+                done.bytes += info.size
+        if deep:
+            done.missing = sum(1 for blob_id in known if blob_id not in listed)
+        return done
+
+    def _collect_loose(self, done: Collected, pending_before: float, dead_before: float) -> None:
+        """Delete the objects of pending uploads that never committed and of dead blobs whose
+        delay is over, then their records."""
+        with self.db.read() as conn:
+            pending = store.loose_blobs_since(conn, store.PENDING, pending_before)
+            dead = store.loose_blobs_since(conn, store.DEAD, dead_before)
+            committed = store.blob_rows_among(conn, pending)
+        busy = self.blobs.uploads_in_progress() if pending else set()
+        settled = []
+        for blob_id in pending:
+            if blob_id in busy or blob_id in committed:
+                continue  # a multipart upload still being written; or settled meanwhile
+            stored_at = self.blobs.stored_at(blob_id)
+            if stored_at is not None:
+                if stored_at > pending_before:
+                    continue  # stored just now: its commit may still come
+                if self._delete(done, blob_id):
+                    done.pending += 1
+            settled.append(blob_id)
+        for blob_id in dead:
+            self._delete(done, blob_id)
+            settled.append(blob_id)
+        if settled:
+            with self.db.write() as conn:
+                # A pending row whose blob got its row meanwhile was settled by that commit.
+                store.forget_loose_blobs(conn, settled)
+
+    def _delete(self, done: Collected, blob_id: str, known_size: int = 0) -> bool:
+        if not self.blobs.delete(blob_id):
+            return False
+        done.blobs += 1
+        done.bytes += known_size
+        return True
+
+
+@dataclass
+class Collected:
+    """What one gc run removed."""
+
+    blobs: int = 0  # objects and temp files removed, all kinds together
+    bytes: int = 0  # their size, where the store told it
+    uploads: int = 0  # abandoned uploads: temp files, unfinished multipart uploads
+    pending: int = 0  # objects of uploads that never committed
+    orphans: int = 0  # objects no row knew of, found by listing the store
+    missing: int = 0  # blob rows without their object (counted by deep gc only)

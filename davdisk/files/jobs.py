@@ -103,12 +103,14 @@ class Lease:
                 return
 
 
-def gc_under_lease(admin: Admin, lease: Lease, min_age: float) -> GcReport | None:
+def gc_under_lease(
+    admin: Admin, lease: Lease, min_age: float, *, deep: bool = False
+) -> GcReport | None:
     """Run gc if ``lease`` can be taken now (whenever the job last ran); None if it is held."""
     if not lease.take():
         return None
     with lease.kept():
-        return admin.gc(min_age)
+        return admin.gc(min_age, deep=deep)
 
 
 class JobRunner:

@@ -13,6 +13,7 @@ import io
 from dataclasses import replace
 from typing import BinaryIO
 
+from davdisk.crypto.envelope import cipher_size, cipher_span
 from davdisk.errors import Conflict, IntegrityError, NotFound
 from davdisk.files import quota
 from davdisk.files.access import allow
@@ -38,8 +39,10 @@ class Transfer:
         self.keyring = keyring
         self.checksums = checksums
 
-    def open_read(self, actor: Actor, entry: Node) -> BinaryIO:
-        """A seekable reader of verified plaintext."""
+    def open_read(self, actor: Actor, entry: Node, want: tuple[int, int] | None = None) -> BinaryIO:
+        """A seekable reader of verified plaintext. ``want``: the plaintext range [start, end)
+        the caller will read, if it knows (an HTTP Range), so a store that fetches ranges
+        fetches just the segments it needs."""
         allow(self.db, actor, entry, "read")
         if entry.is_dir:
             raise Conflict("a folder has no content")
@@ -47,18 +50,25 @@ class Transfer:
             return io.BytesIO(b"")
         # No query for the blob's row: its header names the key version, and a blob that is
         # gone (an overwrite or delete removed it since ``entry`` was read) is not found here.
+        span = None if want is None else cipher_span(want[0], want[1], entry.size)
         try:
-            src = self.content.open(entry.blob_id)
+            src = self.content.open(entry.blob_id, size=cipher_size(entry.size), span=span)
         except FileNotFoundError:
             raise NotFound(f"content of {entry.name!r}") from None
         try:
             reader = self.keyring.reader(src, entry.owner_id, entry.blob_id, entry.size)
+        except FileNotFoundError:
+            # A store that opens lazily finds a missing blob at the first read: the header's.
+            src.close()
+            raise NotFound(f"content of {entry.name!r}") from None
         except BaseException:
             src.close()
             raise
         return VerifiedReader(reader, entry.blob_id)
 
-    def open_current(self, actor: Actor, entry: Node) -> tuple[Node, BinaryIO]:
+    def open_current(
+        self, actor: Actor, entry: Node, want: tuple[int, int] | None = None
+    ) -> tuple[Node, BinaryIO]:
         """:meth:`open_read` of the file's current content: (the entry as opened, its reader).
 
         An overwrite commits a new blob and then removes the old one, so a request that looked
@@ -69,7 +79,7 @@ class Transfer:
         """
         for _ in range(10):
             try:
-                return entry, self.open_read(actor, entry)
+                return entry, self.open_read(actor, entry, want)
             except NotFound:
                 with self.db.read() as conn:
                     fresh = store.get_node(conn, entry.id)

@@ -183,14 +183,21 @@ class Share(Base):
     )
 
 
-class Mutex(Base):
-    """Unused: rows PostgreSQL writers once locked (SELECT ... FOR UPDATE) to serialise lock
-    acquisition and key changes, before every write transaction took the writers' lock
-    (meta/dialects/postgresql.py). Kept until a migration drops the table."""
+class LooseBlob(Base):
+    """A blob in the store that no blob row accounts for yet or any more (migration 0010), for
+    stores that cannot be listed cheaply (a bucket):
 
-    __tablename__ = "mutexes"
+    - ``pending``: an upload began at ``since``; the commit that adds the blob's row deletes this
+      one in the same transaction, so a row left over marks an object a crash or failure may have
+      left behind, for gc to delete;
+    - ``dead``: no node has used it since ``since``; kept that long for downloads already under
+      way (``[blobs] delete_delay``), then gc deletes the object and the row."""
 
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    __tablename__ = "loose_blobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(8))
+    since: Mapped[float] = mapped_column(Float, index=True)
 
 
 class AppToken(Base):

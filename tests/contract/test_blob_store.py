@@ -1,6 +1,7 @@
 """The blob store contract (davdisk/blobs/base.py): what the files layer and ``davdisk gc``
 rely on, the same for every store. A store joins by one subclass that provides the ``blobs``
-fixture (the local filesystem store today; the S3 store next).
+fixture: the local filesystem store, and the S3 store against SeaweedFS (a real S3 server,
+tests/s3.py).
 
 Blobs are immutable and opaque; a blob becomes visible under its id only when its upload
 commits, complete; an upload that is aborted, left, or removed as stale by gc leaves nothing
@@ -19,6 +20,8 @@ import pytest
 
 from davdisk.blobs.base import BlobStore
 from davdisk.blobs.local import LocalBlobStore
+from davdisk.blobs.s3 import S3BlobStore, S3Settings
+from tests.s3 import SeaweedServer
 
 
 def new_id() -> str:
@@ -45,6 +48,10 @@ def listed(blobs: BlobStore) -> dict[str, int]:
 class BlobStoreContract:
     """Tests every blob store must pass; a subclass provides the ``blobs`` fixture (an empty
     store of its own)."""
+
+    # Bytes an abandoned upload must hold before the store keeps anything of it: a local
+    # store's temp file has every byte; an S3 upload has sent nothing before its first part.
+    STALE_BYTES = 3000
 
     @pytest.fixture
     def blobs(self) -> BlobStore:
@@ -176,6 +183,26 @@ class BlobStoreContract:
         assert blobs.delete(new_id()) is False  # never there
         assert listed(blobs) == {kept: 4}
 
+    def test_stored_at(self, blobs: BlobStore) -> None:
+        before = time.time()
+        blob_id = put(blobs, b"when")
+        stored = blobs.stored_at(blob_id)
+        assert stored is not None and before - 5 <= stored <= time.time() + 5
+        assert blobs.stored_at(new_id()) is None
+
+    def test_reads_seek_and_honour_a_span(self, blobs: BlobStore) -> None:
+        data = os.urandom(300_000)
+        blob_id = put(blobs, data)
+        with blobs.open(blob_id, size=len(data), span=(100_000, 200_000)) as f:
+            assert f.read(96) == data[:96]
+            f.seek(100_000)
+            assert f.read(100_000) == data[100_000:200_000]
+            f.seek(250_000)  # outside the span: still read right
+            assert f.read() == data[250_000:]
+            assert f.seek(0, os.SEEK_END) == len(data)
+            f.seek(5)
+            assert f.read(10) == data[5:15]
+
     def test_iter_blobs_lists_every_committed_blob(self, blobs: BlobStore) -> None:
         before = time.time()
         made = {put(blobs, os.urandom(n)): n for n in (1, 10, 1000, 4096)}
@@ -189,11 +216,13 @@ class BlobStoreContract:
         committed = put(blobs, b"committed")
         blob_id = new_id()
         up = blobs.upload(blob_id)
-        up.file.write(b"y" * 3000)
+        up.file.write(b"y" * self.STALE_BYTES)
         up.file.flush()
         assert blobs.remove_stale_uploads(3600) == (0, 0)  # too young
+        assert len(blobs.temp_uploads()) == 1
         count, size = blobs.remove_stale_uploads(0)
-        assert count == 1 and 0 < size <= 3000
+        assert count == 1 and 0 < size <= self.STALE_BYTES
+        assert blobs.temp_uploads() == []
         # An upload gc took away cannot commit into a blob.
         with pytest.raises(OSError):
             up.commit()
@@ -220,3 +249,27 @@ class TestLocalBlobStore(BlobStoreContract):
     @pytest.fixture
     def blobs(self, tmp_path: Path) -> BlobStore:
         return LocalBlobStore(tmp_path / "blobs")
+
+
+class _S3Contract(BlobStoreContract):
+    STALE_BYTES = (5 << 20) + 1  # one part of 5 MiB sent, the rest buffered
+
+    @staticmethod
+    def store(endpoint: str, key: str, secret: str, bucket: str) -> S3BlobStore:
+        settings = S3Settings(
+            bucket=bucket,
+            endpoint_url=endpoint,
+            prefix="blobs/",
+            access_key_id=key,
+            secret_access_key=secret,
+            part_size=5 << 20,
+        )
+        return S3BlobStore(settings)
+
+
+class TestS3BlobStoreOnSeaweedFS(_S3Contract):
+    @pytest.fixture
+    def blobs(self, seaweed: SeaweedServer) -> BlobStore:
+        return self.store(
+            seaweed.endpoint, seaweed.access_key, seaweed.secret_key, seaweed.create_bucket()
+        )

@@ -15,14 +15,21 @@ from sqlalchemy import (
     update,
 )
 
-from davdisk.meta.tables import blobs, nodes
+from davdisk.meta.tables import blobs, loose_blobs, nodes
 
 __all__ = [
+    "DEAD",
+    "PENDING",
     "all_blob_rows",
     "blob_in_use",
+    "blob_rows_among",
     "drop_unreferenced_blobs",
+    "forget_loose_blobs",
     "get_blob_key_version",
     "insert_blob",
+    "loose_blobs_since",
+    "mark_blob_pending",
+    "mark_blobs_dead",
     "repoint_blob",
     "unreferenced_blob_ids",
 ]
@@ -103,3 +110,44 @@ def all_blob_rows(conn: Connection) -> dict[str, int]:
 def unreferenced_blob_ids(conn: Connection) -> list[str]:
     ref = select(nodes.c.id).where(nodes.c.current_blob_id == blobs.c.id).exists()
     return list(conn.scalars(select(blobs.c.id).where(~ref)))
+
+
+# --- loose blobs: uploads under way and deferred deletes (models.LooseBlob) -------------------
+
+PENDING = "pending"
+DEAD = "dead"
+
+
+def mark_blob_pending(conn: Connection, blob_id: str, now: float) -> None:
+    conn.execute(insert(loose_blobs), {"id": blob_id, "state": PENDING, "since": now})
+
+
+def mark_blobs_dead(conn: Connection, blob_ids: Iterable[str], now: float) -> None:
+    rows = [{"id": i, "state": DEAD, "since": now} for i in blob_ids]
+    if rows:
+        conn.execute(insert(loose_blobs), rows)
+
+
+def forget_loose_blobs(conn: Connection, blob_ids: Iterable[str]) -> None:
+    ids = list(blob_ids)
+    for start in range(0, len(ids), 500):
+        conn.execute(delete(loose_blobs).where(loose_blobs.c.id.in_(ids[start : start + 500])))
+
+
+def loose_blobs_since(conn: Connection, state: str, before: float) -> list[str]:
+    """Ids of loose blobs in ``state`` since before ``before``, oldest first."""
+    query = (
+        select(loose_blobs.c.id)
+        .where(loose_blobs.c.state == state, loose_blobs.c.since <= before)
+        .order_by(loose_blobs.c.since)
+    )
+    return list(conn.scalars(query))
+
+
+def blob_rows_among(conn: Connection, blob_ids: Iterable[str]) -> set[str]:
+    """Those of ``blob_ids`` that have a blob row."""
+    ids, found = list(blob_ids), set[str]()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        found.update(conn.scalars(select(blobs.c.id).where(blobs.c.id.in_(chunk))))
+    return found
