@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    from davdisk.crypto import keys
+    from davdisk.errors import UsageError
     from davdisk.files import rotation
     from davdisk.meta import store
     from davdisk.services import Services
@@ -55,6 +57,12 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     services = Services.open(cfg, create=False)
     try:
         if args.key_command == "rotate-master":
+            if keys.master_key_from_env() is not None:
+                raise UsageError(
+                    f"the master key comes from ${keys.MASTER_KEY_ENV}: rotate-master works on "
+                    "a key file; run it with the key in a file (unset the variable), then "
+                    "give every server the new key"
+                )
             report = rotation.MasterKeyRotation(services.db, cfg.master_key_file).run()
             how = "resumed: " if report.resumed else ""
             print(

@@ -14,6 +14,7 @@ one by the ``master_key_id`` stored next to each wrapped key.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -67,6 +68,31 @@ def load_master_key(path: Path, *, create: bool) -> bytes:
     if len(key) != MASTER_KEY_SIZE:
         raise KeyMaterialError(
             f"master key file {path} holds {len(key)} bytes, expected {MASTER_KEY_SIZE}"
+        )
+    return key
+
+
+MASTER_KEY_ENV = "DAVDISK_MASTER_KEY"
+
+
+def master_key_from_env() -> bytes | None:
+    """The master key given in ``$DAVDISK_MASTER_KEY`` (64 hex digits or 44 base64 characters:
+    for instances that keep nothing on local disk, e.g. from a secret store), or None."""
+    text = os.environ.get(MASTER_KEY_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        key = (
+            bytes.fromhex(text)
+            if len(text) == 2 * MASTER_KEY_SIZE
+            else base64.b64decode(text, validate=True)
+        )
+    except ValueError:
+        key = b""
+    if len(key) != MASTER_KEY_SIZE:
+        raise KeyMaterialError(
+            f"{MASTER_KEY_ENV} must hold a {MASTER_KEY_SIZE}-byte key as 64 hex digits or 44 "
+            "base64 characters (e.g. base64 of the key file)"
         )
     return key
 
