@@ -157,7 +157,7 @@ class Upload:
         self._key_version, self._key = keyring.current(self._owner_id)
         self._closed = False
         with _out_of_space_is_507(self.blob_id, cleanup=None):  # no room even for a temp file
-            self._blob = content.blobs.upload(self.blob_id)
+            self._blob = content.new_blob(self.blob_id)
         try:
             with self._storing():
                 self._enc = EnvelopeWriter(

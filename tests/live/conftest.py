@@ -42,6 +42,7 @@ import requests
 import sqlalchemy
 
 from tests.pg import URL_ENV, drop_database, fresh_database
+from tests.s3 import SeaweedServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,16 +109,53 @@ def _harness_config(data_dir: Path | None) -> Path:
     """The harness config for a data dir: the shared one, or in a run against PostgreSQL
     (``python -m tests.pg -- pytest ...``) one beside the data dir (as its key is) that also
     names the data dir's own fresh database, made on first use."""
-    if data_dir is None or not os.environ.get(URL_ENV):
+    if data_dir is None:
         return HARNESS_CONFIG_FILE
     path = _harness_config_path(data_dir)
-    if not path.exists():
-        _write_harness_config(path, fresh_database(os.environ[URL_ENV]))
+    if path.exists():
+        return path
+    if not os.environ.get(URL_ENV):
+        return HARNESS_CONFIG_FILE
+    _write_harness_config(path, fresh_database(os.environ[URL_ENV]))
     return path
 
 
-def _write_harness_config(path: Path, database_url: str) -> None:
-    path.write_text(f'{HARNESS_CONFIG}\n[storage]\ndatabase_url = "{database_url}"\n')
+def _write_harness_config(path: Path, database_url: str, more: str = "") -> None:
+    path.write_text(f'{HARNESS_CONFIG}\n[storage]\ndatabase_url = "{database_url}"\n{more}')
+
+
+def use_s3(data_dir: Path, s3: SeaweedServer, *, delete_delay: int = 3600, **blobs: str) -> str:
+    """Keep the data dir's blobs in a new bucket of ``s3`` (its database stays where the run
+    puts it: SQLite in the data dir, or a fresh PostgreSQL database); returns the bucket. Call
+    it before the data dir's first use (or, with ``backend="local"``, to name a bucket for
+    ``davdisk storage migrate`` while the blobs stay in the folder)."""
+    bucket = s3.create_bucket()
+    set_blobs(data_dir, s3, bucket, delete_delay=delete_delay, **blobs)
+    return bucket
+
+
+def set_blobs(
+    data_dir: Path, s3: SeaweedServer, bucket: str, *, delete_delay: int = 3600, **blobs: str
+) -> None:
+    """Rewrite the data dir's harness config with ``[blobs]`` naming ``bucket`` of ``s3``
+    (``backend`` "s3" unless given), its database kept."""
+    path = _harness_config_path(data_dir)
+    if path.exists():
+        url = database_url(data_dir)
+    elif os.environ.get(URL_ENV):
+        url = fresh_database(os.environ[URL_ENV])
+    else:
+        url = f"sqlite:///{data_dir / 'davdisk.db'}"
+    settings = {
+        "backend": "s3",
+        "endpoint_url": s3.endpoint,
+        "bucket": bucket,
+        "access_key_id": s3.access_key,
+        "secret_access_key": s3.secret_key,
+        **blobs,
+    }
+    section = "".join(f'{k} = "{v}"\n' for k, v in settings.items())
+    _write_harness_config(path, url, f"\n[blobs]\n{section}delete_delay = {delete_delay}\n")
 
 
 def _harness_config_path(data_dir: Path) -> Path:
@@ -146,7 +184,8 @@ def keep_on_sqlite(data_dir: Path) -> Path:
 def database_url(data_dir: Path) -> str:
     """The SQLAlchemy URL of the data dir's database (its ``davdisk.db``, or in a run against
     PostgreSQL the database the harness made for it)."""
-    if not os.environ.get(URL_ENV):
+    own = _harness_config_path(data_dir)
+    if not own.exists() and not os.environ.get(URL_ENV):
         return f"sqlite:///{data_dir / 'davdisk.db'}"
     return _harness_config(data_dir).read_text().split('database_url = "')[1].split('"')[0]
 
