@@ -17,6 +17,12 @@ def load(config: Config) -> BlobStore:
         from davdisk.blobs.local import LocalBlobStore
 
         return LocalBlobStore(config.blob_dir)
+    try:
+        import boto3  # noqa: F401 (only to ask whether it is there)
+    except ImportError:
+        raise ConfigError(
+            '[blobs] backend = "s3" needs boto3: pip install "davdisk[s3]"', source=config.source
+        ) from None
     from davdisk.blobs.s3 import S3BlobStore, S3Settings
 
     bucket = config.get("blobs", "bucket")
