@@ -54,6 +54,7 @@ _MAX_PART = 5 << 30  # S3's largest part
 _MAX_PARTS = 10_000
 _HEADER_BYTES = 96  # the envelope header (crypto/envelope.py HEADER_SIZE), cached per blob
 _HEADER_CACHE = 20_000  # headers kept (about 200 bytes each with their keys)
+_SKIP = 1 << 20  # bytes of an open window read past rather than opening another
 _FIRST_WINDOW = 4 << 20
 _MAX_WINDOW = 64 << 20
 _TAKEN = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
@@ -302,6 +303,8 @@ class _S3Reader(io.RawIOBase):
             self._pos += n
             return n
         for attempt in (1, 2):
+            if self._body is not None and 0 < self._pos - self._body_pos <= _SKIP:
+                self._skip_to(self._pos)  # a little ahead in the open window: read past it
             if self._body is None or self._body_pos != self._pos:
                 self._open_at(self._pos)
             try:
@@ -336,7 +339,8 @@ class _S3Reader(io.RawIOBase):
         if span is not None and span[0] <= pos < span[1]:
             end = span[1]
         elif pos < _HEADER_BYTES and span is not None and span[0] >= _HEADER_BYTES:
-            end = _HEADER_BYTES  # the header alone: the announced range comes next
+            # The header, and the announced range with it if it begins near enough: one GET.
+            end = span[1] if span[0] - _HEADER_BYTES <= _SKIP else _HEADER_BYTES
         else:
             end = pos + self._window
             self._window = min(self._window * 2, _MAX_WINDOW)
@@ -348,6 +352,18 @@ class _S3Reader(io.RawIOBase):
         self._body = got["Body"]
         self._body_pos = pos
         self._body_end = end
+
+    def _skip_to(self, pos: int) -> None:
+        try:
+            while self._body_pos < pos:
+                got = self._body.read(min(pos - self._body_pos, 1 << 16))
+                if not got:
+                    break
+                self._body_pos += len(got)
+        except Exception:
+            self._close_body()  # reopened where wanted
+        if self._body_pos != pos:
+            self._close_body()
 
     def _close_body(self) -> None:
         if self._body is not None:

@@ -163,7 +163,7 @@ class Fsck:
     def repair(self, report: FsckReport) -> FsckReport:
         """Fix the fixable findings of ``report`` (garbage via ``Admin.gc`` with the same
         minimum age, usage by recomputation), then check those classes again."""
-        gc = self.admin.gc(self.min_age)
+        gc = self.admin.gc(self.min_age, deep=True)  # what fsck listed, a bucket included
         if gc.blobs:
             report.repaired.append(f"removed {gc.blobs} leftover files ({gc.bytes} bytes)")
         dropped = sum(1 for f in report.findings if f.kind == "unreferenced-blob-row")

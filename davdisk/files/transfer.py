@@ -22,10 +22,12 @@ from davdisk.files.content import Content
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.files.keyring import Keyring
 from davdisk.files.names import check_name
-from davdisk.files.upload import Upload, VerifiedReader
+from davdisk.files.upload import VERIFIED_BUFFER, Upload, VerifiedReader
 from davdisk.meta import store
 from davdisk.meta.db import Database
 from davdisk.model import Actor, Node
+
+_READ_AHEAD = VERIFIED_BUFFER
 
 
 class Transfer:
@@ -50,7 +52,8 @@ class Transfer:
             return io.BytesIO(b"")
         # No query for the blob's row: its header names the key version, and a blob that is
         # gone (an overwrite or delete removed it since ``entry`` was read) is not found here.
-        span = None if want is None else cipher_span(want[0], want[1], entry.size)
+        # One segment more than wanted: the buffered reader reads ahead up to that much.
+        span = None if want is None else cipher_span(want[0], want[1] + _READ_AHEAD, entry.size)
         try:
             src = self.content.open(entry.blob_id, size=cipher_size(entry.size), span=span)
         except FileNotFoundError:

@@ -95,12 +95,15 @@ def guess_type(name: str, sent: str | None) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
+VERIFIED_BUFFER = 1 << 16  # what a VerifiedReader reads ahead at most: one segment
+
+
 class VerifiedReader(io.BufferedReader):
     """Buffered plaintext of one blob; a failed verification is logged where it happens, since
     the face that reads (WsgiDAV streaming a GET) reports it only as a dropped response."""
 
     def __init__(self, raw: EnvelopeReader, blob_id: str) -> None:
-        super().__init__(raw, buffer_size=1 << 16)
+        super().__init__(raw, buffer_size=VERIFIED_BUFFER)
         self._blob_id = blob_id
 
 

@@ -24,6 +24,7 @@ from tests.live.conftest import (
     cli,
     describe,
     get_bytes,
+    harness_config,
     put,
     sql,
     use_s3,
@@ -247,3 +248,46 @@ def test_serve_refuses_a_bucket_it_cannot_use_in_one_line(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "blob store s3://no-such-bucket-here" in lines[0], done.stderr
     assert seaweed.secret_key not in done.stderr + done.stdout
+
+
+def test_a_range_read_is_one_get_once_the_header_is_known(
+    tmp_path: Path, seaweed: SeaweedServer
+) -> None:
+    """Through the files layer as a GET with a Range reads (its buffered reader reads ahead up
+    to a segment): the store fetches the range in one ranged GET, header cached or near."""
+    from davdisk import config
+    from davdisk.services import Services
+
+    data_dir = tmp_path / "data"
+    use_s3(data_dir, seaweed)
+    svc = Services.open(config.load(harness_config(data_dir), data_dir), create=True)
+    try:
+        svc.admin.add_user("carol", "carol-password-1")
+        carol = svc.files.actor("carol")
+        assert carol is not None
+        home = svc.files.resolve(carol, "/")
+        assert home is not None
+        data = os.urandom(20 << 20)
+        entry = svc.files.write(carol, home, "big", data)
+        gets: list[str] = []
+        svc.content.blobs.client.meta.events.register(  # type: ignore[attr-defined]
+            "before-send.s3.GetObject",
+            lambda request, **kw: gets.append(request.headers["Range"].decode()),
+        )
+        for start, end, expected in [
+            (9_000_000, 9_100_001, 2),  # the header (first read of this blob), the range
+            (5_000_000, 5_000_100, 1),  # the header is cached now
+            (100, 200, 1),  # near the start: one GET for the header and the range
+            (20_000_000, 20 << 20, 1),  # up to the end (the final segment proves it)
+        ]:
+            gets.clear()
+            _entry, f = svc.files.open_current(carol, entry, (start, end))
+            with f:
+                f.seek(start)
+                got = b""
+                while len(got) < end - start:
+                    got += f.read(min(1 << 18, end - start - len(got)))
+            assert got == data[start:end]
+            assert len(gets) == expected, (start, end, gets)
+    finally:
+        svc.close()
