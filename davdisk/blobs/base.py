@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO
@@ -95,6 +95,11 @@ class BlobStore(ABC):
     @abstractmethod
     def delete(self, blob_id: str) -> bool:
         """Remove a blob; return False if it was not there."""
+
+    def delete_many(self, blob_ids: Iterable[str]) -> int:
+        """Remove these blobs (absent ones are skipped); return how many were removed, or for a
+        store that cannot tell cheaply, how many were asked for."""
+        return sum(1 for blob_id in blob_ids if self.delete(blob_id))
 
     @abstractmethod
     def exists(self, blob_id: str) -> bool: ...

@@ -37,7 +37,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -464,6 +464,28 @@ class S3BlobStore(BlobStore):
         with self._headers_lock:
             self._headers.pop(blob_id, None)
         return True
+
+    def delete_many(self, blob_ids: Iterable[str]) -> int:
+        """DeleteObjects, a thousand keys a request (a deleted user's blobs: one request per
+        blob, let alone a HEAD first, would take hours for a big account)."""
+        blob_ids = list(blob_ids)
+        ids = [self.key_of(b) for b in blob_ids]
+        removed = 0
+        for start in range(0, len(ids), 1000):
+            batch = ids[start : start + 1000]
+            with self.failures():
+                done = self.client.delete_objects(
+                    Bucket=self.settings.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            failed = done.get("Errors", [])
+            for error in failed[:3]:
+                logger.warning("could not delete %s: %s", error.get("Key"), error.get("Message"))
+            removed += len(batch) - len(failed)
+        with self._headers_lock:
+            for blob_id in blob_ids:
+                self._headers.pop(blob_id, None)
+        return removed
 
     def iter_blobs(self) -> Iterator[BlobInfo]:
         pages = self.client.get_paginator("list_objects_v2").paginate(

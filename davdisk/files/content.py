@@ -370,7 +370,7 @@ class Content:
     def remove_all(self, blob_ids: Iterable[str]) -> int:
         """Delete the files of blobs whose rows went with their owner (a deleted user); return
         how many were there."""
-        return sum(1 for b in blob_ids if self.blobs.delete(b))
+        return self.blobs.delete_many(list(blob_ids))
 
     def collect(self, min_age: float, *, deep: bool = False) -> Collected:
         """Remove blobs no node points to and uploads abandoned for ``min_age`` seconds.

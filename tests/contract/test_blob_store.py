@@ -183,6 +183,13 @@ class BlobStoreContract:
         assert blobs.delete(new_id()) is False  # never there
         assert listed(blobs) == {kept: 4}
 
+    def test_delete_many(self, blobs: BlobStore) -> None:
+        a, b, c = (put(blobs, bytes([n]) * 10) for n in range(3))
+        removed = blobs.delete_many([a, b, new_id()])
+        assert removed in (2, 3)  # a store may count what it was asked to delete
+        assert listed(blobs) == {c: 10}
+        assert blobs.delete_many([]) == 0
+
     def test_stored_at(self, blobs: BlobStore) -> None:
         before = time.time()
         blob_id = put(blobs, b"when")

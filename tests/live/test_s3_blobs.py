@@ -30,7 +30,7 @@ from tests.live.conftest import (
     use_s3,
     wait_until,
 )
-from tests.s3 import SeaweedServer
+from tests.s3 import SeaweedServer, start_seaweed
 
 MARKER = b"PLAINTEXT-MARKER-8d1f"  # repeated through every uploaded body
 NAME_MARKER = "secret-name-7b3c"
@@ -291,3 +291,26 @@ def test_a_range_read_is_one_get_once_the_header_is_known(
             assert len(gets) == expected, (start, end, gets)
     finally:
         svc.close()
+
+
+def test_a_bucket_that_goes_away_gives_503_and_a_logged_cause(
+    server_factory: ServerFactory,
+) -> None:
+    """The S3 server stops under a running davdisk: content requests answer 503 (the server
+    cannot do it now, not "it failed"), listings still work, and the log says why."""
+    s3 = start_seaweed()
+    try:
+        data_dir, _bucket = s3_data_dir(server_factory.base, s3)
+        srv = server_factory(data_dir)
+        s = srv.session()
+        put(s, srv.dav + "before.txt", b"stored before the outage")
+    finally:
+        s3.stop()
+    r = s.put(srv.dav + "during.txt", data=b"x" * 1000)
+    assert r.status_code == 503, r.status_code
+    assert "Traceback" not in r.text
+    r = s.get(srv.dav + "before.txt")
+    assert r.status_code == 503, r.status_code
+    r = s.request("PROPFIND", srv.dav, headers={"Depth": "1"})
+    assert r.status_code == 207 and "before.txt" in r.text and "during.txt" not in r.text
+    assert "the blob store s3://" in srv.log()
