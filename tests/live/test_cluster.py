@@ -45,11 +45,13 @@ from tests.live.conftest import (
     wait_until,
 )
 from tests.live.test_litmus import SUITES, parse_litmus
+from tests.live.test_model import DavModel, run
 from tests.live.test_rclone import TREE, make_tree, rclone, rclone_env
 from tests.pg import URL_ENV, fresh_database, postgres_server
 from tests.s3 import SeaweedServer
 
 INSTANCES = 3
+CLUSTER_EXAMPLES = 6
 
 
 @dataclass
@@ -375,3 +377,10 @@ def test_a_rolling_restart_under_a_running_sync_loses_nothing(
         f"rolling restart of {restarted} instances under rclone sync of 406 files: complete, "
         f"{retried} errors retried by rclone"
     )
+
+
+def test_random_request_sequences_through_the_balancer_match_the_model(cluster: Cluster) -> None:
+    """The model-based test of test_model.py, its requests spread over the three instances
+    (each request of a sequence may reach another one)."""
+    DavModel.server = cluster  # type: ignore[assignment]
+    run(DavModel, CLUSTER_EXAMPLES)
