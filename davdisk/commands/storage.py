@@ -39,8 +39,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     finally:
         services.close()
     print(
-        f"copied {report.copied} blobs ({report.bytes_copied} bytes), {report.present} were "
-        f"there already; all {report.blobs - len(report.missing or [])} read back identical"
+        f"copied {report.copied} blobs ({report.bytes_copied} bytes), each read back "
+        f"identical; {report.present} were there already (at their full size)"
     )
     if report.extra:
         print(f"{report.extra} objects in the target belong to no file (davdisk gc --deep)")

@@ -3,8 +3,10 @@
 Every blob a row names is copied from the store in use into the target, byte for byte (blobs
 are opaque ciphertext: no key is needed, and the target holds exactly what the source did), and
 then verified: each copy is read back and its SHA-256 compared with the source's. A blob the
-target already holds at the right size is verified, not copied again, so an interrupted move
-resumes where it stopped. The source is only read; the server may keep running on it, and a
+target already holds at its full size is not copied again, so an interrupted move resumes where
+it stopped (an object store stores an object whole or not at all, and the upload that stored
+it was checked by its signature; a run killed between a copy and its check leaves a complete
+copy). The source is only read; the server may keep running on it, and a
 second run (with the server stopped, just before switching ``[blobs] backend``) copies what it
 stored meanwhile.
 """
@@ -73,21 +75,20 @@ def move_blobs(
     def move(blob_id: str) -> str:
         size = sizes[blob_id]
         try:
-            state = "present"
-            if present.get(blob_id) != size:
-                if blob_id in present:
-                    target.delete(blob_id)  # a copy cut short by a crash of an earlier run
-                with source.open(blob_id) as src, target.upload(blob_id) as up:
-                    while chunk := src.read(_CHUNK):
-                        up.file.write(chunk)
-                    up.commit()
-                state = "copied"
+            if present.get(blob_id) == size:
+                return "present"
+            if blob_id in present:
+                target.delete(blob_id)  # not as long as it should be: copy it again
+            with source.open(blob_id) as src, target.upload(blob_id) as up:
+                while chunk := src.read(_CHUNK):
+                    up.file.write(chunk)
+                up.commit()
             with source.open(blob_id) as a, target.open(blob_id, size=size) as b:
                 if _digest(a) != _digest(b):
                     raise IntegrityError(f"the copy of blob {blob_id} differs from the original")
         except FileNotFoundError:
             return "missing"
-        return state
+        return "copied"
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="davdisk-move") as pool:
         ids = sorted(sizes)
