@@ -27,8 +27,11 @@ class Metric:
     higher_is_better: bool
 
 
-def metrics(listing_sizes: tuple[int, ...], move_files: int) -> list[Metric]:
-    """The table's rows, in order."""
+def metrics(
+    listing_sizes: tuple[int, ...], move_files: int, blob_work: tuple[int, int, int] | None = None
+) -> list[Metric]:
+    """The table's rows, in order; ``blob_work`` (--blobs s3): the longest range in KiB and the
+    count and MiB of the PUTs made at once, for the rows of those phases."""
     rows = [
         Metric("big_put.mb_s", "big PUT, fixed length", "MB/s", True),
         Metric("big_get.mb_s", "big GET", "MB/s", True),
@@ -54,6 +57,17 @@ def metrics(listing_sizes: tuple[int, ...], move_files: int) -> list[Metric]:
         "move",
     ):
         rows.append(Metric(f"rss.{phase}", f"peak RSS during {phase}", "MiB", False))
+    if blob_work is not None:
+        kib, count, mib = blob_work
+        many = f"{count} x {mib} MiB PUTs at once"
+        rows += [
+            Metric("range_mixed.p50_ms", f"range GET 64-{kib} KiB p50", "ms", False),
+            Metric("range_mixed.p99_ms", f"range GET 64-{kib} KiB p99", "ms", False),
+            Metric("many_put.mb_s", many, "MB/s", True),
+            Metric("rss.many_put", f"peak RSS during {many}", "MiB", False),
+            Metric("weed.many_put", f"SeaweedFS peak RSS during {many}", "MiB", False),
+            Metric("weed.run", "SeaweedFS peak RSS, whole run", "MiB", False),
+        ]
     return rows
 
 

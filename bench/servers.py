@@ -1,7 +1,8 @@
 """Start and stop the servers under test, and sample their resident memory from /proc.
 
 Each peer runs as a subprocess on 127.0.0.1 with HTTP Basic auth for one user. davdisk gets a
-fresh data dir (and, with ``use_database``, a metadata database elsewhere); WsgiDAV
+fresh data dir (and, with ``use_database``, a metadata database elsewhere; with ``use_bucket``,
+its blobs in an S3 bucket); WsgiDAV
 (FilesystemProvider) and rclone serve a plain folder, which the work may fill directly
 (``Peer.root``) instead of through WebDAV.
 """
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,10 +100,40 @@ def _spawn(name: str, argv: list[str], work: Path, env: dict[str, str] | None = 
     return Peer(name, "", proc, log_path, _log_file=log_file)
 
 
+def _add_config(work: Path, text: str) -> None:
+    # Each use_* adds its own section, so they combine (--db and --blobs).
+    with open(work / DAVDISK_CONFIG, "a") as f:
+        f.write(text)
+
+
 def use_database(work: Path, url: str) -> None:
     """Keep the metadata of the davdisk run in ``work`` in the database ``url`` (an empty one)
     instead of its data dir's SQLite file; everything else stays at its default."""
-    (work / DAVDISK_CONFIG).write_text(f'[storage]\ndatabase_url = "{url}"\n')
+    _add_config(work, f'[storage]\ndatabase_url = "{url}"\n')
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """An S3 bucket for davdisk's blobs and how to reach it."""
+
+    endpoint_url: str
+    bucket: str
+    access_key_id: str
+    secret_access_key: str
+
+
+def use_bucket(work: Path, bucket: Bucket) -> None:
+    """Keep the blobs of the davdisk run in ``work`` in ``bucket`` (an empty one) instead of its
+    data dir; the other ``[blobs]`` settings (part size, memory budget) stay at their defaults."""
+    _add_config(
+        work,
+        "[blobs]\n"
+        'backend = "s3"\n'
+        f'endpoint_url = "{bucket.endpoint_url}"\n'
+        f'bucket = "{bucket.bucket}"\n'
+        f'access_key_id = "{bucket.access_key_id}"\n'
+        f'secret_access_key = "{bucket.secret_access_key}"\n',
+    )
 
 
 def _davdisk_argv(work: Path) -> list[str]:
@@ -199,7 +230,7 @@ def start_rclone(work: Path) -> Peer:
 def seed_folders(name: str, work: Path, specs: list[tuple[str, int]]) -> None:
     """Make top-level folders of empty files (name, count) for a *stopped* peer: on disk for
     the filesystem peers, through davdisk's store for davdisk (see ``bench.seed``)."""
-    if name == "davdisk":
+    if is_davdisk(name):
         argv = [sys.executable, "-m", "bench.seed", str(work / "davdisk-data"), USER]
         if (work / DAVDISK_CONFIG).exists():
             argv[3:3] = ["--config", str(work / DAVDISK_CONFIG)]
@@ -213,6 +244,17 @@ def seed_folders(name: str, work: Path, specs: list[tuple[str, int]]) -> None:
 
 
 STARTERS = {"davdisk": start_davdisk, "wsgidav": start_wsgidav, "rclone": start_rclone}
+# davdisk with its blobs in an S3 bucket (scripts/bench --blobs s3): another run of davdisk.
+DAVDISK_S3 = "davdisk-s3"
+
+
+def is_davdisk(name: str) -> bool:
+    return name in ("davdisk", DAVDISK_S3)
+
+
+def starter(name: str) -> Callable[[Path], Peer]:
+    """The function that starts the server called ``name``."""
+    return start_davdisk if is_davdisk(name) else STARTERS[name]
 
 
 def rss_kib(pid: int) -> int:
@@ -259,6 +301,11 @@ class RssSampler:
             with self._lock:
                 self._peak = max(self._peak, rss_kib(self.pid))
                 out["peak_rss_mib"] = self._peak / 1024
+
+    def peak_mib(self) -> float:
+        """The highest sample since the start or the last ``phase()``, in MiB."""
+        with self._lock:
+            return self._peak / 1024
 
     def close(self) -> None:
         self._stop.set()

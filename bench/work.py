@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,10 @@ class Params:
     listing_sizes: tuple[int, ...] = (500, 5000, 20000)
     listing_repeats: int = 3
     move_files: int = 10000
+    # --blobs s3 only: ranges of 64 KiB to this many KiB, and many big PUTs at once (memory).
+    range_max_kib: int = 1024
+    many_puts: int = 32
+    many_mib: int = 100
 
     @classmethod
     def quick(cls) -> Params:
@@ -52,6 +56,7 @@ class Params:
             get_seconds=2.0,
             listing_sizes=(500, 5000),
             move_files=2000,
+            many_mib=16,
         )
 
     @classmethod
@@ -64,6 +69,8 @@ class Params:
             listing_sizes=(200,),
             listing_repeats=1,
             move_files=200,
+            many_puts=8,
+            many_mib=10,  # more than a part (8 MiB): multipart uploads
         )
 
 
@@ -201,15 +208,22 @@ def verify_sha256(peer: Peer, name: str, sha256: str) -> None:
         raise RuntimeError(f"{peer.name}: {name}: sha256 mismatch")
 
 
-def range_gets(peer: Peer, name: str, src: Path, size: int, count: int) -> dict[str, float]:
-    """``count`` GETs of 64 KiB at random offsets on one connection; p50/p99 in ms."""
-    length = 64 * 1024
-    rng = random.Random(6)  # same offsets for every peer
-    offsets = [rng.randrange(0, size - length) for _ in range(count)]
+def range_gets(
+    peer: Peer, name: str, src: Path, size: int, count: int, max_kib: int = 64
+) -> dict[str, float]:
+    """``count`` GETs of 64 KiB (up to ``max_kib`` KiB, random lengths) at random offsets on
+    one connection; p50/p99 in ms."""
+    shortest = 64 * 1024
+    longest = min(max_kib * 1024, size)
+    rng = random.Random(6)  # same spans for every peer
+    spans = []
+    for _ in range(count):
+        length = rng.randrange(shortest, longest + 1) if longest > shortest else shortest
+        spans.append((rng.randrange(0, size - length), length))
     client = Client(peer.base_url)
     latencies = []
     with open(src, "rb") as f:
-        for offset in offsets:
+        for offset, length in spans:
             headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
             start = time.perf_counter()
             status, body = client.request("GET", name, headers=headers)
@@ -263,6 +277,54 @@ def small_puts(peer: Peer, count: int, clients: int) -> dict[str, float]:
 
     seconds = _parallel(peer, clients, [f"small/f{i:06d}" for i in range(count)], put)
     return {"ops_s": count / seconds}
+
+
+def many_puts(peer: Peer, count: int, size_mib: int) -> dict[str, float]:
+    """``count`` PUTs of ``size_mib`` MiB at once, one connection each, every other one chunked
+    and the rest with a Content-Length; aggregate MB/s. The bodies are made as they are sent
+    (one random MiB over and over: it is encrypted anyway), so this process holds little.
+    Every file's length is checked afterwards, and one file's sha256."""
+    mkcol(peer, "many/")
+    block = os.urandom(MIB)
+    size = size_mib * MIB
+    client = Client(peer.base_url)
+
+    def body() -> Iterator[bytes]:
+        for _ in range(size_mib):
+            yield block
+
+    def put(index: int) -> None:
+        headers = {"Authorization": client.auth}
+        if index % 2 == 0:
+            headers["Content-Length"] = str(size)  # else http.client sends it chunked
+        conn = http.client.HTTPConnection(client.host, client.port, timeout=600)
+        try:
+            conn.request("PUT", client.prefix + f"many/f{index:03d}", body=body(), headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+        finally:
+            conn.close()
+        check(resp.status, (201, 204), f"{peer.name}: PUT many/f{index:03d}")
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(put, range(count)))
+    seconds = time.perf_counter() - start
+    conn = http.client.HTTPConnection(client.host, client.port, timeout=60)
+    auth = {"Authorization": client.auth}
+    for index in range(count):
+        conn.request("HEAD", client.prefix + f"many/f{index:03d}", headers=auth)
+        resp = conn.getresponse()
+        resp.read()
+        check(resp.status, (200,), f"{peer.name}: HEAD many/f{index:03d}")
+        if resp.getheader("Content-Length") != str(size):
+            raise RuntimeError(f"{peer.name}: many/f{index:03d}: wrong length")
+    conn.close()
+    digest = hashlib.sha256()
+    for _ in range(size_mib):
+        digest.update(block)
+    verify_sha256(peer, "many/f001", digest.hexdigest())
+    return {"mb_s": count * size / seconds / 1e6}
 
 
 def auth_gets(peer: Peer, seconds: float, clients: int) -> dict[str, float]:

@@ -16,7 +16,9 @@ from davdisk.http.transport import startup_notes
 from davdisk.services import Services
 from davdisk.tls import load_server_tls, tls_settings
 
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number
+_M_ARENA_MAX = -8  # glibc's mallopt parameter numbers
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 4 << 20  # blocks this big get their own mapping: S3 part buffers (>= 5 MiB)
 
 logger = logging.getLogger("davdisk.server")
 
@@ -37,11 +39,16 @@ def setup_logging(level: str) -> None:
 def cap_malloc_arenas(arenas: int = 2) -> None:
     """Let glibc keep at most ``arenas`` malloc arenas. By default each thread that allocates
     gets its own (up to 8 per core), and requests rotate over the worker threads, so resident
-    memory grew 10-15 MiB over the first few hundred requests for nothing. Best effort: other
-    C libraries have no such knob."""
+    memory grew 10-15 MiB over the first few hundred requests for nothing.
+
+    Also fixes the mmap threshold: glibc raises it to the size of each big block freed, so after
+    the first S3 part buffer (blobs/s3.py) later ones came from the heap, where small objects
+    allocated meanwhile pinned them (32 uploads of 100 MiB held ~90 MiB beyond their budget).
+    Best effort: other C libraries have no such knobs."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(_M_ARENA_MAX, arenas)
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
     except (OSError, AttributeError):
         pass
 

@@ -16,7 +16,10 @@ parts, and a small one no big buffer.
 Memory: buffers of a full part are taken from one :class:`PartBudget` per process, so 64 uploads
 at once hold at most ``memory`` bytes of parts (plus 1 MiB each of unbudgeted head, which is all a
 small file ever needs). An upload waits for the budget while it holds none of it, so waiting
-cannot deadlock; the client's body waits in TCP meanwhile.
+cannot deadlock; the client's body waits in TCP meanwhile. A part is in memory once: its buffer is
+allocated whole when the budget is taken (growing it would over-allocate and copy) and handed to
+boto3 as it is, a bytearray (a ``bytes`` copy would be joined to the request head by botocore
+before sending: two more copies of every part in flight).
 
 Reading: a reader fetches windows with ranged GETs: the range a caller announced (``span``, from
 an HTTP Range), else windows that double from 4 MiB to 64 MiB, streamed rather than buffered. A
@@ -155,6 +158,7 @@ class _S3Upload(BlobUpload):
         self._key = store.key_of(blob_id)
         self.file = _PartWriter(self)  # type: ignore[assignment]
         self._buf = bytearray()
+        self._filled = 0  # bytes of the part in _buf (allocated whole once reserved)
         self._reserved = 0
         self._upload_id: str | None = None
         self._parts: list[Any] = []
@@ -170,16 +174,29 @@ class _S3Upload(BlobUpload):
         n = len(view)
         while view:
             limit = self._part_limit()
-            take = view[: limit - len(self._buf)]
-            if not self._reserved and len(self._buf) + len(take) > _HEAD:
+            take = view[: limit - self._filled]
+            end = self._filled + len(take)
+            if not self._reserved and end > _HEAD:
                 self._reserved = limit
                 self._store.budget.acquire(limit)
-            self._buf += take
+                part = bytearray(limit)
+                part[: self._filled] = self._buf
+                self._buf = part
+            if self._reserved:
+                self._buf[self._filled : end] = take
+            else:
+                self._buf += take
+            self._filled = end
             view = view[len(take) :]
-            if len(self._buf) >= limit:
+            if self._filled >= limit:
                 self._send_part()
         self._size += n
         return n
+
+    def _body(self) -> bytearray:
+        """The part's bytes, without copying (see the module docstring)."""
+        del self._buf[self._filled :]
+        return self._buf
 
     def _release(self) -> None:
         if self._reserved:
@@ -197,10 +214,11 @@ class _S3Upload(BlobUpload):
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=bytes(self._buf),
+                Body=cast(Any, self._body()),
             )
         self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
         self._buf = bytearray()
+        self._filled = 0
         self._release()
 
     def commit(self) -> int:
@@ -212,10 +230,13 @@ class _S3Upload(BlobUpload):
             if self._upload_id is None:
                 with self._store.failures(missing=FileNotFoundError):
                     self._s3.put_object(
-                        Bucket=self._bucket, Key=self._key, Body=bytes(self._buf), IfNoneMatch="*"
+                        Bucket=self._bucket,
+                        Key=self._key,
+                        Body=cast(Any, self._body()),
+                        IfNoneMatch="*",
                     )
             else:
-                if self._buf:
+                if self._filled:
                     self._send_part()
                 # An upload gc aborted meanwhile is missing: FileNotFoundError, an OSError.
                 with self._store.failures(missing=FileNotFoundError):
