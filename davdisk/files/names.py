@@ -61,10 +61,14 @@ def check_name(name: str) -> str:
     _check_characters(name)
     if _FORGING.search(name):
         raise InvalidName(name=_shown(name), why="contains a control character")
-    name = nfc(name)
-    if _hides_something(name):
-        raise InvalidName(name=_shown(name), why="contains an invisible character")
-    return name
+    stored = nfc(name)
+    if stored is not name and len(stored.encode("utf-8")) > MAX_NAME_BYTES:
+        # NFC decomposes some characters (U+0958 DEVANAGARI QA, 3 bytes, becomes 6): the limit
+        # is on what is stored.
+        raise InvalidName(name=_shown(name), why=f"longer than {MAX_NAME_BYTES} bytes in NFC")
+    if _hides_something(stored):
+        raise InvalidName(name=_shown(stored), why="contains an invisible character")
+    return stored
 
 
 def _hides_something(name: str) -> bool:
