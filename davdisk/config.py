@@ -223,7 +223,7 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         "PutObject. Parts double every thousand, so any size fits in 10 000.",
     ),
     ("blobs", "memory"): (
-        "128M",
+        "96M",
         _size,
         "Memory that part buffers of all uploads of a server may hold together; more uploads "
         "wait for their turn.",

@@ -73,6 +73,10 @@ class BlobStore(ABC):
     #: readable to whoever opened it after it is unlinked (0: delete at once); an object is gone
     #: for every reader, so a download that began before an overwrite needs it kept a while.
     delete_delay: float = 0.0
+    #: Bytes an upload reads, encrypts and writes per step: big for a file (fewer system calls),
+    #: small for a store that buffers parts itself (each upload's steps cost memory, and dozens
+    #: run at once).
+    write_block: int = 1 << 20
 
     def check(self) -> None:  # noqa: B027 (a store that needs no check keeps this one)
         """Raise :class:`~davdisk.errors.BlobStoreUnavailable` unless the store can be used."""

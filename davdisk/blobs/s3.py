@@ -14,8 +14,8 @@ thousand, and so on (capped at 5 GiB): an upload of unknown size never needs mor
 parts, and a small one no big buffer.
 
 Memory: buffers of a full part are taken from one :class:`PartBudget` per process, so 64 uploads
-at once hold at most ``memory`` bytes of parts (plus 1 MiB each of unbudgeted head, which is all a
-small file ever needs). An upload waits for the budget while it holds none of it, so waiting
+at once hold at most ``memory`` bytes of parts (plus 256 KiB each of unbudgeted head, which is
+all a small file ever needs). An upload waits for the budget while it holds none of it, so waiting
 cannot deadlock; the client's body waits in TCP meanwhile. A part is in memory once: its buffer is
 allocated whole when the budget is taken (growing it would over-allocate and copy) and handed to
 boto3 as it is, a bytearray (a ``bytes`` copy would be joined to the request head by botocore
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_HEAD = 1 << 20  # bytes an upload buffers before it takes a part's worth of the budget
+_HEAD = 256 << 10  # bytes an upload buffers before it takes a part's worth of the budget
 _MAX_PART = 5 << 30  # S3's largest part
 _MAX_PARTS = 10_000
 _HEADER_BYTES = 96  # the envelope header (crypto/envelope.py HEADER_SIZE), cached per blob
@@ -76,7 +76,7 @@ class S3Settings:
     secret_access_key: str = ""
     addressing_style: str = "path"
     part_size: int = 8 << 20
-    memory: int = 128 << 20  # part buffers of all uploads of the process together
+    memory: int = 96 << 20  # part buffers of all uploads of the process together
     delete_delay: float = 3600.0
     connections: int = 72
 
@@ -400,6 +400,7 @@ class _S3Reader(io.RawIOBase):
 class S3BlobStore(BlobStore):
     tracks_uploads = True
     listing_is_cheap = False
+    write_block = 256 << 10  # the part buffer gathers them
 
     def __init__(self, settings: S3Settings, *, client: S3Client | None = None) -> None:
         self.settings = settings

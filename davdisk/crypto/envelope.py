@@ -64,7 +64,7 @@ KEY_SIZE = 32
 
 _MAC_OFFSET = 64  # header bytes 0..63 are authenticated by the MAC stored at 64..95
 _CIPHER_SEGMENT = SEGMENT_SIZE + TAG_SIZE
-_BATCH = 16  # encrypted segments a writer collects before writing them out (1 MiB)
+_BATCH = 16  # encrypted segments a writer collects before writing them out (1 MiB), by default
 _INFO_PREFIX = b"davenc/v1"
 _FINAL = b"\x01"
 _NOT_FINAL = b"\x00"
@@ -175,7 +175,10 @@ class EnvelopeWriter:
         key_version: int,
         blob_id: bytes,
         salt: bytes | None = None,
+        batch: int = _BATCH,
     ) -> None:
+        """``batch``: segments collected before one write to ``out`` (fewer system calls to a
+        file; an ``out`` that buffers by itself needs no big batch)."""
         if len(blob_id) != BLOB_ID_SIZE:
             raise ValueError(f"blob id must be {BLOB_ID_SIZE} bytes, got {len(blob_id)}")
         if salt is None:
@@ -187,6 +190,7 @@ class EnvelopeWriter:
         header64 = _build_header(key_version, bytes(salt), bytes(blob_id))
         ck, hk = _derive(user_key, user_id, header64)
         self._out = out
+        self._batch = max(1, batch)
         self._aead = AESGCM(ck)
         self._pending = bytearray(SEGMENT_SIZE)  # the held-back segment
         self._fill = 0
@@ -207,8 +211,8 @@ class EnvelopeWriter:
             raise ValueError("write to a closed EnvelopeWriter")
         mv = memoryview(data).cast("B")
         n = len(mv)
-        if n > SEGMENT_SIZE and len(self._cbuf) < _BATCH * _CIPHER_SEGMENT and not self._cfill:
-            self._cbuf = memoryview(bytearray(_BATCH * _CIPHER_SEGMENT))
+        if n > SEGMENT_SIZE and len(self._cbuf) < self._batch * _CIPHER_SEGMENT and not self._cfill:
+            self._cbuf = memoryview(bytearray(self._batch * _CIPHER_SEGMENT))
         pos = 0
         while pos < n:
             if self._fill == SEGMENT_SIZE:

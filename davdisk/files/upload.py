@@ -6,8 +6,8 @@ refused before its body is read, and one that meets ``ENOSPC``/``EDQUOT`` part w
 upload took the room, the fsync found it late) is aborted — temp file removed, a warning logged —
 and reported as :class:`InsufficientStorage` (507). Either way the old content stays.
 
-Big bodies go through :meth:`Upload.write_from`: read in 1 MiB blocks straight into two
-preallocated buffers; while this thread encrypts and writes a block and reads the next, a worker
+Big bodies go through :meth:`Upload.write_from`: read in blocks (1 MiB for a local store, less
+for one that buffers by itself: ``BlobStore.write_block``) straight into two preallocated buffers; while this thread encrypts and writes a block and reads the next, a worker
 thread computes the block's MD5 and SHA-1 (hashlib releases the GIL, and the two hashes cost
 about as much as everything else together, so two cores share the work evenly). The hashes
 still see the blocks in order: a block's hashing starts only after the previous one finished.
@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from davdisk.blobs.base import BlobStore, is_out_of_space
-from davdisk.crypto.envelope import EnvelopeReader, EnvelopeWriter, cipher_size
+from davdisk.crypto.envelope import SEGMENT_SIZE, EnvelopeReader, EnvelopeWriter, cipher_size
 from davdisk.errors import (
     ChecksumMismatch,
     IncompleteBody,
@@ -42,7 +42,6 @@ from davdisk.model import Actor, Node
 
 logger = logging.getLogger(__name__)
 
-_BLOCK = 1 << 20  # plaintext read, hashed, encrypted and written per step of write_from
 # Blocks at least this big are hashed on a worker thread (when there is a second CPU): below
 # it, handing the work over costs more than it saves.
 _HASH_ASIDE_MIN = 256 << 10
@@ -143,6 +142,7 @@ class Upload:
         if need is not None:
             _check_free_space(content.blobs, need)
         self._content = content
+        self._block = content.blobs.write_block  # read, encrypted and written per step
         self._sealer = sealer
         self._guard = guard
         self._checksums = checksums or {}
@@ -165,6 +165,7 @@ class Upload:
             with self._storing():
                 self._enc = EnvelopeWriter(
                     self._blob.file,
+                    batch=self._block // SEGMENT_SIZE,
                     user_key=self._key,
                     user_id=self._owner_id,
                     key_version=self._key_version,
@@ -201,7 +202,8 @@ class Upload:
             while True:
                 if turn == len(buffers):
                     # Two buffers, each sized for what is announced (a 4 KiB PUT needs no MiB).
-                    size = _BLOCK if remaining is None else min(_BLOCK, max(remaining - total, 1))
+                    step = self._block
+                    size = step if remaining is None else min(step, max(remaining - total, 1))
                     buffers.append(memoryview(bytearray(size)))
                 buf = buffers[turn]
                 turn ^= 1
