@@ -7,8 +7,9 @@ upload took the room, the fsync found it late) is aborted — temp file removed,
 and reported as :class:`InsufficientStorage` (507). Either way the old content stays.
 
 Big bodies go through :meth:`Upload.write_from`: read in blocks (1 MiB for a local store, less
-for one that buffers by itself: ``BlobStore.write_block``) straight into two preallocated buffers; while this thread encrypts and writes a block and reads the next, a worker
-thread computes the block's MD5 and SHA-1 (hashlib releases the GIL, and the two hashes cost
+for one that buffers by itself: ``BlobStore.write_block``) straight into two preallocated
+buffers; while this thread encrypts and writes a block and reads the next, a worker thread
+computes the block's MD5 and SHA-1 (hashlib releases the GIL, and the two hashes cost
 about as much as everything else together, so two cores share the work evenly). The hashes
 still see the blocks in order: a block's hashing starts only after the previous one finished.
 """
