@@ -92,6 +92,7 @@ class SeaweedServer:
         root: Path | None = None,
         process: subprocess.Popen[bytes] | None = None,
         grpc_ports: Sequence[int] = (),
+        socket_dir: Path | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.access_key = access_key
@@ -99,6 +100,7 @@ class SeaweedServer:
         self.root = root
         self.process = process
         self._grpc_ports = list(grpc_ports)
+        self._socket_dir = socket_dir  # removed by stop() (when not inside root)
 
     @property
     def env(self) -> dict[str, str]:
@@ -164,6 +166,9 @@ class SeaweedServer:
             for port in self._grpc_ports:
                 with suppress(FileNotFoundError):
                     os.unlink(f"/tmp/seaweedfs-{name}-grpc-{port}.sock")
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
@@ -186,6 +191,11 @@ def _start_once(root: Path, access_key: str, secret_key: str, timeout: float) ->
     config.write_text(json.dumps(identities))
     data = root / "data"
     data.mkdir()
+    # A unix socket's path has room for 107 bytes: under a deep TMPDIR (pytest's tmp_path of an
+    # xdist worker) "filer.sock" does not fit, and weed exits. Then the sockets go to /tmp.
+    sockets = root
+    if len(str(root / "filer.sock")) > 100:
+        sockets = Path(tempfile.mkdtemp(prefix="weed-", dir="/tmp"))
     argv = [
         weed_program(),
         # glog writes files into /tmp unless told to keep to stderr (our log file).
@@ -204,10 +214,10 @@ def _start_once(root: Path, access_key: str, secret_key: str, timeout: float) ->
         "-master.telemetry=false",
         # Volumes of 64 MB (mini's default: 128): tests store MBs, not GBs.
         "-master.volumeSizeLimitMB=64",
-        # These two unix sockets would be /tmp/seaweedfs-<c>-<port>.sock: in our dir instead.
-        # (Those of the gRPC ports cannot move: stop() removes them.)
-        f"-filer.localSocket={root / 'filer.sock'}",
-        f"-s3.localSocket={root / 's3.sock'}",
+        # These two unix sockets would be /tmp/seaweedfs-<c>-<port>.sock: in a dir of ours
+        # instead. (Those of the gRPC ports cannot move: stop() removes them.)
+        f"-filer.localSocket={sockets / 'filer.sock'}",
+        f"-s3.localSocket={sockets / 's3.sock'}",
     ]
     with open(root / "weed.log", "wb") as log:
         process = subprocess.Popen(
@@ -230,6 +240,7 @@ def _start_once(root: Path, access_key: str, secret_key: str, timeout: float) ->
         root=root,
         process=process,
         grpc_ports=[port for name, port in ports.items() if name.endswith(".grpc")],
+        socket_dir=None if sockets == root else sockets,
     )
     try:
         _wait_ready(server, timeout)
