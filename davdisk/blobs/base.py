@@ -20,6 +20,15 @@ from types import TracebackType
 from typing import BinaryIO
 
 _OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+_HEX = frozenset("0123456789abcdef")
+
+
+def check_blob_id(blob_id: str) -> str:
+    """``blob_id`` if it is 32 lowercase hex digits (what every store names a blob by), else
+    ValueError: an id is part of a path or an object key."""
+    if len(blob_id) != 32 or not _HEX.issuperset(blob_id):
+        raise ValueError("blob ids are 32 lowercase hex digits")
+    return blob_id
 
 
 def is_out_of_space(exc: BaseException) -> bool:

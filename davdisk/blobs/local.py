@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from davdisk.blobs.base import BlobInfo, BlobStore, BlobUpload
+from davdisk.blobs.base import BlobInfo, BlobStore, BlobUpload, check_blob_id
 
 
 def _fsync_dir(path: Path) -> None:
@@ -37,7 +37,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-_HEX = frozenset("0123456789abcdef")
 _WRITEBACK_STEP = 8 << 20  # bytes written between two requests to start writing out
 
 
@@ -150,8 +149,7 @@ class LocalBlobStore(BlobStore):
 
     def _file_of(self, blob_id: str) -> str:
         # A string path: opening a blob is on every GET, and pathlib costs more than the open.
-        if len(blob_id) != 32 or not _HEX.issuperset(blob_id):
-            raise ValueError("blob ids are 32 lowercase hex digits")
+        check_blob_id(blob_id)
         return os.path.join(self._root, blob_id[:2], blob_id)
 
     def upload(self, blob_id: str) -> BlobUpload:

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from davdisk.blobs.base import BlobInfo, BlobStore, BlobUpload
+from davdisk.blobs.base import BlobInfo, BlobStore, BlobUpload, check_blob_id
 from davdisk.errors import BlobStoreUnavailable
 
 if TYPE_CHECKING:
@@ -425,8 +425,7 @@ class S3BlobStore(BlobStore):
         return _failures(self, missing)
 
     def key_of(self, blob_id: str) -> str:
-        if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
-            raise ValueError("blob ids are 32 lowercase hex digits")
+        check_blob_id(blob_id)
         return f"{self._prefix}{blob_id[:2]}/{blob_id}"
 
     def check(self) -> None:

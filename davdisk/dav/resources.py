@@ -347,21 +347,20 @@ class File(WritableMixin, _NodeMixin, DAVNonCollection):
 
 
 def wanted_range(environ: dict[str, Any], size: int) -> tuple[int, int] | None:
-    """The byte range [start, end) a GET's single ``Range`` will read, if it has one WsgiDAV
-    honours (a hint for the blob store: a wrong guess costs speed, never bytes); None for no
+    """The byte range [start, end) a GET's single ``Range`` will read, parsed as WsgiDAV's GET
+    parses it (a hint for the blob store: a wrong guess costs speed, never bytes); None for no
     Range, several ranges or an ``If-Range`` (which may ask for the whole file)."""
-    header = environ.get("HTTP_RANGE", "")
-    if not header.startswith("bytes=") or "," in header or environ.get("HTTP_IF_RANGE"):
+    header = environ.get("HTTP_RANGE")
+    if not header or environ.get("HTTP_IF_RANGE"):
         return None
-    first, _, last = header[6:].strip().partition("-")
     try:
-        if not first:
-            return max(0, size - int(last)), size
-        start = int(first)
-        end = int(last) + 1 if last else size
-    except ValueError:
+        ranges, _length = util.obtain_content_ranges(header, size)
+    except DAVError:
+        return None  # unsatisfiable: WsgiDAV's GET answers 416 itself
+    if len(ranges) != 1:
         return None
-    return (start, min(end, size)) if start < end else None
+    start, last, _n = ranges[0]
+    return start, last + 1
 
 
 def make_resource(path: str, environ: dict[str, Any], entry: Node, actor: Actor) -> DAVResource:

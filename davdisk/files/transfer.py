@@ -27,8 +27,6 @@ from davdisk.meta import store
 from davdisk.meta.db import Database
 from davdisk.model import Actor, Node
 
-_READ_AHEAD = VERIFIED_BUFFER
-
 
 class Transfer:
     """Thread-safe; one per application, behind ``Files``."""
@@ -53,7 +51,7 @@ class Transfer:
         # No query for the blob's row: its header names the key version, and a blob that is
         # gone (an overwrite or delete removed it since ``entry`` was read) is not found here.
         # One segment more than wanted: the buffered reader reads ahead up to that much.
-        span = None if want is None else cipher_span(want[0], want[1] + _READ_AHEAD, entry.size)
+        span = None if want is None else cipher_span(want[0], want[1] + VERIFIED_BUFFER, entry.size)
         try:
             src = self.content.open(entry.blob_id, size=cipher_size(entry.size), span=span)
         except FileNotFoundError:
