@@ -393,8 +393,7 @@ class Content:
             store.drop_unreferenced_blobs(conn, dead_rows)
             known = store.all_blob_rows(conn)
         if not (deep or self.blobs.listing_is_cheap):
-            for blob_id in dead_rows:
-                self._delete(done, blob_id, known_size=0)
+            done.blobs += self.blobs.delete_many(dead_rows)
             return done
         limit = now - min_age
         listed = set()
@@ -420,7 +419,7 @@ class Content:
             dead = store.loose_blobs_since(conn, store.DEAD, dead_before)
             committed = store.blob_rows_among(conn, pending)
         busy = self.blobs.uploads_in_progress() if pending else set()
-        settled = []
+        settled, stored = [], []
         for blob_id in pending:
             if blob_id in busy or blob_id in committed:
                 continue  # a multipart upload still being written; or settled meanwhile
@@ -428,23 +427,15 @@ class Content:
             if stored_at is not None:
                 if stored_at > pending_before:
                     continue  # stored just now: its commit may still come
-                if self._delete(done, blob_id):
-                    done.pending += 1
+                stored.append(blob_id)
             settled.append(blob_id)
-        for blob_id in dead:
-            self._delete(done, blob_id)
-            settled.append(blob_id)
+        done.pending = self.blobs.delete_many(stored)
+        done.blobs += done.pending + self.blobs.delete_many(dead)
+        settled += dead
         if settled:
             with self.db.write() as conn:
                 # A pending row whose blob got its row meanwhile was settled by that commit.
                 store.forget_loose_blobs(conn, settled)
-
-    def _delete(self, done: Collected, blob_id: str, known_size: int = 0) -> bool:
-        if not self.blobs.delete(blob_id):
-            return False
-        done.blobs += 1
-        done.bytes += known_size
-        return True
 
 
 @dataclass
