@@ -30,6 +30,57 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * _FACTORS[m.group(2).upper()]
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A ``[versions] retention`` value, parsed (Nextcloud's ``versions_retention_obligation``).
+
+    ``thin``: Nextcloud's interval thinning applies (to versions older than ``keep_days`` if
+    that is set). ``keep_days``: no version younger than this many days expires by age.
+    ``max_days``: every version older than this many days expires. ``enabled`` False: nothing
+    expires by age (``"disabled"``). What the fields do is :mod:`davdisk.files.retention`'s job;
+    the grammar lives here, beside :func:`parse_size`, so that the settings check it when they
+    are read (config is below files/ in the layers).
+    """
+
+    thin: bool = True
+    keep_days: int | None = None
+    max_days: int | None = None
+    enabled: bool = True
+
+
+_RULE_FORMS = (
+    '"auto", "D, auto" (keep all for D days, then auto), "auto, D" (auto, and none older '
+    'than D days), "D1, D2" (keep all for D1 days, none older than D2; D1 <= D2) or "disabled"'
+    " (D: whole days >= 1)"
+)
+
+
+def parse_rule(text: str) -> Rule:
+    """``"auto"``, ``"D, auto"``, ``"auto, D"``, ``"D1, D2"`` or ``"disabled"``; spaces and case
+    do not matter. Raises ValueError, one line naming the forms. Unlike Nextcloud, which falls
+    back to ``auto`` on a bad value with a log line, a typo stops the server at start-up: a
+    retention that silently differs from the one written deletes history nobody meant to lose.
+    A bare ``"D"`` is refused too (Nextcloud reads it as ``"D, auto"``; it reads as easily as
+    "expire after D days")."""
+    if not isinstance(text, str):
+        raise ValueError(f"must be a string: {_RULE_FORMS}")
+    parts = [p.strip().lower() for p in text.split(",")]
+    if parts == ["disabled"]:
+        return Rule(thin=False, enabled=False)
+    if parts == ["auto"] or parts == ["auto", "auto"]:  # the second: Nextcloud's spelling too
+        return Rule()
+    if len(parts) == 2 and all(p == "auto" or re.fullmatch(r"[0-9]+", p) for p in parts):
+        low, high = (None if p == "auto" else int(p) for p in parts)
+        if (low is None or low >= 1) and (high is None or high >= 1):
+            if low is None:
+                return Rule(max_days=high)
+            if high is None:
+                return Rule(keep_days=low)
+            if low <= high:
+                return Rule(thin=False, keep_days=low, max_days=high)
+    raise ValueError(f"must be {_RULE_FORMS}")
+
+
 def _port(v: Any) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 65535:
         raise ValueError("must be an integer between 0 and 65535")
@@ -122,6 +173,17 @@ def _public_url(v: Any) -> str:
     if not parts.hostname:
         raise ValueError(why)
     return v.rstrip("/")
+
+
+def _retention(v: Any) -> str:
+    parse_rule(v)
+    return str(v)
+
+
+def _percent(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 100:
+        raise ValueError("must be an integer percentage between 0 and 100")
+    return v
 
 
 def _log_level(v: Any) -> str:
@@ -263,6 +325,28 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         _size,
         'Quota of new users: e.g. "10G", "500M"; "0" = unlimited. Change one with user quota.',
     ),
+    ("versions", "retention"): (
+        "auto",
+        _retention,
+        'Which old versions expire by age. "auto": Nextcloud\'s schedule (one version per 2 s '
+        "for the first 10 s, per 10 s for the first minute, per minute for the first hour, per "
+        'hour for the first day, per day for 30 days, then one a week); "D, auto": all kept for '
+        'D days, auto after; "auto, D": auto, and none older than D days; "D1, D2": all kept '
+        'for D1 days, none older than D2; "disabled": none. Pinned versions never expire.',
+    ),
+    ("versions", "history_share"): (
+        50,
+        _percent,
+        "Share of the quota that versions and trash may keep once the quota is reached: a "
+        "write that needs room expires the oldest unpinned versions, then the oldest trash "
+        "items, down to this share (percent, 0 to 100).",
+    ),
+    ("trash", "retention_days"): (
+        30,
+        _non_negative_int,
+        "Days a deleted item stays in the trash before it is purged for good; 0 = until the "
+        "trash is emptied (a write that needs room may still purge it, see history_share).",
+    ),
     ("dav", "block_size"): (
         1 << 18,
         _positive_int,
@@ -306,6 +390,13 @@ SCHEMA: dict[tuple[str, str], tuple[Any, Callable[[Any], Any], str]] = {
         _non_negative_int,
         "Seconds between runs of gc (leftovers older than 15 minutes) in the background; 0 = "
         "never (run davdisk gc yourself). Of several servers on one database, one runs it.",
+    ),
+    ("jobs", "expiry_interval"): (
+        1800,
+        _non_negative_int,
+        "Seconds between background sweeps that expire old versions ([versions] retention) "
+        "and trash items ([trash] retention_days) of every user; 0 = never (versions still "
+        "expire when a file gets a new one). Of several servers on one database, one runs it.",
     ),
     ("jobs", "lease_seconds"): (
         60,

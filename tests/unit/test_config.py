@@ -42,6 +42,15 @@ def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ("[server]\nshutdown_grace = -1\n", "shutdown_grace must be an integer >= 0"),
         ("[server]\nshutdown_grace = '30s'\n", "shutdown_grace"),
         ("[logging]\nlevel = 'loud'\n", "level"),
+        ("[versions]\nretention = '30, 7'\n", '[versions] retention must be "auto", "D, auto"'),
+        ("[versions]\nretention = 'forever'\n", "[versions] retention must be"),
+        ("[versions]\nretention = 30\n", "retention must be a string"),
+        ("[versions]\nhistory_share = 101\n", "history_share must be an integer percentage"),
+        ("[versions]\nhistory_share = -1\n", "history_share must be"),
+        ("[versions]\nhistory_share = 0.5\n", "history_share must be"),
+        ("[trash]\nretention_days = -1\n", "retention_days must be an integer >= 0"),
+        ("[trash]\nretention_days = '30d'\n", "retention_days must be"),
+        ("[jobs]\nexpiry_interval = -5\n", "expiry_interval must be an integer >= 0"),
         ("server = 1\n", "must be a [section]"),
         ("[server\n", "davdisk.toml"),
     ],
@@ -53,6 +62,7 @@ def test_bad_settings_name_the_file_and_key(tmp_path: Path, text: str, needle: s
         config.load(f, data_dir=tmp_path)
     assert str(f) in e.value.message
     assert needle in e.value.message
+    assert "\n" not in e.value.message
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
@@ -101,3 +111,23 @@ def test_bad_public_url(tmp_path: Path, value: str) -> None:
         config.load(f, data_dir=tmp_path)
     assert "public_url" in e.value.message and str(f) in e.value.message
     print(e.value.message)
+
+
+def test_versions_and_trash_settings(tmp_path: Path) -> None:
+    cfg = config.load(None, data_dir=tmp_path)
+    assert cfg.get("versions", "retention") == "auto"
+    assert cfg.get("versions", "history_share") == 50
+    assert cfg.get("trash", "retention_days") == 30
+    assert cfg.get("jobs", "expiry_interval") == 1800
+    f = tmp_path / "davdisk.toml"
+    f.write_text(
+        '[versions]\nretention = " 7 , 30 "\nhistory_share = 0\n'
+        "[trash]\nretention_days = 0\n[jobs]\nexpiry_interval = 0\n"
+    )
+    cfg = config.load(f, data_dir=tmp_path)
+    assert config.parse_rule(cfg.get("versions", "retention")) == config.Rule(
+        thin=False, keep_days=7, max_days=30
+    )
+    assert cfg.get("versions", "history_share") == 0
+    assert cfg.get("trash", "retention_days") == 0
+    assert cfg.get("jobs", "expiry_interval") == 0
