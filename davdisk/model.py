@@ -74,3 +74,45 @@ class Actor:
     @property
     def is_link(self) -> bool:
         return self.link is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """Earlier content of a file, kept when it was replaced."""
+
+    id: int
+    node_id: int
+    owner_id: int
+    blob_id: str
+    size: int
+    mtime: float
+    etag: str
+    content_type: str | None
+    checksums: bytes | None  # sealed, as Node.checksums
+    author_id: int | None  # who wrote this content, if known
+    replaced_at: float
+    label: str | None
+    pinned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TrashItem:
+    """A deleted file or folder (the top of a deleted tree) in its owner's trash."""
+
+    id: int
+    owner_id: int
+    name: str
+    is_dir: bool
+    size: int  # a file's; a folder's is its tree's, filled in by who lists the trash
+    mtime: float
+    etag: str
+    content_type: str | None
+    deleted_at: float
+    deleted_by: int | None
+    parent_id: int | None  # the folder it was in
+    path: str  # where it was, below the owner's home ("/a/b/name")
+
+    @property
+    def key(self) -> str:
+        """Its name in the trash: ``<name>.d<unix time>`` as Nextcloud's (unique per owner)."""
+        return f"{self.name}.d{int(self.deleted_at)}"

@@ -12,13 +12,13 @@ from pathlib import Path
 from sqlalchemy.exc import DatabaseError
 
 from davdisk import blobs
-from davdisk.config import Config
+from davdisk.config import Config, parse_rule
 from davdisk.crypto.keys import MasterKeys, master_key_from_env, pending_key_path
 from davdisk.errors import IntegrityError, KeyMaterialError, UsageError
 from davdisk.files.admin import Admin, parse_size
 from davdisk.files.api import Files
 from davdisk.files.checksum_upgrade import seal_clear_checksums
-from davdisk.files.content import Content
+from davdisk.files.content import Content, Keeping
 from davdisk.files.keyring import Keyring
 from davdisk.meta import store
 from davdisk.meta.db import Database, is_damaged
@@ -63,7 +63,12 @@ class Services:
         except BaseException:
             db.dispose()
             raise
-        content = Content(db, store)
+        keeping = Keeping(
+            rule=parse_rule(config.get("versions", "retention")),
+            history_share=config.get("versions", "history_share"),
+            trash_days=config.get("trash", "retention_days"),
+        )
+        content = Content(db, store, keeping)
         keyring = Keyring(db, masters)
         files = Files(db, content, keyring)
         try:

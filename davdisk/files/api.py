@@ -21,6 +21,7 @@ from davdisk.files import access, deadprops
 from davdisk.files.checksums import Checksums
 from davdisk.files.content import Content
 from davdisk.files.copymove import CopyMove
+from davdisk.files.history import History
 from davdisk.files.keyring import Keyring
 from davdisk.files.namespace import Namespace
 from davdisk.files.transfer import Transfer
@@ -43,6 +44,8 @@ class Files:
         namespace = Namespace(db, content, props)
         transfer = Transfer(db, content, keyring, self.checksums)
         copymove = CopyMove(db, content, props, namespace, transfer)
+        # versions and trash: files/history.py
+        self.history = History(db, content, transfer)
 
         # who and what
         self.actor = namespace.actor

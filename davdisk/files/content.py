@@ -3,12 +3,19 @@ are no longer used.
 
 A node's content changes in a few ways — an upload commits new content (:meth:`Content.commit`),
 a same-owner COPY or MOVE onto a file hands the source's blob over (:meth:`Content.take`), a
-delete drops a subtree (:meth:`Content.delete_tree`), key rotation swaps a blob for its
-re-encrypted twin (:meth:`Content.swap`) — and each returns (or removes) the blobs that no node
-uses any more. Blob rows are dropped in the transaction that makes them unused; the files
-follow after the commit (:meth:`Content.remove`), so a crash in between leaves only garbage
-for ``davdisk gc`` (:meth:`Content.collect`), never a node without its blob. Versions and trash
-hook in here: they decide to keep a replaced blob instead of dropping it.
+restore brings a kept version back (:meth:`Content.restore_version`), a delete moves a subtree
+to the trash (:meth:`Content.trash_tree`) and a purge or expiry drops it, key rotation swaps a
+blob for its re-encrypted twin (:meth:`Content.swap`) — and each returns (or removes) the blobs
+that no node or version uses any more. Blob rows are dropped in the transaction that makes them
+unused; the files follow after the commit (:meth:`Content.remove`), so a crash in between
+leaves only garbage for ``davdisk gc`` (:meth:`Content.collect`), never a node without its blob.
+
+Nothing replaced is lost here: the content a file had before a replacement becomes a version
+(a row naming the immutable blob, in the same transaction), unless it was empty or the very same
+blob; a deleted item goes to its owner's trash. What is kept is counted apart from the live
+bytes (``version_bytes``, ``trash_bytes``) and thinned by the retention rules
+(files/retention.py) after each new version; when the owner's quota is reached, the oldest
+unpinned versions and then the oldest trash make room (:meth:`Content.make_room`).
 
 It is also the only way to the blob store: readers open a node's blob here, uploads and key
 rotation store new blobs here, and fsck asks here which blobs exist and who uses them. Nothing
@@ -21,21 +28,21 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from sqlalchemy import Connection
 
 from davdisk.blobs.base import BlobInfo, BlobStore, BlobUpload
 from davdisk.errors import AlreadyExists, Conflict, DavdiskError
-from davdisk.files import quota
+from davdisk.files import quota, retention
 from davdisk.files.access import require
 from davdisk.files.guard import NO_GUARD, WriteGuard
 from davdisk.meta import store
 from davdisk.meta.db import Database
 from davdisk.meta.store import checks
 from davdisk.meta.store import keys as key_rows
-from davdisk.model import Actor, Node
+from davdisk.model import Actor, Node, TrashItem, Version
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +70,23 @@ class NewContent:
     mtime: float | None  # None: now
 
 
+@dataclass(frozen=True)
+class Keeping:
+    """How much history is kept: the ``[versions]`` and ``[trash]`` settings."""
+
+    rule: retention.Rule = field(default_factory=lambda: retention.parse_rule("auto"))
+    history_share: int = 50  # percent of the quota history may keep once the quota is full
+    trash_days: int = 30  # 0: until purged
+
+
 class Content:
     """Thread-safe; one per application (services.py wires it into ``Files``, ``Admin`` and
     key rotation)."""
 
-    def __init__(self, db: Database, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, keeping: Keeping | None = None) -> None:
         self.db = db
         self.blobs = blobs
+        self.keeping = keeping or Keeping()
 
     # --- the blob store ----------------------------------------------------------------------
 
@@ -188,10 +205,13 @@ class Content:
                 checksums=new.checksums,
                 current_blob_id=blob_id,
             )
+            content["modified_by"] = None if actor is None or actor.is_link else actor.id
             if existing is not None:
+                dead = self._keep_version(conn, existing, blob_id, now)
                 store.update_node(conn, existing.id, **content)
                 quota.charge(conn, existing.owner_id, size - existing.size)
-                dead = store.drop_unreferenced_blobs(conn, [existing.blob_id])
+                dead += store.drop_unreferenced_blobs(conn, [existing.blob_id])
+                dead += self.make_room(conn, existing.owner_id)
                 node_id = existing.id
             else:
                 node_id = store.insert_node(
@@ -211,11 +231,12 @@ class Content:
 
     # --- transitions inside the caller's transaction -----------------------------------------
 
-    @staticmethod
-    def take(conn: Connection, dest: Node, src: Node) -> list[str]:
+    def take(self, conn: Connection, dest: Node, src: Node) -> list[str]:
         """Give file ``dest`` the content, times and hashes of ``src`` (same owner: the blob is
-        shared, not copied); return the blobs now unused, for :meth:`remove` after the commit.
-        The caller counts the bytes (a copy adds them, a move only moves them)."""
+        shared, not copied), keeping what ``dest`` had as a version; return the blobs now
+        unused, for :meth:`remove` after the commit. The caller counts the live bytes (a copy
+        adds them, a move only moves them), before this call."""
+        dead = self._keep_version(conn, dest, src.blob_id, time.time())
         store.update_node(
             conn,
             dest.id,
@@ -225,8 +246,165 @@ class Content:
             content_type=src.content_type,
             checksums=src.checksums,
             current_blob_id=src.blob_id,
+            modified_by=store.modified_by(conn, src.id),
         )
-        return store.drop_unreferenced_blobs(conn, [dest.blob_id])
+        dead += store.drop_unreferenced_blobs(conn, [dest.blob_id])
+        return dead + self.make_room(conn, dest.owner_id)
+
+    # --- versions ----------------------------------------------------------------------------
+
+    def _keep_version(
+        self, conn: Connection, node: Node, replacement: str | None, now: float
+    ) -> list[str]:
+        """Keep ``node``'s current content (read in this transaction) as a version before it is
+        replaced by blob ``replacement``; then thin the file's versions by the retention rule.
+        Returns the blobs expiry left unused. Empty content and the same blob again are not
+        kept (nothing to get back)."""
+        if node.is_dir or node.blob_id is None or node.size == 0 or node.blob_id == replacement:
+            return []
+        store.insert_version(
+            conn,
+            node_id=node.id,
+            owner_id=node.owner_id,
+            blob_id=node.blob_id,
+            size=node.size,
+            mtime=node.mtime,
+            etag=node.etag,
+            content_type=node.content_type,
+            checksums=node.checksums,
+            author_id=store.modified_by(conn, node.id),
+            replaced_at=now,
+            pinned=False,
+        )
+        store.add_history_bytes(conn, node.owner_id, versions=node.size)
+        return self.expire_versions(conn, node.id, now)
+
+    def expire_versions(self, conn: Connection, node_id: int, now: float) -> list[str]:
+        """Drop the versions of one file that the retention rule lets go (never a pinned or
+        labelled one); returns the blobs now unused."""
+        ages = [
+            retention.VersionAge(v.id, v.replaced_at, v.pinned or v.label is not None)
+            for v in store.list_versions(conn, node_id)
+        ]
+        return self.drop_versions(conn, retention.expired(ages, now, self.keeping.rule))
+
+    @staticmethod
+    def drop_versions(conn: Connection, version_ids: Sequence[int]) -> list[str]:
+        """Delete version rows and uncount them; returns the blobs now unused."""
+        if not version_ids:
+            return []
+        owners = store.version_owners(conn, version_ids)
+        blob_ids, _ = store.delete_versions(conn, version_ids)
+        for owner_id, size in owners.items():
+            store.add_history_bytes(conn, owner_id, versions=-size)
+        return store.drop_unreferenced_blobs(conn, blob_ids)
+
+    def restore_version(
+        self, conn: Connection, node: Node, version: Version, by: Actor | None
+    ) -> list[str]:
+        """Make ``version`` the current content of file ``node`` (both read in this
+        transaction); what it replaces is kept as a version in turn, so a restore of the wrong
+        version loses nothing. Charged like an upload (507 beyond the quota)."""
+        now = time.time()
+        dead = self._keep_version(conn, node, version.blob_id, now)
+        store.update_node(
+            conn,
+            node.id,
+            size=version.size,
+            mtime=now,
+            etag=version.etag if version.etag != node.etag else secrets.token_hex(16),
+            content_type=version.content_type,
+            checksums=version.checksums,
+            current_blob_id=version.blob_id,
+            modified_by=None if by is None or by.is_link else by.id,
+        )
+        quota.charge(conn, node.owner_id, version.size - node.size)
+        dead += store.drop_unreferenced_blobs(conn, [node.blob_id])
+        return dead + self.make_room(conn, node.owner_id)
+
+    # --- the trash ---------------------------------------------------------------------------
+
+    @staticmethod
+    def trash_tree(conn: Connection, entry: Node, by: Actor | None) -> list[str]:
+        """Move ``entry`` and everything below it into its owner's trash: one UPDATE of its top
+        node, whatever the tree's size. Its bytes move from the live count to the trash's;
+        shares and links of anything in it end (a trashed item is nobody's to reach). Returns
+        the blobs now unused: none (the trash keeps them)."""
+        total, _ = store.subtree_totals(conn, entry.id)
+        path = "/" + "/".join(store.node_names(conn, entry.id))
+        root = store.ensure_trash_root(conn, entry.owner_id)
+        # Whole seconds, made unique per name: the item's name in the trash is
+        # <name>.d<seconds>, as Nextcloud's.
+        deleted_at = float(int(time.time()))
+        while store.trash_taken(conn, root, entry.name, deleted_at):
+            deleted_at += 1
+        store.unshare_subtree(conn, entry.id)
+        store.trash_node(
+            conn,
+            entry.id,
+            trash_root=root,
+            deleted_at=deleted_at,
+            deleted_by=entry.owner_id if by is None or by.is_link else by.id,
+            parent_id=entry.parent_id or root,
+            path=path,
+        )
+        store.add_used_bytes(conn, entry.owner_id, -total)
+        store.add_history_bytes(conn, entry.owner_id, trash=total)
+        return []
+
+    @staticmethod
+    def restore_trash(conn: Connection, item: TrashItem, parent: Node, name: str) -> None:
+        """Put a trashed item back as ``parent/name`` (a free name of a live folder of its
+        owner, checked by the caller in this transaction); charged like new content."""
+        total, _ = store.subtree_totals(conn, item.id)
+        quota.charge(conn, item.owner_id, total)
+        store.add_history_bytes(conn, item.owner_id, trash=-total)
+        store.untrash_node(conn, item.id, parent.id, name)
+
+    @staticmethod
+    def purge_trash(conn: Connection, item_id: int, owner_id: int) -> list[str]:
+        """Delete a trashed item for good, with the versions of its files; returns the blobs
+        now unused."""
+        total, blob_ids = store.subtree_totals(conn, item_id)
+        kept = store.versions_of_nodes(conn, store.subtree_ids(conn, item_id))
+        store.delete_subtree(conn, item_id)  # versions and properties go with the nodes
+        store.add_history_bytes(
+            conn, owner_id, trash=-total, versions=-sum(size for _, _, size in kept)
+        )
+        return store.drop_unreferenced_blobs(conn, blob_ids + [b for _, b, _ in kept])
+
+    # --- room for live content ---------------------------------------------------------------
+
+    def make_room(self, conn: Connection, owner_id: int) -> list[str]:
+        """If the owner's live bytes and history together exceed their quota, drop the oldest
+        unpinned versions, then the oldest trash, until history fits in what the live bytes
+        leave and in ``history_share`` of the quota. Live content never waits for history: a
+        write is refused (507) only when live bytes alone would exceed the quota."""
+        limit, used, kept, trashed = store.history_totals(conn, owner_id)
+        if limit <= 0 or used + kept + trashed <= limit:
+            return []
+        history = [
+            retention.HistoryItem(
+                "version", r.id, r.size, r.replaced_at, r.pinned or r.label is not None
+            )
+            for r in store.owner_versions(conn, owner_id)
+        ]
+        root = store.trash_root_of(conn, owner_id)
+        for trashed_item in store.list_trash(conn, root) if root is not None else []:
+            size, _ = store.subtree_totals(conn, trashed_item.id)
+            history.append(
+                retention.HistoryItem("trash", trashed_item.id, size, trashed_item.deleted_at)
+            )
+        drop = retention.make_room(
+            history, quota=limit, live=used, need=0, share_percent=self.keeping.history_share
+        )
+        if drop is None:  # pinned versions fill what the live bytes leave: drop all else
+            drop = [i for i in history if not i.pinned]
+        dead = self.drop_versions(conn, [i.id for i in drop if i.kind == "version"])
+        for dropped in drop:
+            if dropped.kind == "trash":
+                dead += self.purge_trash(conn, dropped.id, owner_id)
+        return dead
 
     @staticmethod
     def copy_tree(
@@ -248,15 +426,6 @@ class Content:
         """One batch of a staged copy (see meta/store/): hidden rows sharing the sources'
         blobs, as :meth:`copy_tree`. Returns old id -> new id."""
         return store.copy_rows(conn, ids, new_parent, marker, now)
-
-    @staticmethod
-    def delete_tree(conn: Connection, entry: Node) -> list[str]:
-        """Delete ``entry`` and everything below it, uncharge its owner; return the blobs now
-        unused, for :meth:`remove` after the commit."""
-        total, blob_ids = store.subtree_totals(conn, entry.id)
-        store.delete_subtree(conn, entry.id)
-        store.add_used_bytes(conn, entry.owner_id, -total)
-        return store.drop_unreferenced_blobs(conn, blob_ids)
 
     @staticmethod
     def delete_rows(conn: Connection, ids: Sequence[int]) -> list[str]:

@@ -101,11 +101,13 @@ class CopyMove:
                 store.add_used_bytes(conn, src.owner_id, -existing.size - replaced)
                 dead = self.content.take(conn, existing, src)
                 store.replace_properties(conn, src.id, existing.id, move=True)
+                # The moved file's history joins the destination's (the content lives on there).
+                store.move_versions(conn, src.id, existing.id)
                 store.delete_subtree(conn, src.id)
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
-                    dead = self.content.delete_tree(conn, existing)
+                    dead = self.content.trash_tree(conn, existing, actor)
                 store.update_node(conn, src.id, parent_id=parent.id, name=name)
                 result = store.get_node(conn, src.id)
             result = _still_there(stamp(conn, result, mtime))
@@ -161,7 +163,7 @@ class CopyMove:
                 result = store.get_node(conn, existing.id)
             else:
                 if existing is not None:
-                    dead = self.content.delete_tree(conn, existing)
+                    dead = self.content.trash_tree(conn, existing, actor)
                 result = self.content.copy_tree(conn, src, parent.id, name, recursive=recursive)
                 total, _ = store.subtree_totals(conn, result.id)
                 quota.charge(conn, src.owner_id, total)
@@ -223,7 +225,7 @@ class CopyMove:
                     conn, actor, entry, parent, name, overwrite=overwrite, source_right="read"
                 )
                 if existing is not None:
-                    dead = self.content.delete_tree(conn, existing)
+                    dead = self.content.trash_tree(conn, existing, actor)
                 store.update_node(conn, top, parent_id=parent.id, name=name)
                 store.reveal_subtree(conn, top, marker)
                 quota.charge(conn, src.owner_id, store.subtree_totals(conn, top)[0])

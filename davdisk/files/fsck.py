@@ -320,14 +320,14 @@ class Fsck:
     def _check_usage(self, report: FsckReport) -> None:
         with self.db.read() as conn:  # one snapshot: a concurrent write changes both or neither
             rows = checks.usage(conn)
-        for name, used_bytes, actual in rows:
-            if used_bytes != actual:
+        for name, counter, recorded, actual in rows:
+            if recorded != actual:
                 report.findings.append(
                     Finding(
                         FIXABLE,
                         "quota-drift",
                         f"user {name}",
-                        f"used_bytes is {used_bytes}, the files take {actual}",
+                        f"{counter} is {recorded}, the files take {actual}",
                     )
                 )
 

@@ -339,7 +339,7 @@ class Namespace:
             raise Forbidden("the home folder cannot be deleted")
         with self.db.write() as conn:
             guard.check(conn)
-            dead = self.content.delete_tree(conn, fresh(conn, entry))
+            dead = self.content.trash_tree(conn, fresh(conn, entry), actor)
             guard.done(conn)
         self.content.remove(dead)
 

@@ -41,6 +41,11 @@ class User(Base):
     used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     # The user's home folder; set right after the user row exists.
     root_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The hidden folder deleted items go to (migration 0011); made on the first delete.
+    trash_root_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Bytes of kept versions and of the trash, apart from used_bytes (what clients see).
+    version_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    trash_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class UserKey(Base):
@@ -100,7 +105,19 @@ class Node(Base):
     current_blob_id: Mapped[str | None] = mapped_column(
         ForeignKey("blobs.id"), nullable=True, index=True
     )
+    # Positive: when the item (the top of a trashed tree) was deleted; negative: the marker of
+    # a staged copy's hidden rows (meta/store/copies.py).
     deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # A trashed item (migration 0011): who deleted it, the folder it was in (if still there)
+    # and its path below the home then.
+    trashed_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    trash_parent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    trash_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Who wrote the current content (the author of the version it becomes).
+    modified_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The name this file was last renamed away from, and when (an editor's save-by-rename).
+    vacated_name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    vacated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (
         Index("ix_nodes_parent_id", "parent_id"),
@@ -121,6 +138,34 @@ class Node(Base):
             postgresql_where=text("deleted_at IS NULL"),
         ),
         {"sqlite_autoincrement": True},  # ids are never reused (migration 0004)
+    )
+
+
+class Version(Base):
+    """Earlier content of a file, kept when it was replaced: it names the immutable blob (no
+    ciphertext is copied) and what the node recorded of it."""
+
+    __tablename__ = "versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    blob_id: Mapped[str] = mapped_column(ForeignKey("blobs.id"))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[float] = mapped_column(Float)
+    etag: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    checksums: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # sealed
+    author_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    replaced_at: Mapped[float] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    __table_args__ = (
+        Index("ix_versions_node", "node_id", "replaced_at"),
+        Index("ix_versions_owner", "owner_id", "replaced_at"),
+        Index("ix_versions_blob", "blob_id"),
+        {"sqlite_autoincrement": True},
     )
 
 

@@ -20,6 +20,7 @@ job leases, fsck's checks and the keyring import their module by name.
 
 from davdisk.meta.store.blobs import *  # noqa: F403
 from davdisk.meta.store.copies import *  # noqa: F403
+from davdisk.meta.store.history import *  # noqa: F403
 from davdisk.meta.store.keys import *  # noqa: F403
 from davdisk.meta.store.locks import *  # noqa: F403
 from davdisk.meta.store.logins import *  # noqa: F403

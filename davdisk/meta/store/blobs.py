@@ -15,7 +15,7 @@ from sqlalchemy import (
     update,
 )
 
-from davdisk.meta.tables import blobs, loose_blobs, nodes
+from davdisk.meta.tables import blobs, loose_blobs, nodes, versions
 
 __all__ = [
     "DEAD",
@@ -68,37 +68,52 @@ def get_blob_key_version(conn: Connection, blob_id: str) -> int | None:
     return conn.scalar(_BLOB_KEY_VERSION, {"blob_id": blob_id})
 
 
+# A blob is in use while a node's current content or a kept version names it: a trashed file's
+# node still points at its blob, so the trash needs no term of its own.
+
+
 def drop_unreferenced_blobs(conn: Connection, blob_ids: Iterable[str | None]) -> list[str]:
-    """Delete the rows of those blobs no node points to; return the ids deleted."""
+    """Delete the rows of those blobs no node or version points to; return the ids deleted."""
     ids = list({i for i in blob_ids if i})
     if not ids:
         return []
-    referenced = set(
-        conn.scalars(
-            select(nodes.c.current_blob_id).where(nodes.c.current_blob_id.in_(ids)).distinct()
+    dead: list[str] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        referenced = set(
+            conn.scalars(
+                select(nodes.c.current_blob_id).where(nodes.c.current_blob_id.in_(chunk)).distinct()
+            )
         )
-    )
-    dead = [i for i in ids if i not in referenced]
-    if dead:
-        conn.execute(delete(blobs).where(blobs.c.id.in_(dead)))
+        referenced.update(
+            conn.scalars(select(versions.c.blob_id).where(versions.c.blob_id.in_(chunk)).distinct())
+        )
+        gone = [i for i in chunk if i not in referenced]
+        if gone:
+            conn.execute(delete(blobs).where(blobs.c.id.in_(gone)))
+            dead += gone
     return dead
 
 
 def blob_in_use(conn: Connection, blob_id: str) -> bool:
-    """Whether any node points at this blob."""
+    """Whether any node or version points at this blob."""
     return bool(
         conn.scalar(
             select(func.count()).select_from(nodes).where(nodes.c.current_blob_id == blob_id)
+        )
+        or conn.scalar(
+            select(func.count()).select_from(versions).where(versions.c.blob_id == blob_id)
         )
     )
 
 
 def repoint_blob(conn: Connection, old_id: str, new_id: str) -> None:
-    """Point every node on blob ``old_id`` at ``new_id`` (whose row exists) and delete the old
-    row."""
+    """Point every node and version on blob ``old_id`` at ``new_id`` (whose row exists) and
+    delete the old row."""
     conn.execute(
         update(nodes).where(nodes.c.current_blob_id == old_id).values(current_blob_id=new_id)
     )
+    conn.execute(update(versions).where(versions.c.blob_id == old_id).values(blob_id=new_id))
     conn.execute(delete(blobs).where(blobs.c.id == old_id))
 
 
@@ -109,7 +124,8 @@ def all_blob_rows(conn: Connection) -> dict[str, int]:
 
 def unreferenced_blob_ids(conn: Connection) -> list[str]:
     ref = select(nodes.c.id).where(nodes.c.current_blob_id == blobs.c.id).exists()
-    return list(conn.scalars(select(blobs.c.id).where(~ref)))
+    kept = select(versions.c.id).where(versions.c.blob_id == blobs.c.id).exists()
+    return list(conn.scalars(select(blobs.c.id).where(~ref, ~kept)))
 
 
 # --- loose blobs: uploads under way and deferred deletes (models.LooseBlob) -------------------

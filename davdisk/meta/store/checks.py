@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, or_, select, union_all, update
 
 from davdisk.meta import store
-from davdisk.meta.tables import blobs, nodes, props, user_keys, users
+from davdisk.meta.tables import blobs, nodes, props, user_keys, users, versions
 
 
 def user_count(conn: Connection) -> int:
@@ -31,27 +31,38 @@ def key_rows(conn: Connection) -> list[Any]:
 
 
 def file_blob_rows(conn: Connection) -> list[Any]:
-    """Every live file with the blob row it points at (None columns if it has none): id,
-    owner_id, size, current_blob_id, row_id, blob_owner, key_version, size_plain,
-    size_cipher."""
+    """Every file (live or in the trash) and every kept version, with the blob row it points
+    at (None columns if it has none): id (the node's), owner_id, size, current_blob_id, row_id,
+    blob_owner, key_version, size_plain, size_cipher."""
     joined = nodes.outerjoin(blobs, blobs.c.id == nodes.c.current_blob_id)
-    return list(
-        conn.execute(
-            select(
-                nodes.c.id,
-                nodes.c.owner_id,
-                nodes.c.size,
-                nodes.c.current_blob_id,
-                blobs.c.id.label("row_id"),
-                blobs.c.owner_id.label("blob_owner"),
-                blobs.c.key_version,
-                blobs.c.size_plain,
-                blobs.c.size_cipher,
-            )
-            .select_from(joined)
-            .where(nodes.c.is_dir.is_(False), nodes.c.deleted_at.is_(None))
-        ).all()
+    files = (
+        select(
+            nodes.c.id,
+            nodes.c.owner_id,
+            nodes.c.size,
+            nodes.c.current_blob_id,
+            blobs.c.id.label("row_id"),
+            blobs.c.owner_id.label("blob_owner"),
+            blobs.c.key_version,
+            blobs.c.size_plain,
+            blobs.c.size_cipher,
+        )
+        .select_from(joined)
+        # Not the hidden rows of a staged copy (a negative deleted_at): gc's to remove.
+        .where(nodes.c.is_dir.is_(False), or_(nodes.c.deleted_at.is_(None), nodes.c.deleted_at > 0))
     )
+    kept = select(
+        versions.c.node_id,
+        versions.c.owner_id,
+        versions.c.size,
+        versions.c.blob_id,
+        blobs.c.id,
+        blobs.c.owner_id,
+        blobs.c.key_version,
+        blobs.c.size_plain,
+        blobs.c.size_cipher,
+    ).select_from(versions.outerjoin(blobs, blobs.c.id == versions.c.blob_id))
+    return list(conn.execute(union_all(files, kept)).all())
 
 
 def owner_path(conn: Connection, node_id: int) -> str:
@@ -66,48 +77,99 @@ def owner_path(conn: Connection, node_id: int) -> str:
 
 def blob_users(conn: Connection, blob_id: str) -> list[tuple[int, str]]:
     """(node id, owner name) of every node pointing at the blob, in node id order."""
-    rows = conn.execute(
+    current = (
         select(nodes.c.id, users.c.name)
         .join(users, users.c.id == nodes.c.owner_id)
         .where(nodes.c.current_blob_id == blob_id)
-        .order_by(nodes.c.id)
-    ).all()
-    return [(r.id, r.name) for r in rows]
+    )
+    kept = (
+        select(versions.c.node_id, users.c.name)
+        .join(users, users.c.id == versions.c.owner_id)
+        .where(versions.c.blob_id == blob_id)
+    )
+    rows = conn.execute(union_all(current, kept)).all()
+    return sorted({(r[0], r[1]) for r in rows})
 
 
-def _usage_sum() -> Any:
-    """What a user is charged: their files' bytes and their dead properties' (see
-    files/deadprops.py)."""
+def _trashed() -> Any:
+    """Every node in a trash: the trashed items and everything below them."""
+    tree = (
+        select(nodes.c.id)
+        .where(nodes.c.parent_id.in_(select(users.c.trash_root_id)), nodes.c.deleted_at > 0)
+        .cte("trashed", recursive=True)
+    )
+    return tree.union_all(select(nodes.c.id).where(nodes.c.parent_id == tree.c.id))
+
+
+def _bytes_of(where: Any) -> Any:
+    """Files' bytes and their dead properties' (see files/deadprops.py) of a user's nodes
+    matching ``where``."""
     files = (
         select(func.coalesce(func.sum(nodes.c.size), 0))
-        .where(
-            nodes.c.owner_id == users.c.id,
-            nodes.c.is_dir.is_(False),
-            nodes.c.deleted_at.is_(None),
-        )
+        .where(nodes.c.owner_id == users.c.id, nodes.c.is_dir.is_(False), where)
         .scalar_subquery()
     )
     properties = (
         select(func.coalesce(func.sum(props.c.size), 0))
         .select_from(props.join(nodes, nodes.c.id == props.c.node_id))
-        .where(nodes.c.owner_id == users.c.id, nodes.c.deleted_at.is_(None))
+        .where(nodes.c.owner_id == users.c.id, where)
         .scalar_subquery()
     )
     return files + properties
 
 
-def usage(conn: Connection) -> list[tuple[str, int, int]]:
-    """(user name, used_bytes recorded, bytes their files and properties take), by name."""
+def _usage_sums() -> tuple[Any, Any, Any]:
+    """What a user is charged (live files and properties, outside the trash), what their
+    trash holds, and what their kept versions take."""
+    trashed = select(_trashed().c.id)
+    used = _bytes_of(nodes.c.deleted_at.is_(None) & nodes.c.id.not_in(trashed))
+    trash = _bytes_of(nodes.c.id.in_(trashed))
+    kept = (
+        select(func.coalesce(func.sum(versions.c.size), 0))
+        .where(versions.c.owner_id == users.c.id)
+        .scalar_subquery()
+    )
+    return used, trash, kept
+
+
+def usage(conn: Connection) -> list[tuple[str, str, int, int]]:
+    """(user name, counter, recorded, actual) for each user's used_bytes, trash_bytes and
+    version_bytes, by name."""
+    used, trash, kept = _usage_sums()
     rows = conn.execute(
-        select(users.c.name, users.c.used_bytes, _usage_sum().label("actual")).order_by(
-            users.c.name
-        )
+        select(
+            users.c.name,
+            users.c.used_bytes,
+            used.label("used"),
+            users.c.trash_bytes,
+            trash.label("trash"),
+            users.c.version_bytes,
+            kept.label("kept"),
+        ).order_by(users.c.name)
     ).all()
-    return [(r.name, r.used_bytes, r.actual) for r in rows]
+    found = []
+    for r in rows:
+        found.append((r.name, "used_bytes", r.used_bytes, r.used))
+        found.append((r.name, "trash_bytes", r.trash_bytes, r.trash))
+        found.append((r.name, "version_bytes", r.version_bytes, r.kept))
+    return found
 
 
 def recompute_usage(conn: Connection) -> int:
-    """Set every user's used_bytes to what their files take; returns how many changed."""
-    total = _usage_sum()
-    result = conn.execute(update(users).where(users.c.used_bytes != total).values(used_bytes=total))
-    return int(result.rowcount or 0)
+    """Set every user's counters to what their files, trash and versions take; returns how many
+    users changed."""
+    used, trash, kept = _usage_sums()
+    drifted = (
+        (users.c.used_bytes != used)
+        | (users.c.trash_bytes != trash)
+        | (users.c.version_bytes != kept)
+    )
+    # Counted apart: sqlite3 reports no rowcount for an UPDATE that starts with WITH.
+    changed = int(conn.scalar(select(func.count()).select_from(users).where(drifted)) or 0)
+    if changed:
+        conn.execute(
+            update(users)
+            .where(drifted)
+            .values(used_bytes=used, trash_bytes=trash, version_bytes=kept)
+        )
+    return changed

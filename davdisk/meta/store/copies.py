@@ -30,7 +30,20 @@ __all__ = [
 ]
 
 _COPY_COLS = [
-    c.name for c in nodes.columns if c.name not in ("id", "parent_id", "ctime", "deleted_at")
+    c.name
+    for c in nodes.columns
+    if c.name
+    not in (
+        "id",
+        "parent_id",
+        "ctime",
+        "deleted_at",
+        "trashed_by",
+        "trash_parent_id",
+        "trash_path",
+        "vacated_name",
+        "vacated_at",
+    )
 ]
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 
 from davdisk.meta.db import Database
-from davdisk.meta.tables import blobs, nodes, user_keys
+from davdisk.meta.tables import blobs, nodes, user_keys, versions
 
 __all__ = [
     "add_user_key",
@@ -140,17 +140,18 @@ def rewrap(
 
 def used_blobs_on_older_keys(conn: Connection, owner_id: int) -> list[Any]:
     """(id, node_id, key_version, size_plain) of the owner's blobs under an older key version
-    than their newest that a node points at, oldest first."""
+    than their newest that a node or a kept version points at, oldest first."""
     newest = conn.scalar(
         select(func.max(user_keys.c.version)).where(user_keys.c.user_id == owner_id)
     )
     if newest is None:
         return []
-    used = select(nodes.c.id).where(nodes.c.current_blob_id == blobs.c.id).exists()
+    current = select(nodes.c.id).where(nodes.c.current_blob_id == blobs.c.id).exists()
+    kept = select(versions.c.id).where(versions.c.blob_id == blobs.c.id).exists()
     return list(
         conn.execute(
             select(blobs.c.id, blobs.c.node_id, blobs.c.key_version, blobs.c.size_plain)
-            .where(blobs.c.owner_id == owner_id, blobs.c.key_version < newest, used)
+            .where(blobs.c.owner_id == owner_id, blobs.c.key_version < newest, current | kept)
             .order_by(blobs.c.created_at)
         ).all()
     )

@@ -22,7 +22,8 @@ from davdisk.errors import (
     PreconditionFailed,
     UsageError,
 )
-from davdisk.model import Actor
+from davdisk.meta import store
+from davdisk.model import Actor, Node
 from davdisk.services import Services
 from tests.pg import use_test_database
 
@@ -35,6 +36,13 @@ def _actor(svc: Services, name: str) -> Actor:
 
 def _blob_files(svc: Services) -> set[str]:
     return {b.id for b in svc.content.stored()}
+
+
+def _drop_versions(svc: Services, entry: Node) -> None:
+    """Let a file's versions go, as expiry would."""
+    with svc.db.write() as conn:
+        dead = svc.content.drop_versions(conn, [v.id for v in store.list_versions(conn, entry.id)])
+    svc.content.remove(dead)
 
 
 def test_write_read_and_hashes(svc: Services) -> None:
@@ -67,6 +75,8 @@ def test_copies_share_a_blob_until_the_last_is_gone(svc: Services) -> None:
     with svc.files.open_read(alice, copy) as f:
         assert len(f.read()) == 100_000
     svc.files.delete(alice, copy)
+    assert _blob_files(svc) == {original.blob_id}  # both in the trash
+    assert svc.files.history.empty(alice) == 2
     assert _blob_files(svc) == set()
 
 
@@ -77,6 +87,11 @@ def test_overwrite_removes_the_old_blob(svc: Services) -> None:
     first = svc.files.write(alice, home, "f", b"one")
     second = svc.files.write(alice, home, "f", b"two")
     assert second.id == first.id and second.blob_id != first.blob_id
+    # The old content is a version until it is let go.
+    assert _blob_files(svc) == {first.blob_id, second.blob_id}
+    (version,) = svc.files.history.versions(alice, second)
+    assert version.blob_id == first.blob_id
+    _drop_versions(svc, second)
     assert _blob_files(svc) == {second.blob_id}
 
 
@@ -203,7 +218,9 @@ def test_empty_placeholder_costs_no_blob_and_keeps_its_node(svc: Services) -> No
     assert written.etag != placeholder.etag
     assert _blob_files(svc) == {written.blob_id}
     emptied = svc.files.write(alice, home, "new.docx", b"")
-    assert emptied.blob_id is None and _blob_files(svc) == set()
+    assert emptied.blob_id is None and _blob_files(svc) == {written.blob_id}  # a version
+    _drop_versions(svc, emptied)
+    assert _blob_files(svc) == set()
 
 
 def test_default_quota_from_config(tmp_path: Path) -> None:
@@ -256,6 +273,7 @@ def test_open_current_follows_an_overwrite_that_removed_the_old_blob(svc: Servic
     stale = svc.files.resolve(alice, "/doc.txt")
     assert stale is not None
     svc.files.write(alice, home, "doc.txt", b"new, longer content")
+    _drop_versions(svc, stale)
     with pytest.raises(NotFound):
         svc.files.open_read(alice, stale).close()  # the old blob is gone
     entry, reader = svc.files.open_current(alice, stale)
@@ -269,6 +287,7 @@ def test_open_current_follows_an_overwrite_that_removed_the_old_blob(svc: Servic
     with reader:
         assert reader.read() == b"new, longer content"
     svc.files.delete(alice, entry)
+    svc.files.history.empty(alice)
     with pytest.raises(NotFound):
         svc.files.open_current(alice, entry)
 

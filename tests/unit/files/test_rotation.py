@@ -326,6 +326,13 @@ def test_reencrypt_leaves_a_blob_replaced_meanwhile_alone(
     old = next(b for b in job.pending() if b.size_plain == 3 * SEG + 123)
     new = job.rewrite(old)
     write(svc, "alice", "big.bin", b"written by someone else meanwhile")
+    # The replaced content is kept as a version (and re-encrypted with the rest) until it is
+    # let go, as expiry does here:
+    with svc.db.write() as conn:
+        kept = [v.id for v in store.list_versions(conn, old.node_id or 0)]
+        kept += [v.id for v in store.owner_versions(conn, uid) if v.node_id != old.node_id]
+        dead = svc.content.drop_versions(conn, kept)
+    svc.content.remove(dead)
     assert not job.swap(old, new)
     assert not svc.content.blobs.exists(new.id)
     assert read(svc, "alice", "big.bin") == b"written by someone else meanwhile"
