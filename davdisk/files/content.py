@@ -224,7 +224,7 @@ class Content:
                     **content,
                 ).id
                 quota.charge(conn, parent.owner_id, size)
-                dead = []
+                dead = self.make_room(conn, parent.owner_id)
             entry = still_there(store.get_node(conn, node_id))
             guard.done(conn)
         return entry, dead
@@ -330,7 +330,7 @@ class Content:
         node, whatever the tree's size. Its bytes move from the live count to the trash's;
         shares and links of anything in it end (a trashed item is nobody's to reach). Returns
         the blobs now unused: none (the trash keeps them)."""
-        total, _ = store.subtree_totals(conn, entry.id)
+        total = store.subtree_bytes(conn, entry.id)
         path = "/" + "/".join(store.node_names(conn, entry.id))
         root = store.ensure_trash_root(conn, entry.owner_id)
         # Whole seconds, made unique per name: the item's name in the trash is
@@ -338,7 +338,7 @@ class Content:
         deleted_at = float(int(time.time()))
         while store.trash_taken(conn, root, entry.name, deleted_at):
             deleted_at += 1
-        store.unshare_subtree(conn, entry.id)
+        store.unshare_subtree(conn, entry.id, entry.owner_id)
         store.trash_node(
             conn,
             entry.id,
@@ -356,7 +356,7 @@ class Content:
     def restore_trash(conn: Connection, item: TrashItem, parent: Node, name: str) -> None:
         """Put a trashed item back as ``parent/name`` (a free name of a live folder of its
         owner, checked by the caller in this transaction); charged like new content."""
-        total, _ = store.subtree_totals(conn, item.id)
+        total = store.subtree_bytes(conn, item.id)
         quota.charge(conn, item.owner_id, total)
         store.add_history_bytes(conn, item.owner_id, trash=-total)
         store.untrash_node(conn, item.id, parent.id, name)
@@ -489,15 +489,18 @@ class Content:
             return store.blob_in_use(conn, blob_id)
 
     def where_used(self, blob_id: str) -> str:
-        """``owner:/path`` of a node using the blob (and how many more), against a fresh
-        snapshot, for messages."""
+        """``owner:/path`` of a node using the blob (``owner:/path (version N)`` if it keeps it
+        as a version; and how many more), against a fresh snapshot, for messages."""
         with self.db.read() as conn:
             found = checks.blob_users(conn, blob_id)
             if not found:
                 return f"blob {blob_id}"
-            path = "/" + "/".join(store.node_names(conn, found[0][0]))
+            node_id, owner, version_id = found[0]
+            path = "/" + "/".join(store.node_names(conn, node_id))
+        if version_id is not None:
+            path += f" (version {version_id})"
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        return f"{found[0][1]}:{path}{more}"
+        return f"{owner}:{path}{more}"
 
     @staticmethod
     def files_with_blobs(conn: Connection) -> list[Any]:

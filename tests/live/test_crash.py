@@ -35,6 +35,7 @@ from tests.live.conftest import (
     blob_files,
     put,
     read_status,
+    sql,
     temp_files,
     wait_until,
 )
@@ -190,11 +191,13 @@ def crash_during_put(srv: Server, rnd: Round, rng: random.Random) -> int | None:
                 interval=0.001,
             )
         elif rnd.phase == "committed":
-            # the replaced blob is deleted right after the commit, before the answer is sent
+            # the replaced content becomes a version in the commit's own transaction: once its
+            # row is there, the commit went through, and the answer is not sent yet
+            versions_before = kept_versions(srv.data_dir)
             wait_until(
-                lambda: blobs_before - set(blob_files(srv.data_dir)) or readable(sock),
+                lambda: kept_versions(srv.data_dir) > versions_before or readable(sock),
                 60,
-                "the server to commit and drop the replaced blob",
+                "the server to commit and keep the replaced content as a version",
                 interval=0.001,
             )
         elif rnd.phase == "answered":
@@ -205,6 +208,12 @@ def crash_during_put(srv: Server, rnd: Round, rng: random.Random) -> int | None:
         return read_status(sock)
     finally:
         sock.close()
+
+
+def kept_versions(data_dir: Path) -> int:
+    """Versions rows (distinct blobs) in the data dir's database."""
+    (count,) = sql(data_dir, "SELECT count(DISTINCT blob_id) FROM versions")[0]
+    return int(str(count))
 
 
 def test_kill_9_during_large_puts(server_factory: ServerFactory) -> None:
@@ -256,7 +265,10 @@ def test_kill_9_during_large_puts(server_factory: ServerFactory) -> None:
     print(f"before gc: {leftovers[0]} temp files, {leftovers[1]} blob files")
     print(gc_then_fsck(data_dir))
     assert temp_files(data_dir) == [], f"temp files left after gc (seed {SEED})"
-    assert len(blob_files(data_dir)) == 1, f"{blob_files(data_dir)} (seed {SEED})"
+    # The current content and the versions committed PUTs kept: nothing else.
+    kept = kept_versions(data_dir)
+    assert kept == sum(n for (_, o), n in outcomes.items() if o == "new"), (SEED, outcomes)
+    assert len(blob_files(data_dir)) == 1 + kept, f"{blob_files(data_dir)} (seed {SEED})"
     srv = server_factory(data_dir=data_dir)
     s = srv.session(ALICE)
     assert content_digest(s, srv.dav + "doc.bin") == (current.hashes[0], current.size)

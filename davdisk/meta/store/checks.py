@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, union_all, update
+from sqlalchemy import Connection, func, literal, or_, select, union_all, update
 
 from davdisk.meta import store
 from davdisk.meta.tables import blobs, nodes, props, user_keys, users, versions
@@ -75,20 +75,21 @@ def owner_path(conn: Connection, node_id: int) -> str:
     return f"{owner}:/" + "/".join(store.node_names(conn, node_id))
 
 
-def blob_users(conn: Connection, blob_id: str) -> list[tuple[int, str]]:
-    """(node id, owner name) of every node pointing at the blob, in node id order."""
+def blob_users(conn: Connection, blob_id: str) -> list[tuple[int, str, int | None]]:
+    """(node id, owner name, version id or None for current content) of every node pointing
+    at the blob and every version keeping it, in node id order."""
     current = (
-        select(nodes.c.id, users.c.name)
+        select(nodes.c.id, users.c.name, literal(None).label("version_id"))
         .join(users, users.c.id == nodes.c.owner_id)
         .where(nodes.c.current_blob_id == blob_id)
     )
     kept = (
-        select(versions.c.node_id, users.c.name)
+        select(versions.c.node_id, users.c.name, versions.c.id)
         .join(users, users.c.id == versions.c.owner_id)
         .where(versions.c.blob_id == blob_id)
     )
     rows = conn.execute(union_all(current, kept)).all()
-    return sorted({(r[0], r[1]) for r in rows})
+    return sorted({(r[0], r[1], r[2]) for r in rows}, key=lambda r: (r[0], r[2] or 0))
 
 
 def _trashed() -> Any:

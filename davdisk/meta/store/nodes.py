@@ -47,6 +47,7 @@ __all__ = [
     "replace_clear_checksums",
     "resolve",
     "resolve_single",
+    "subtree_bytes",
     "subtree_ids",
     "subtree_size",
     "subtree_totals",
@@ -217,6 +218,21 @@ def subtree_size(conn: Connection, node_id: int) -> int:
     )
     total = conn.scalar(select(func.sum(cte.c.size)).where(cte.c.is_dir.is_(False)))
     return int(total or 0)
+
+
+def subtree_bytes(conn: Connection, node_id: int) -> int:
+    """Bytes a subtree is charged (its files and dead properties), as :func:`subtree_totals`,
+    in one statement (its tree walked once): what a move into the trash counts."""
+    tree = select(nodes.c.id, nodes.c.size, nodes.c.is_dir).where(nodes.c.id == node_id)
+    cte = tree.cte("tree", recursive=True)
+    cte = cte.union_all(
+        select(nodes.c.id, nodes.c.size, nodes.c.is_dir).where(nodes.c.parent_id == cte.c.id)
+    )
+    files = select(func.coalesce(func.sum(cte.c.size), 0)).where(cte.c.is_dir.is_(False))
+    properties = select(func.coalesce(func.sum(props.c.size), 0)).where(
+        props.c.node_id.in_(select(cte.c.id))
+    )
+    return int(conn.scalar(select(files.scalar_subquery() + properties.scalar_subquery())) or 0)
 
 
 def subtree_totals(conn: Connection, node_id: int) -> tuple[int, list[str]]:
