@@ -495,12 +495,12 @@ class Content:
             found = checks.blob_users(conn, blob_id)
             if not found:
                 return f"blob {blob_id}"
-            node_id, owner, version_id = found[0]
-            path = "/" + "/".join(store.node_names(conn, node_id))
+            node_id, _owner, version_id = found[0]
+            place = checks.owner_path(conn, node_id)
         if version_id is not None:
-            path += f" (version {version_id})"
+            place += f" (version {version_id})"
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        return f"{owner}:{path}{more}"
+        return f"{place}{more}"
 
     @staticmethod
     def files_with_blobs(conn: Connection) -> list[Any]:

@@ -66,13 +66,18 @@ def file_blob_rows(conn: Connection) -> list[Any]:
 
 
 def owner_path(conn: Connection, node_id: int) -> str:
-    """``owner:/path`` of a node, for messages."""
-    owner = conn.scalar(
-        select(users.c.name)
+    """``owner:/path`` of a node, for messages; ``owner:trash:/path`` in the trash (the path
+    it has there: the item's name first)."""
+    row = conn.execute(
+        select(users.c.name, users.c.trash_root_id)
         .join(nodes, nodes.c.owner_id == users.c.id)
         .where(nodes.c.id == node_id)
-    )
-    return f"{owner}:/" + "/".join(store.node_names(conn, node_id))
+    ).first()
+    if row is None:
+        return f"node {node_id}:/"
+    chain = store.ancestors(conn, node_id)
+    where = "trash:" if row.trash_root_id is not None and chain[-1] == row.trash_root_id else ""
+    return f"{row.name}:{where}/" + "/".join(store.node_names(conn, node_id))
 
 
 def blob_users(conn: Connection, blob_id: str) -> list[tuple[int, str, int | None]]:
