@@ -6,6 +6,8 @@
     davdisk [--data-dir DIR] user list
     davdisk [--data-dir DIR] gc [--min-age SECONDS] [--deep]
     davdisk [--data-dir DIR] db migrate --to postgresql+psycopg://...
+    davdisk [--data-dir DIR] versions list|restore|pin|unpin OWNER PATH [VERSION]
+    davdisk [--data-dir DIR] trash list|restore|purge|empty OWNER [ITEM]
 
 Errors are one line on stderr and a non-zero exit code (see ``errors.py``); never a traceback.
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 from davdisk import __version__
 from davdisk import config as config_mod
-from davdisk.commands import cert, db, fsck, keys, share, storage, tokens
+from davdisk.commands import cert, db, fsck, keys, share, storage, tokens, trash, versions
 from davdisk.commands.prompts import read_password
 from davdisk.errors import Conflict, DatabaseUnavailable, DavdiskError, NotFound, UsageError
 
@@ -104,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.register(usub)
 
     share.register(sub)
+    versions.register(sub)
+    trash.register(sub)
     cert.register(sub)
     keys.register(sub)
     fsck.register(sub)
@@ -152,8 +156,16 @@ def run(args: argparse.Namespace, cfg: config_mod.Config) -> int:
         services = Services.open(cfg, create=True, check_database=True)
         return serve(services, cfg.get("server", "host"), cfg.get("server", "port"))
 
-    if args.command in ("cert", "key", "fsck", "db", "storage"):
-        commands = {"cert": cert, "key": keys, "fsck": fsck, "db": db, "storage": storage}
+    if args.command in ("cert", "key", "fsck", "db", "storage", "versions", "trash"):
+        commands = {
+            "cert": cert,
+            "key": keys,
+            "fsck": fsck,
+            "db": db,
+            "storage": storage,
+            "versions": versions,
+            "trash": trash,
+        }
         return commands[args.command].run(args, cfg)
     if args.command == "user" and args.user_command == "token":
         return tokens.run(args, cfg)

@@ -9,7 +9,7 @@ import logging
 
 from davdisk import tls
 from davdisk.app import DAV_PREFIX, build_app
-from davdisk.files.jobs import JobRunner
+from davdisk.files.jobs import JobRunner, expiry_job, gc_job
 from davdisk.http import httpd
 from davdisk.http.shutdown import GracefulStop, InFlight
 from davdisk.http.transport import startup_notes
@@ -84,7 +84,12 @@ def serve(services: Services, host: str, port: int) -> int:
     stop = GracefulStop(server, config.get("server", "shutdown_grace"), in_flight)
     stop.install()
     jobs = JobRunner(
-        services.admin, config.get("jobs", "gc_interval"), config.get("jobs", "lease_seconds")
+        services.db,
+        [
+            gc_job(services.admin, config.get("jobs", "gc_interval")),
+            expiry_job(services.files.history, config.get("jobs", "expiry_interval")),
+        ],
+        config.get("jobs", "lease_seconds"),
     )
     jobs.start()
     try:
@@ -92,7 +97,7 @@ def serve(services: Services, host: str, port: int) -> int:
     finally:
         jobs.stop()  # starts no job any more
         stop.finish()  # returns once no request runs any more
-        jobs.join(config.get("server", "shutdown_grace"))  # and a running gc has ended
+        jobs.join(config.get("server", "shutdown_grace"))  # and running jobs have ended
         services.close()
         logger.info("stopped")
     return 0

@@ -1,8 +1,10 @@
-"""Background jobs: gc every ``[jobs] gc_interval`` seconds, run by exactly one process of all
-the servers on one database.
+"""Background jobs, each run by exactly one process of all the servers on one database: gc
+every ``[jobs] gc_interval`` seconds, and the expiry of old versions and trash items every
+``[jobs] expiry_interval`` seconds.
 
-A job runs under its lease (``meta/store/leases.py``): a process runs it only if it takes the lease,
-which it gets only while no other process holds it and the job has not run for an interval.
+Each job runs under its own lease (``meta/store/leases.py``): a process runs it only if it takes
+the lease, which it gets only while no other process holds it and the job has not run for an
+interval.
 While the job runs, a second thread renews the lease every third of ``[jobs] lease_seconds``;
 afterwards it is released with the time the run ended. A holder that crashes stops renewing, so
 its lease expires and another process takes the job over. ``davdisk gc`` takes the same lease,
@@ -18,18 +20,21 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from davdisk.files.admin import Admin, GcReport
+from davdisk.files.history import History
 from davdisk.meta.db import Database
 from davdisk.meta.store import leases
 
 logger = logging.getLogger("davdisk.jobs")
 
 GC = "gc"
+EXPIRY = "expiry"  # versions and trash past [versions] retention / [trash] retention_days
 # Leftovers younger than this may be an upload a server is finishing (as for `davdisk gc`).
 GC_MIN_AGE = 900.0
 
@@ -113,42 +118,91 @@ def gc_under_lease(
         return admin.gc(min_age, deep=deep)
 
 
-class JobRunner:
-    """The server's thread that runs gc when due, if it wins the lease."""
+@dataclass(frozen=True)
+class Job:
+    """A background job: its name (which names its lease and starts its log lines), seconds
+    between runs (0 = never), and the work, which returns what to log about a run."""
 
-    def __init__(self, admin: Admin, gc_interval: float, lease_seconds: float) -> None:
-        self._admin = admin
-        self._interval = gc_interval
-        self._lease = Lease(admin.db, GC, holder_name(), lease_seconds)
+    name: str
+    interval: float
+    work: Callable[[], str]
+
+
+def gc_job(admin: Admin, interval: float) -> Job:
+    """Remove leftovers (blobs no row names, abandoned uploads) older than ``GC_MIN_AGE``."""
+
+    def work() -> str:
+        report = admin.gc(GC_MIN_AGE)
+        return f"removed {report.blobs} blobs, {report.bytes} bytes"
+
+    return Job(GC, interval, work)
+
+
+def expiry_job(history: History, interval: float) -> Job:
+    """Apply the retention rules to every user's versions and trash. Apart from gc: its own
+    lease and interval (a slow gc over a big bucket holds up no expiry, and the reverse), and
+    ``davdisk gc`` expires nothing."""
+
+    def work() -> str:
+        versions, items = history.expire()
+        return f"dropped {versions} versions, purged {items} trash items"
+
+    return Job(EXPIRY, interval, work)
+
+
+class JobRunner:
+    """The server's threads, one per job, that each run their job when due, if they win its
+    lease."""
+
+    def __init__(self, db: Database, jobs: list[Job], lease_seconds: float) -> None:
+        holder = holder_name()
+        # [jobs] ..._interval = 0: this server never runs that job
+        self._loops = [
+            _JobLoop(job, Lease(db, job.name, holder, lease_seconds))
+            for job in jobs
+            if job.interval > 0
+        ]
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        if self._interval <= 0:
-            return  # [jobs] gc_interval = 0: this server runs no gc
-        self._thread = threading.Thread(target=self._loop, name="davdisk-jobs", daemon=True)
-        self._thread.start()
+        for loop in self._loops:
+            name = f"davdisk-job-{loop.job.name}"
+            thread = threading.Thread(target=loop.run, args=(self._stop,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         """Start no job any more (one that runs goes on: see :meth:`join`)."""
         self._stop.set()
 
     def join(self, timeout: float) -> None:
-        """Wait at most ``timeout`` seconds for the running job, if any, after :meth:`stop`."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                logger.warning("gc still running at shutdown; its lease will expire")
+        """Wait at most ``timeout`` seconds in all for the running jobs, if any, after
+        :meth:`stop`."""
+        deadline = time.monotonic() + timeout
+        for thread, loop in zip(self._threads, self._loops, strict=True):
+            thread.join(max(deadline - time.monotonic(), 0))
+            if thread.is_alive():
+                logger.warning("%s still running at shutdown; its lease will expire", loop.job.name)
 
-    def _loop(self) -> None:
+
+class _JobLoop:
+    """One job's schedule in one server: try when due, run if the lease is ours."""
+
+    def __init__(self, job: Job, lease: Lease) -> None:
+        self.job = job
+        self._lease = lease
+        self._interval = job.interval
+
+    def run(self, stop: threading.Event) -> None:
         # The first run comes an interval after the start (not at it): a restart is no reason
         # to collect, and servers restarted together do not all try at once.
         delay = self._interval + self._jitter()
-        while not self._stop.wait(delay):
+        while not stop.wait(delay):
             try:
                 delay = self._tick()
             except Exception:
-                logger.exception("gc job failed")
+                logger.exception("%s job failed", self.job.name)
                 delay = self._interval
             delay += self._jitter()
 
@@ -156,16 +210,16 @@ class JobRunner:
         return random.uniform(0, min(self._interval / 20, 5.0))
 
     def _tick(self) -> float:
-        """Run gc if due and the lease is ours; seconds until it is worth trying again."""
+        """Run the job if due and the lease is ours; seconds until it is worth trying again."""
         lease = self._lease
         if lease.take(ran_before=time.time() - self._interval):
             started = time.monotonic()
             with lease.kept():
-                report = self._admin.gc(GC_MIN_AGE)
+                done = self.job.work()
             logger.info(
-                "gc: removed %d blobs, %d bytes in %.2f s (lease %s)",
-                report.blobs,
-                report.bytes,
+                "%s: %s in %.2f s (lease %s)",
+                self.job.name,
+                done,
                 time.monotonic() - started,
                 lease.holder,
             )

@@ -1,6 +1,6 @@
-"""Background gc under a lease: of two ``davdisk serve`` processes on one database exactly one
-runs each gc, a crashed holder's lease expires and the other takes over, and ``davdisk gc``
-refuses to run beside a server's."""
+"""Background jobs under a lease: of two ``davdisk serve`` processes on one database exactly one
+runs each gc (and each expiry of old versions and trash), a crashed holder's lease expires and
+the other takes over, and ``davdisk gc`` refuses to run beside a server's."""
 
 from __future__ import annotations
 
@@ -15,10 +15,18 @@ from pathlib import Path
 import pytest
 
 from davdisk import config as config_mod
-from davdisk.files.jobs import GC, Lease
+from davdisk.files.jobs import EXPIRY, GC, Lease
 from davdisk.meta.db import Database
 from davdisk.meta.store.leases import LeaseRow
-from tests.live.conftest import Server, ServerFactory, _harness_config, cli, wait_until
+from tests.live.conftest import (
+    Server,
+    ServerFactory,
+    _harness_config,
+    cli,
+    put,
+    sql,
+    wait_until,
+)
 
 INTERVAL = 1  # [jobs] gc_interval
 LEASE = 3  # [jobs] lease_seconds
@@ -27,6 +35,11 @@ HOUR_AGO = time.time() - 3600
 RUN_RE = re.compile(
     r"^(\S+ \S+) INFO davdisk\.jobs: gc: removed (\d+) blobs, \d+ bytes in [\d.]+ s "
     r"\(lease \S+:(\d+):\w+\)$",
+    re.M,
+)
+EXPIRY_RE = re.compile(
+    r"^(\S+ \S+) INFO davdisk\.jobs: expiry: dropped (\d+) versions, purged (\d+) trash items "
+    r"in [\d.]+ s \(lease \S+:(\d+):\w+\)$",
     re.M,
 )
 
@@ -186,3 +199,51 @@ def test_cli_gc_refuses_to_run_beside_another(database: tuple[Path, Path, Databa
     assert not any(p.exists() for p in leftovers)
     row = _lease(db)
     assert row is not None and row.last_run_at is not None and row.expires_at == 0
+
+
+def _expiry_runs(*servers: Server) -> list[tuple[datetime, int, int]]:
+    """Every expiry run the servers logged: (when it ended, versions dropped, pid), oldest
+    first."""
+    found = []
+    for srv in servers:
+        for when, dropped, _items, pid in EXPIRY_RE.findall(srv.log()):
+            found.append((datetime.strptime(when, "%Y-%m-%d %H:%M:%S,%f"), int(dropped), int(pid)))
+    return sorted(found)
+
+
+def test_of_two_servers_one_runs_each_expiry(
+    server_factory: ServerFactory, database: tuple[Path, Path, Database], tmp_path: Path
+) -> None:
+    data_dir, _config, db = database
+    config = tmp_path / "expiry.toml"
+    config.write_text(
+        f"{_harness_config(data_dir).read_text()}\n"
+        '[versions]\nretention = "auto, 1"\n'
+        f"[jobs]\ngc_interval = 0\nexpiry_interval = {INTERVAL}\nlease_seconds = {LEASE}\n"
+    )
+    a = server_factory(data_dir=data_dir, config=config)
+    b = server_factory(data_dir=data_dir, config=config)
+    s = a.session()
+    for body in (b"first", b"second"):
+        put(s, a.dav + "f.txt", body)
+    # the version two days old, past "auto, 1": the next run, whichever server's, drops it
+    aged = sql(
+        data_dir,
+        "UPDATE versions SET replaced_at = :t RETURNING id",
+        t=time.time() - 2 * 86400,
+    )
+    assert len(aged) == 1, aged
+
+    wait_until(lambda: sum(r[1] for r in _expiry_runs(a, b)), 20, "the version to expire")
+    wait_until(lambda: len(_expiry_runs(a, b)) >= 6, 30, "six runs of the expiry")
+    runs = _expiry_runs(a, b)
+    gaps = [(later[0] - earlier[0]).total_seconds() for earlier, later in pairwise(runs)]
+    assert min(gaps) >= INTERVAL * 0.8, (gaps, runs)
+    assert sum(dropped for _, dropped, _ in runs) == 1, runs  # dropped once
+    assert {pid for _, _, pid in runs} <= {a.pid, b.pid}
+    assert sql(data_dir, "SELECT count(*) FROM versions") == [(0,)]
+    row = Lease(db, EXPIRY, "test", LEASE).current()
+    assert row is not None and row.last_run_at is not None
+    assert int(row.holder.split(":")[1]) in (a.pid, b.pid)
+    assert _lease(db) is None  # gc_interval = 0: gc never ran, under its own lease
+    assert not _runs(a, b)
