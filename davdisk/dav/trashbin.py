@@ -15,9 +15,9 @@ restored. The trash is its owner's alone (files/history.py): another user's name
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO
 
-from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
+from wsgidav.dav_error import HTTP_METHOD_NOT_ALLOWED, HTTP_NOT_FOUND, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
 from davdisk import wsgidav_compat
@@ -171,6 +171,10 @@ class TrashedFile(_Trashed, DAVNonCollection):
 
     def support_etag(self) -> bool:
         return True
+
+    def get_content(self) -> BinaryIO:
+        # Never asked: GET is not among what a trashed item allows (the method gate says 405).
+        raise DAVError(HTTP_METHOD_NOT_ALLOWED)
 
 
 class TrashedFolder(_Trashed, DAVCollection):
