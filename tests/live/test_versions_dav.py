@@ -179,3 +179,19 @@ def test_methods_and_strangers(srv: Server) -> None:
     assert move(b, own_tree, version_restore_url(srv, BOB)).status_code == 404
     assert srv.session(None).request("PROPFIND", vurl).status_code == 401
     assert "Traceback" not in srv.log()
+
+
+def test_an_old_version_is_inert_in_a_browser(srv: Server) -> None:
+    """An HTML version is served as /dav serves files: sandboxed, and as a download."""
+    s = srv.session(ALICE)
+    url = srv.dav + "page.html"
+    put(s, url, b"<script>alert(document.cookie)</script>", headers={"Content-Type": "text/html"})
+    put(s, url, b"<p>harmless now</p>", headers={"Content-Type": "text/html"})
+    vurl = versions_url(srv, ALICE, fileid(s, url))
+    (name,) = list_versions(s, vurl)
+    r = s.get(vurl + name)
+    assert r.status_code == 200 and r.content.startswith(b"<script>")
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "sandbox" in r.headers["Content-Security-Policy"]
+    assert r.headers["Content-Disposition"] == "attachment"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
