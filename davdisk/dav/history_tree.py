@@ -45,6 +45,18 @@ FOLDER_PAGE = b"This is a WebDAV folder: open it with a WebDAV client to see wha
 BASE_ALLOW = ("OPTIONS", "PROPFIND")
 
 
+def options_path(environ: dict[str, Any]) -> str:
+    """The path of an OPTIONS request, decoded: cheroot leaves it percent-encoded (its OPTIONS
+    branch skips the unquoting every other method gets), so ``a%20b`` would not be found.
+    Decoded only while it still is the raw path (``100%25`` arrives as ``100%`` once decoded,
+    which the raw path does not end with), so a fixed cheroot is not decoded twice."""
+    path: str = environ["PATH_INFO"]
+    raw = urlsplit(environ.get("REQUEST_URI") or "").path
+    if "%" in path and raw.endswith(path):
+        return unquote(path)
+    return path
+
+
 class Done:
     """What a MOVE or DELETE did: its status line and extra headers."""
 
@@ -168,7 +180,8 @@ class HistoryProvider(DAVProvider):
         default_handler: Callable[..., Iterable[bytes]],
     ) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
-        res = self.get_resource_inst(environ["PATH_INFO"], environ)
+        path = options_path(environ) if method == "OPTIONS" else environ["PATH_INFO"]
+        res = self.get_resource_inst(path, environ)
         if not isinstance(res, Answers):
             raise DAVError(HTTP_NOT_FOUND)
         allow = res.allow

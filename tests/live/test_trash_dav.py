@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -19,6 +20,7 @@ from tests.live.conftest import (
     Server,
     ServerFactory,
     get_bytes,
+    members,
     parse_multistatus,
     put,
 )
@@ -171,11 +173,16 @@ def test_purge_one_then_empty_the_trash(srv: Server) -> None:
 
 def test_methods_and_strangers(srv: Server) -> None:
     a = srv.session(ALICE)
-    put(a, srv.dav + "secret.txt", b"alice's secret")
-    assert a.delete(srv.dav + "secret.txt").status_code == 204
+    name = "sé cret #1.txt"  # escaped in URLs, in hrefs and in Destination
+    put(a, srv.dav + quote(name), b"alice's secret")
+    assert a.delete(srv.dav + quote(name)).status_code == 204
     items = list_trash(a, trash_url(srv, ALICE))
-    (key,) = [k for k, v in items.items() if v.text(NC + "trashbin-filename") == "secret.txt"]
-    member = trash_url(srv, ALICE) + key
+    (key,) = [k for k, v in items.items() if v.text(NC + "trashbin-filename") == name]
+    member = trash_url(srv, ALICE) + quote(key)
+    # allprop, and no Depth (1 on a folder, 0 on an item), answer too.
+    assert key in members(a, trash_url(srv, ALICE))
+    r = a.request("PROPFIND", member)
+    assert r.status_code == 207 and len(parse_multistatus(r.content)) == 1
 
     o = a.options(trash_url(srv, ALICE))
     assert o.status_code == 200 and "DELETE" in o.headers["Allow"]
@@ -204,11 +211,12 @@ def test_methods_and_strangers(srv: Server) -> None:
         assert a.request(method, member).status_code == 405, method
     assert a.request("MOVE", member).status_code == 400
     assert move(a, member, srv.dav + "secret.txt").status_code == 403
+    assert move(a, member, trash_url(srv, ALICE) + "elsewhere").status_code == 403
     assert move(a, member, trash_restore_url(srv, BOB, "secret.txt")).status_code == 403
 
     # bob sees neither alice's trash nor her items, under her name or his.
     b = srv.session(BOB)
-    for target in (trash_url(srv, ALICE), member, trash_url(srv, BOB) + key):
+    for target in (trash_url(srv, ALICE), member, trash_url(srv, BOB) + quote(key)):
         r = b.request("PROPFIND", target, headers={"Depth": "1"})
         assert r.status_code == 404, (target, r.status_code)
     assert move(b, member, trash_restore_url(srv, ALICE, "x")).status_code == 404
@@ -216,6 +224,9 @@ def test_methods_and_strangers(srv: Server) -> None:
     assert b.delete(trash_url(srv, ALICE)).status_code == 404
     assert key not in list_trash(b, trash_url(srv, BOB))
     assert srv.session(None).request("PROPFIND", trash_url(srv, ALICE)).status_code == 401
-    # Still there, untouched.
+    # Still there, untouched; and it comes back under its name.
     assert key in list_trash(a, trash_url(srv, ALICE))
+    restore = trash_restore_url(srv, ALICE, name)
+    assert move(a, member, restore).status_code == 201
+    assert get_bytes(a, srv.dav + quote(name)) == b"alice's secret"
     assert "Traceback" not in srv.log()

@@ -17,7 +17,17 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from tests.live.conftest import ALICE, BOB, Server, ServerFactory, get_bytes, put
+from tests.live.conftest import (
+    ALICE,
+    BOB,
+    Server,
+    ServerFactory,
+    get_bytes,
+    members,
+    parse_multistatus,
+    propfind,
+    put,
+)
 from tests.live.history_dav import (
     NC,
     fileid,
@@ -161,6 +171,13 @@ def test_methods_and_strangers(srv: Server) -> None:
     assert move(s, member, version_restore_url(srv, BOB)).status_code == 403
     assert move(s, vurl + "999999", version_restore_url(srv, ALICE)).status_code == 404
     assert s.request("PROPFIND", vurl, headers={"Depth": "infinity"}).status_code == 403
+    # allprop, and no Depth (1 on the folder, 0 on a version), answer too.
+    assert name in members(s, vurl)
+    r = s.request("PROPFIND", member)
+    assert r.status_code == 207 and len(parse_multistatus(r.content)) == 1
+    for up in ("", f"{ALICE}/", f"{ALICE}/versions/", f"{ALICE}/restore/"):
+        found = propfind(s, f"{srv.url}/remote.php/dav/versions/{up}", "1")
+        assert found, up
 
     # A folder's id, an unknown id, a non-number: not found.
     folder_id = fileid(s, srv.dav)
