@@ -31,6 +31,7 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVCollection, DAVProvider
 
 from davdisk import wsgidav_compat
+from davdisk.dav import liveprops
 from davdisk.files.api import Files
 from davdisk.model import Actor
 from davdisk.request_context import context
@@ -39,6 +40,17 @@ from davdisk.wsgidav_compat import DAVResource
 logger = logging.getLogger(__name__)
 
 NC = "{http://nextcloud.org/ns}"
+# The properties these trees show beyond WsgiDAV's getters, named here for both trees (their
+# resources are versions and trash items, not nodes: dav/properties.py's table is the nodes').
+GETETAG = "{DAV:}getetag"  # quoted, as /dav writes it (WsgiDAV's getter would not quote it)
+FILEID = liveprops.OC_FILEID
+SIZE = liveprops.OC_SIZE
+VERSION_LABEL = NC + "version-label"
+VERSION_AUTHOR = NC + "version-author"
+TRASH_FILENAME = NC + "trashbin-filename"
+TRASH_LOCATION = NC + "trashbin-original-location"
+TRASH_DELETION_TIME = NC + "trashbin-deletion-time"
+TRASH_DELETED_BY = NC + "trashbin-deleted-by-id"
 REMOTE_PREFIX = "/remote.php/dav"
 FOLDER_PAGE = b"This is a WebDAV folder: open it with a WebDAV client to see what is in it.\n"
 # What every resource of these trees answers.

@@ -21,18 +21,28 @@ from wsgidav.dav_error import HTTP_METHOD_NOT_ALLOWED, HTTP_NOT_FOUND, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
 from davdisk import wsgidav_compat
-from davdisk.dav import liveprops
 from davdisk.dav.errors import dav_errors
-from davdisk.dav.history_tree import BASE_ALLOW, NC, Answers, Done, Fixed, HistoryProvider
+from davdisk.dav.history_tree import (
+    BASE_ALLOW,
+    FILEID,
+    GETETAG,
+    NC,
+    SIZE,
+    TRASH_DELETED_BY,
+    TRASH_DELETION_TIME,
+    TRASH_FILENAME,
+    TRASH_LOCATION,
+    Answers,
+    Done,
+    Fixed,
+    HistoryProvider,
+)
+from davdisk.dav.liveprops import OC
 from davdisk.files.api import Files
 from davdisk.model import Actor, TrashItem
 from davdisk.wsgidav_compat import DAVResource
 
 TRASHBIN_PREFIX = "/remote.php/dav/trashbin"
-FILENAME = NC + "trashbin-filename"
-LOCATION = NC + "trashbin-original-location"
-DELETION_TIME = NC + "trashbin-deletion-time"
-DELETED_BY = NC + "trashbin-deleted-by-id"
 
 
 class TrashFolder(Answers, DAVCollection):
@@ -111,28 +121,28 @@ class _Trashed(Answers):
         """A Nextcloud/ownCloud property's text; None: not one of those."""
         item = self.item
         values = {
-            FILENAME: lambda: item.name,
-            LOCATION: lambda: item.path.lstrip("/"),
-            DELETION_TIME: lambda: str(int(item.deleted_at)),
-            DELETED_BY: lambda: self.trash.deleter(item),
-            liveprops.OC_FILEID: lambda: str(item.id),
-            liveprops.OC_SIZE: lambda: str(item.size),
+            TRASH_FILENAME: lambda: item.name,
+            TRASH_LOCATION: lambda: item.path.lstrip("/"),
+            TRASH_DELETION_TIME: lambda: str(int(item.deleted_at)),
+            TRASH_DELETED_BY: lambda: self.trash.deleter(item),
+            FILEID: lambda: str(item.id),
+            SIZE: lambda: str(item.size),
         }
         found = values.get(name)
         return None if found is None else found()
 
     def get_property_names(self, *, is_allprop: bool) -> list[str]:
         names = wsgidav_compat.base_property_names(self, is_allprop=is_allprop)
-        extra = [FILENAME, LOCATION, DELETION_TIME]
-        return names + extra + ([DELETED_BY] if self.trash.deleter(self.item) else [])
+        extra = [TRASH_FILENAME, TRASH_LOCATION, TRASH_DELETION_TIME]
+        return names + extra + ([TRASH_DELETED_BY] if self.trash.deleter(self.item) else [])
 
     def get_property_value(self, name: str) -> Any:
-        if name.startswith((NC, liveprops.OC)):
+        if name.startswith((NC, OC)):
             value = self._nc_value(name)
             if value is None:
                 raise DAVError(HTTP_NOT_FOUND)
             return value
-        if name == "{DAV:}getetag":
+        if name == GETETAG:
             if self.item.is_dir:
                 raise DAVError(HTTP_NOT_FOUND)
             return f'"{self.item.etag}"'  # quoted, as /dav writes it

@@ -20,7 +20,16 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
 from davdisk import wsgidav_compat
 from davdisk.dav.errors import dav_errors
-from davdisk.dav.history_tree import BASE_ALLOW, NC, Answers, Done, Fixed, HistoryProvider
+from davdisk.dav.history_tree import (
+    BASE_ALLOW,
+    GETETAG,
+    VERSION_AUTHOR,
+    VERSION_LABEL,
+    Answers,
+    Done,
+    Fixed,
+    HistoryProvider,
+)
 from davdisk.dav.resources import wanted_range
 from davdisk.files.access import owns
 from davdisk.files.api import Files
@@ -28,8 +37,6 @@ from davdisk.model import Actor, Node, Version
 from davdisk.wsgidav_compat import DAVResource
 
 VERSIONS_PREFIX = "/remote.php/dav/versions"
-LABEL = NC + "version-label"
-AUTHOR = NC + "version-author"
 
 
 class VersionsFolder(Answers, DAVCollection):
@@ -128,18 +135,18 @@ class VersionFile(Answers, DAVNonCollection):
 
     def get_property_names(self, *, is_allprop: bool) -> list[str]:
         names = wsgidav_compat.base_property_names(self, is_allprop=is_allprop)
-        extra = [LABEL] + ([AUTHOR] if self.folder.author(self.version) else [])
+        extra = [VERSION_LABEL] + ([VERSION_AUTHOR] if self.folder.author(self.version) else [])
         return names + extra
 
     def get_property_value(self, name: str) -> Any:
-        if name == LABEL:
+        if name == VERSION_LABEL:
             return self.version.label or ""
-        if name == AUTHOR:
+        if name == VERSION_AUTHOR:
             author = self.folder.author(self.version)
             if author is None:
                 raise DAVError(HTTP_NOT_FOUND)
             return author
-        if name == "{DAV:}getetag":
+        if name == GETETAG:
             return f'"{self.version.etag}"'  # quoted, as /dav writes it
         return wsgidav_compat.base_property_value(self, name)
 
