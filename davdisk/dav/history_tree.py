@@ -14,7 +14,6 @@ has no lock manager, so nothing here can be locked and no lock is ever looked up
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -36,8 +35,6 @@ from davdisk.files.api import Files
 from davdisk.model import Actor
 from davdisk.request_context import context
 from davdisk.wsgidav_compat import DAVResource
-
-logger = logging.getLogger(__name__)
 
 NC = "{http://nextcloud.org/ns}"
 # The properties these trees show beyond WsgiDAV's getters, named here for both trees (their
