@@ -1,6 +1,7 @@
-"""Builds the WSGI application over a data dir's services: a mount table (WsgiDAV at ``/dav``
-and ``/public/<token>``, link pages at ``/s/<token>``, the landing page, the anonymous OPTIONS
-probes) inside one stack of middleware every request passes through."""
+"""Builds the WSGI application over a data dir's services: a mount table (WsgiDAV at ``/dav``,
+``/public/<token>`` and Nextcloud's versions and trash trees under ``/remote.php/dav``, link
+pages at ``/s/<token>``, the landing page, the anonymous OPTIONS probes) inside one stack of
+middleware every request passes through."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from davdisk.dav.errors import ErrorPages
 from davdisk.dav.locks import SQLLockManager, SQLLockStorage
 from davdisk.dav.provider import DavdiskProvider
 from davdisk.dav.public import PUBLIC_PREFIX, PublicProvider
+from davdisk.dav.trashbin import TRASHBIN_PREFIX, TrashbinProvider
+from davdisk.dav.versions import VERSIONS_PREFIX, VersionsProvider
 from davdisk.http.audit import AuditLog
 from davdisk.http.errors import ServerErrors
 from davdisk.http.inert import InertContent
@@ -63,11 +66,19 @@ def build_app(services: Services) -> WSGIApp:
     )
     provider = DavdiskProvider(services.files)
     public = PublicProvider(services.files)
+    # Nextcloud's paths only: a /dav/versions alias would hide a user's own folder of that name.
+    versions = VersionsProvider(services.files)
+    trashbin = TrashbinProvider(services.files)
     links = LinkAuthenticator(services.files, config.get("auth", "cache_seconds"), throttle)
     lock_storage = SQLLockStorage(services.db)
     dav = WsgiDAVApp(
         {
-            "provider_mapping": {DAV_PREFIX: provider, PUBLIC_PREFIX: public},
+            "provider_mapping": {
+                DAV_PREFIX: provider,
+                PUBLIC_PREFIX: public,
+                VERSIONS_PREFIX: versions,
+                TRASHBIN_PREFIX: trashbin,
+            },
             "http_authenticator": {
                 "domain_controller": DavdiskDomainController,
                 "accept_basic": True,
@@ -106,6 +117,8 @@ def build_app(services: Services) -> WSGIApp:
     dav.lock_manager = lock_manager
     provider.set_lock_manager(lock_manager)
     public.set_lock_manager(lock_manager)
+    for history in (versions, trashbin):
+        history.set_lock_manager(None)  # nothing there can be locked
     link_pages = LinkPages(services.files, links, dav)
 
     # Where each request goes: the first mount that matches answers it.
@@ -116,6 +129,9 @@ def build_app(services: Services) -> WSGIApp:
             Mount(probe, at=("*", "/", DAV_PREFIX, DAV_PREFIX + "/"), methods=_OPTIONS),
             Mount(dav, at=(DAV_PREFIX,), under=DAV_PREFIX),  # the users' tree
             Mount(dav, under=PUBLIC_PREFIX),  # the trees of public links
+            # a user's versions and trash, as Nextcloud's clients address them
+            Mount(dav, at=(VERSIONS_PREFIX,), under=VERSIONS_PREFIX),
+            Mount(dav, at=(TRASHBIN_PREFIX,), under=TRASHBIN_PREFIX),
             Mount(link_pages, under=LINK_PREFIX.rstrip("/")),  # links seen in a browser
             Mount(_landing, at=("/",), methods=_GET),
         ],

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import BinaryIO
 
@@ -120,6 +121,17 @@ class History:
             found = store.get_version(conn, entry.id, version_id)
         if found is None:
             raise NotFound(f"version {version_id} of {entry.name!r}")
+        return found
+
+    def user_names(self, user_ids: Iterable[int]) -> dict[int, str]:
+        """The names of these users, where they still exist: who wrote a version or deleted a
+        trashed item, as faces show it."""
+        found: dict[int, str] = {}
+        with self.db.read() as conn:
+            for user_id in set(user_ids):
+                user = store.get_user_by_id(conn, user_id)
+                if user is not None:
+                    found[user_id] = user.name
         return found
 
     # --- the trash ---------------------------------------------------------------------------

@@ -8,7 +8,8 @@ user's rights (stored XSS). So this middleware adds to every answer:
 - ``X-Content-Type-Options: nosniff``: a browser takes the type as given, never guesses "HTML"
   from the bytes;
 - a Content Security Policy: ``sandbox`` (no script, no same-origin rights, no forms) with
-  ``default-src 'none'`` for the content of ``/dav/`` and ``/public/``; for davdisk's own pages
+  ``default-src 'none'`` for the content of ``/dav/``, ``/public/`` and ``/remote.php/dav/``
+  (old versions); for davdisk's own pages
   (link pages, error pages) ``default-src 'none'`` with inline styles only, and
   ``frame-ancestors 'none'``, with ``X-Frame-Options: DENY`` and ``Referrer-Policy:
   no-referrer`` (a page's URL may hold a link token);
@@ -24,7 +25,7 @@ from typing import Any
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-CONTENT_PREFIXES = ("/dav/", "/public/")
+CONTENT_PREFIXES = ("/dav/", "/public/", "/remote.php/dav/")
 CONTENT_CSP = "sandbox; default-src 'none'"
 PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; "

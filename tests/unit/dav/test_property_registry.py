@@ -4,7 +4,8 @@ Before, dav/resources.py (WsgiDAV's generic path) and dav/listing.py (the fast D
 each wrote which live properties there are and how their values are found, kept equal only by
 tests/dav/test_listing.py. Read from the source (ast): no other module names a live property
 (a ``{DAV:}...`` or ownCloud name, or ``liveprops.OC_*``), except those whose job is to name
-them: the client names (dav/liveprops.py) and WsgiDAV's own elements (wsgidav_compat.py).
+them: the client names (dav/liveprops.py), WsgiDAV's own elements (wsgidav_compat.py) and the
+properties of versions and trash items (dav/history_tree.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import ast
 
 from tests.unit.test_imports import _docstrings, _modules
 
-NAMERS = {"davdisk.dav.properties", "davdisk.dav.liveprops", "davdisk.wsgidav_compat"}
+NAMERS = {
+    "davdisk.dav.properties",
+    "davdisk.dav.liveprops",
+    "davdisk.wsgidav_compat",
+    # The versions and trash trees' resources are not nodes: their few properties are named
+    # there, once for both trees.
+    "davdisk.dav.history_tree",
+}
 LIVE_NAMESPACES = ("{DAV:}", "{http://owncloud.org/ns}")
 
 
