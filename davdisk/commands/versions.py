@@ -1,5 +1,5 @@
-"""``davdisk versions list|restore|pin|unpin OWNER PATH [VERSION]``: a file's earlier contents,
-as its owner sees them (files/history.py decides who may)."""
+"""``davdisk versions list|restore|pin|unpin|delete OWNER PATH [VERSION]``: a file's earlier
+contents, as its owner sees them (files/history.py decides who may)."""
 
 from __future__ import annotations
 
@@ -39,10 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="let a version expire again",
         description="Unpin a version (its label goes too): retention applies to it again.",
     )
-    for parser in (lst, restore, pin, unpin):
+    drop = vsub.add_parser(
+        "delete",
+        help="delete a version for good",
+        description="Delete one version now, pinned or not (e.g. one fsck reports damaged).",
+    )
+    for parser in (lst, restore, pin, unpin, drop):
         parser.add_argument("owner", help="the user who owns the file")
         parser.add_argument("path", help="the file, e.g. /Documents/report.odt")
-    for parser in (restore, pin, unpin):
+    for parser in (restore, pin, unpin, drop):
         parser.add_argument("version", help="a version id, as versions list shows it")
     pin.add_argument("--label", metavar="TEXT", help="a name for the version, e.g. 'sent'")
 
@@ -86,6 +91,9 @@ def _run(args: argparse.Namespace, services: Any) -> int:
         version = history.pin_version(who, entry, version_id, pinned=True, label=args.label)
         label = f" as {printable(version.label)!r}" if version.label else ""
         print(f"pinned version {version_id} of {shown}{label}")
+    elif args.versions_command == "delete":
+        history.delete_version(who, entry, version_id)
+        print(f"deleted version {version_id} of {shown}")
     else:
         history.pin_version(who, entry, version_id, pinned=False)
         print(f"unpinned version {version_id} of {shown}")

@@ -88,9 +88,10 @@ class VersionsFolder(Answers, DAVCollection):
 
 
 class VersionFile(Answers, DAVNonCollection):
-    """One version: its content (GET) and its restore (MOVE)."""
+    """One version: its content (GET), its restore (MOVE) and its deletion (DELETE, as
+    Nextcloud's versions tree allows)."""
 
-    allow = (*BASE_ALLOW, "GET", "HEAD", "MOVE")
+    allow = (*BASE_ALLOW, "GET", "HEAD", "MOVE", "DELETE")
 
     def __init__(
         self, path: str, environ: dict[str, Any], folder: VersionsFolder, version: Version
@@ -157,6 +158,12 @@ class VersionFile(Answers, DAVNonCollection):
             node = folder.files.history.restore_version(folder.actor, folder.entry, self.version.id)
         # The restore target does not exist before (Nextcloud's answer is 201 as well).
         return Done("201 Created", [("ETag", f'"{node.etag}"')])
+
+    def remove(self) -> Done:
+        folder = self.folder
+        with dav_errors():
+            folder.files.history.delete_version(folder.actor, folder.entry, self.version.id)
+        return Done("204 No Content")
 
 
 class VersionsProvider(HistoryProvider):

@@ -106,6 +106,15 @@ class History:
         self.content.remove(dead)
         return replace(result, name=entry.name)
 
+    def delete_version(self, actor: Actor, entry: Node, version_id: int) -> None:
+        """Let one version go now (pinned or not): its blob is freed if nothing else uses it."""
+        self.version(actor, entry, version_id)
+        with self.db.write() as conn:
+            if store.get_version(conn, entry.id, version_id) is None:
+                raise NotFound(f"version {version_id} of {entry.name!r}")
+            dead = self.content.drop_versions(conn, [version_id])
+        self.content.remove(dead)
+
     def pin_version(
         self, actor: Actor, entry: Node, version_id: int, *, pinned: bool, label: str | None = None
     ) -> Version:

@@ -146,11 +146,21 @@ def test_versions_round_trip(server_factory: ServerFactory, tmp_path: Path) -> N
         # a grantee sees the shared file, not its history
         (5, ("list", BOB, "/doc.txt"), "forbidden: only the owner"),
         (5, ("restore", BOB, "/doc.txt", v), "forbidden: only the owner"),
+        (5, ("delete", BOB, "/doc.txt", v), "forbidden: only the owner"),
+        (3, ("delete", ALICE, "/doc.txt", "99999"), "not found: version 99999"),
     ]:
         line = _fails(srv, config, code, "versions", *args)
         assert line.startswith(f"davdisk: error: {says}"), (args, line)
     assert get_bytes(s, url) == contents[1]
     assert len(_rows(_ok(srv, config, "versions", "list", ALICE, "/doc.txt"))) == 5
+
+    # delete lets one version go, pinned or not; its blob goes with it
+    _ok(srv, config, "versions", "pin", ALICE, "/doc.txt", v)
+    assert _ok(srv, config, "versions", "delete", ALICE, "/doc.txt", v) == [
+        f"deleted version {v} of /doc.txt"
+    ]
+    rows = _rows(_ok(srv, config, "versions", "list", ALICE, "/doc.txt"))
+    assert len(rows) == 4 and v not in {r[0] for r in rows}, rows
     _check_clean(srv, config)
 
 

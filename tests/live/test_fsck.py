@@ -153,10 +153,21 @@ def test_damage_is_found_and_only_the_safe_part_repaired(server_factory: ServerF
     assert_lines(after, [damage[0], damage[1], segment])
     assert summary_counts(after) == "3 errors, 0 fixable, 0 warnings"
 
-    # Users writing the files again is what ends the errors.
+    # Users writing the files again ends the errors of the files; the damaged contents they
+    # replaced are kept as versions, reported as such, until those versions go too.
     alice = srv.session(ALICE)
-    for name in ("a.txt", "b.bin", "c.bin", "docs/b-copy.bin"):
+    names = ("a.txt", "b.bin", "c.bin", "docs/b-copy.bin")
+    for name in names:
         put(alice, srv.dav + name, b"rewritten " + name.encode())
+    after = fsck(data_dir, "--deep", expect=EXIT_PROBLEMS)
+    assert summary_counts(after) == "3 errors, 0 fixable, 0 warnings", after
+    assert all(" (version " in line for line in after[:-1]), after
+    for name in names:
+        listed = cli(data_dir, "versions", "list", ALICE, "/" + name)
+        assert listed.returncode == 0, describe(listed)
+        for row in listed.stdout.splitlines()[1:]:
+            dropped = cli(data_dir, "versions", "delete", ALICE, "/" + name, row.split()[0])
+            assert dropped.returncode == 0, describe(dropped)
     fsck(data_dir, "--deep", expect=0)
 
     # Only garbage: --repair removes it and says so with its own status.

@@ -139,6 +139,7 @@ def test_methods_and_strangers(srv: Server) -> None:
         "GET",
         "HEAD",
         "MOVE",
+        "DELETE",
     }
     o = s.options(vurl)
     assert o.status_code == 200 and "MOVE" not in o.headers["Allow"]
@@ -154,7 +155,6 @@ def test_methods_and_strangers(srv: Server) -> None:
         assert r.status_code == 405, (method, r.status_code)
     for method, target in [
         ("PUT", member),
-        ("DELETE", member),
         ("PROPPATCH", member),
         ("COPY", member),
         ("MKCOL", vurl),
@@ -195,6 +195,13 @@ def test_methods_and_strangers(srv: Server) -> None:
     own_tree = versions_url(srv, BOB, fid) + name
     assert move(b, own_tree, version_restore_url(srv, BOB)).status_code == 404
     assert srv.session(None).request("PROPFIND", vurl).status_code == 401
+    assert b.delete(member).status_code == 404
+
+    # DELETE lets one version go (Nextcloud's tree allows it); the file is untouched.
+    count = len(members(s, vurl))
+    assert s.delete(member).status_code == 204
+    assert name not in members(s, vurl) and len(members(s, vurl)) == count - 1
+    assert s.delete(member).status_code == 404
     assert "Traceback" not in srv.log()
 
 
