@@ -171,11 +171,11 @@ class Content:
         with self.db.write() as conn:
             guard.check(conn)  # e.g. a lock granted while the body was arriving
             if target is not None:
-                existing = store.get_node(conn, target.id)
+                existing = store.get_live_node(conn, target.id)
                 if existing is None:
                     raise Conflict("the file is gone")
             else:
-                if store.get_node(conn, parent.id) is None:
+                if store.get_live_node(conn, parent.id) is None:
                     raise Conflict("the parent folder is gone")
                 existing = store.get_child(conn, parent.id, name)
             if actor is not None:

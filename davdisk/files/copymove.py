@@ -267,7 +267,7 @@ class CopyMove:
         src = fresh(conn, entry)
         allow(self.db, actor, src, source_right, conn)
         allow(self.db, actor, parent, "write", conn)
-        if store.get_node(conn, parent.id) is None:
+        if store.get_live_node(conn, parent.id) is None:
             raise Conflict("the destination folder is gone")
         if src.is_dir and store.is_ancestor(conn, src.id, parent.id):
             raise Forbidden("cannot move or copy a folder into itself")

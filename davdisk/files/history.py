@@ -95,7 +95,7 @@ class History:
         """Make a version the file's current content; what it replaces becomes a version."""
         _owner_only(actor, entry)
         with self.db.write() as conn:
-            node = store.get_node(conn, entry.id)
+            node = store.get_live_node(conn, entry.id)
             if node is None:
                 raise NotFound(repr(entry.name))
             version = store.get_version(conn, node.id, version_id)
@@ -192,7 +192,7 @@ class History:
         """The folder, if it is still a live folder of the home (not gone, not in the trash)."""
         if folder_id is None:
             return None
-        folder = store.get_node(conn, folder_id)
+        folder = store.get_live_node(conn, folder_id)
         if folder is None or not folder.is_dir:
             return None
         chain = store.ancestors(conn, folder.id)

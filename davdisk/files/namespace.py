@@ -40,8 +40,9 @@ def stamp(conn: Connection, entry: Node | None, mtime: float | None) -> Node | N
 
 
 def fresh(conn: Connection, entry: Node) -> Node:
-    """``entry`` read again in the caller's transaction; NotFound if it is gone."""
-    current = store.get_node(conn, entry.id)
+    """``entry`` read again in the caller's transaction; NotFound if it is gone (or in the
+    trash, or below a folder that is)."""
+    current = store.get_live_node(conn, entry.id)
     if current is None:
         raise NotFound(entry.name)
     return current
@@ -120,7 +121,7 @@ class Namespace:
     def node(self, actor: Actor, node_id: int) -> Node | None:
         """A node by id, if it exists and the actor may find it (see :meth:`resolve`)."""
         with self.db.read() as conn:
-            entry = store.get_node(conn, node_id)
+            entry = store.get_live_node(conn, node_id)
             if entry is None or not Access.allowed(conn, actor, entry, "find"):
                 return None
         return entry
@@ -244,7 +245,7 @@ class Namespace:
         name = check_name(name)
         now = time.time()
         with self.db.write() as conn:
-            if store.get_node(conn, parent.id) is None:
+            if store.get_live_node(conn, parent.id) is None:
                 raise Conflict("the parent folder is gone")
             existing = store.get_child(conn, parent.id, name)
             if existing is not None:
@@ -270,7 +271,7 @@ class Namespace:
         name = check_name(name)
         now = time.time()
         with self.db.write() as conn:
-            if store.get_node(conn, parent.id) is None:
+            if store.get_live_node(conn, parent.id) is None:
                 raise Conflict("the parent folder is gone")
             if store.get_child(conn, parent.id, name) is not None:
                 raise AlreadyExists(name)
@@ -318,6 +319,7 @@ class Namespace:
             for name, value in changes.items()
         }
         with self.db.write() as conn:
+            fresh(conn, entry)  # not charged to the live bytes once it is in the trash
             current = store.property_sizes(conn, entry.id)
             deadprops.check_limits(current, changes)
             quota.charge(conn, entry.owner_id, deadprops.growth(current, changes))

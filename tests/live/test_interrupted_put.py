@@ -97,6 +97,8 @@ def test_interrupted_put_leaves_old_content(server_factory: ServerFactory, mode:
     put(s, srv.dav + "after.bin", b"after", expect=(201,))
     assert get_bytes(s, srv.dav + "after.bin") == b"after"
     assert s.delete(srv.dav + "after.bin").status_code == 204
+    # out of the trash too, so that its blob goes (the trash keeps a deleted file's blob)
+    assert s.delete(f"{srv.url}/remote.php/dav/trashbin/{ALICE}/trash").status_code == 204
 
     print(f"temp files before gc: {temp_files(srv.data_dir)}")
     gc = cli(srv.data_dir, "gc", "--min-age", "0")
@@ -118,7 +120,7 @@ def test_gc_keeps_recent_temp_files_and_all_live_blobs(
     srv = server_factory()
     s = srv.session(ALICE)
     put(s, srv.dav + "doc.bin", V1, expect=(201,))
-    put(s, srv.dav + "doc.bin", V1[::-1], expect=(204,))  # the first version is now orphaned
+    put(s, srv.dav + "doc.bin", V1[::-1], expect=(204,))  # the first content: now a version
     interrupted_put(srv, "/dav/new.bin", "length")
     live = get_bytes(s, srv.dav + "doc.bin")
     assert live == V1[::-1]
@@ -131,7 +133,7 @@ def test_gc_keeps_recent_temp_files_and_all_live_blobs(
     gc = cli(srv.data_dir, "gc", "--min-age", "0")
     assert gc.returncode == 0, describe(gc)
     assert temp_files(srv.data_dir) == []
-    assert len(blob_files(srv.data_dir)) == 1, blob_files(srv.data_dir)
+    assert len(blob_files(srv.data_dir)) == 2, blob_files(srv.data_dir)  # live, and its version
     assert get_bytes(s, srv.dav + "doc.bin") == live
     print(f"before gc: {len(blobs_before)} blobs, temp files {temps_before}")
 

@@ -30,6 +30,7 @@ from tests.live.conftest import (
     use_s3,
     wait_until,
 )
+from tests.live.history_dav import fileid, list_versions, versions_url
 from tests.s3 import SeaweedServer, start_seaweed
 
 MARKER = b"PLAINTEXT-MARKER-8d1f"  # repeated through every uploaded body
@@ -103,10 +104,14 @@ def test_a_download_outlives_an_overwrite_and_gc_removes_the_old_blob_later(
     s = srv.session()
     old, new = _body(30 << 20), _body(1000)
     put(s, srv.dav + "doc.bin", old)
+    versions = versions_url(srv, ALICE, fileid(s, srv.dav + "doc.bin"))
     with s.get(srv.dav + "doc.bin", stream=True) as r:
         assert r.status_code == 200
         got = r.raw.read(1 << 20)
-        put(srv.session(), srv.dav + "doc.bin", new)  # the old blob loses its last node
+        other = srv.session()
+        put(other, srv.dav + "doc.bin", new)  # the old content becomes a version...
+        (kept,) = list_versions(other, versions)
+        assert other.delete(versions + kept).status_code == 204  # ...which goes: no user left
         got += r.raw.read()
     assert hashlib.sha256(got).digest() == hashlib.sha256(old).digest()
     assert get_bytes(s, srv.dav + "doc.bin") == new

@@ -224,6 +224,8 @@ def ensure_trash_root(conn: Connection, user_id: int) -> int:
             mtime=now,
             ctime=now,
             etag="",
+            # Marked as the items in it are: no lookup of live nodes ever returns it.
+            deleted_at=now,
         )
     ).inserted_primary_key[0]  # type: ignore[index]
     conn.execute(update(users).where(users.c.id == user_id).values(trash_root_id=root))

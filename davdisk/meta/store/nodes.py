@@ -38,6 +38,7 @@ __all__ = [
     "copy_subtree",
     "delete_subtree",
     "get_child",
+    "get_live_node",
     "get_node",
     "insert_node",
     "is_ancestor",
@@ -380,6 +381,37 @@ _ANCESTORS = select(_CHAIN.c.id).order_by(_CHAIN.c.depth)
 
 
 _NAMES_DOWN = select(_CHAIN.c.name, _CHAIN.c.parent_id).order_by(_CHAIN.c.depth.desc())
+
+
+def _chain_with_marks() -> Any:
+    """The node ``:chain_node_id`` and its ancestors with their ``deleted_at``."""
+    chain = (
+        select(nodes.c.id, nodes.c.parent_id, nodes.c.deleted_at)
+        .where(nodes.c.id == bindparam("chain_node_id"))
+        .cte("marked", recursive=True)
+    )
+    return chain.union_all(
+        select(nodes.c.id, nodes.c.parent_id, nodes.c.deleted_at).where(
+            nodes.c.id == chain.c.parent_id
+        )
+    )
+
+
+_MARKED = _chain_with_marks()
+_MARKS_IN_CHAIN = select(func.count()).select_from(_MARKED).where(_MARKED.c.deleted_at.is_not(None))
+
+
+def get_live_node(conn: Connection, node_id: int) -> Node | None:
+    """The node, if it is in its owner's tree: not in the trash, not below a trashed folder
+    (whose members keep their rows as they were: a delete moves only the top), not part of a
+    staged copy. Write transactions re-read what they change through this: a request that
+    looked a node up before its folder went to the trash must not write into the trash."""
+    entry = get_node(conn, node_id)
+    if entry is None or entry.parent_id is None:
+        return entry
+    if conn.scalar(_MARKS_IN_CHAIN, {"chain_node_id": node_id}):
+        return None
+    return entry
 
 
 def ancestors(conn: Connection, node_id: int) -> list[int]:
