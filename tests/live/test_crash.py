@@ -219,7 +219,11 @@ def kept_versions(data_dir: Path) -> int:
 def test_kill_9_during_large_puts(server_factory: ServerFactory) -> None:
     print(f"DAVDISK_CRASH_SEED={SEED}")
     rng = random.Random(SEED)
-    srv = server_factory(users={ALICE: USERS[ALICE]})
+    # Every replaced content kept (no thinning of versions made seconds apart), so that the
+    # versions left count the PUTs that committed.
+    keep_all = server_factory.base / "keep-all.toml"
+    keep_all.write_text('[versions]\nretention = "disabled"\n')
+    srv = server_factory(users={ALICE: USERS[ALICE]}, config=keep_all)
     data_dir: Path = srv.data_dir
     current = Content(rng.randrange(1 << 32), MIB + 12345)
     put(srv.session(ALICE), srv.dav + "doc.bin", b"".join(current.chunks()), expect=(201,))
@@ -236,7 +240,7 @@ def test_kill_9_during_large_puts(server_factory: ServerFactory) -> None:
         could_commit = rnd.phase in COMPLETE_BODY
         must_commit = rnd.phase in COMMITTED or status is not None
 
-        srv = server_factory(data_dir=data_dir)  # checks this round, then serves the next
+        srv = server_factory(data_dir=data_dir, config=keep_all)  # checks this round, then serves the next
         s = srv.session(ALICE)
         listing = list_tree(s, srv.dav)
         assert set(listing) == {"doc.bin"}, f"{ctx}: listing {sorted(listing)}"
@@ -269,6 +273,6 @@ def test_kill_9_during_large_puts(server_factory: ServerFactory) -> None:
     kept = kept_versions(data_dir)
     assert kept == sum(n for (_, o), n in outcomes.items() if o == "new"), (SEED, outcomes)
     assert len(blob_files(data_dir)) == 1 + kept, f"{blob_files(data_dir)} (seed {SEED})"
-    srv = server_factory(data_dir=data_dir)
+    srv = server_factory(data_dir=data_dir, config=keep_all)
     s = srv.session(ALICE)
     assert content_digest(s, srv.dav + "doc.bin") == (current.hashes[0], current.size)
