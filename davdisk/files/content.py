@@ -333,11 +333,14 @@ class Content:
         total = store.subtree_bytes(conn, entry.id)
         path = "/" + "/".join(store.node_names(conn, entry.id))
         root = store.ensure_trash_root(conn, entry.owner_id)
-        # Whole seconds, made unique per name: the item's name in the trash is
-        # <name>.d<seconds>, as Nextcloud's.
+        # Whole seconds, later than any item of the same name: the item's name in the trash
+        # is <name>.d<seconds>, as Nextcloud's, so it must be unique; and items of one name
+        # keep the order they were deleted in (a second deletion in the same second, or one
+        # after an item was restored, counts on from the latest).
         deleted_at = float(int(time.time()))
-        while store.trash_taken(conn, root, entry.name, deleted_at):
-            deleted_at += 1
+        latest = store.trash_latest(conn, root, entry.name)
+        if latest is not None and latest >= deleted_at:
+            deleted_at = latest + 1
         store.unshare_subtree(conn, entry.id, entry.owner_id)
         store.trash_node(
             conn,

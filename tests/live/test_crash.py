@@ -240,7 +240,8 @@ def test_kill_9_during_large_puts(server_factory: ServerFactory) -> None:
         could_commit = rnd.phase in COMPLETE_BODY
         must_commit = rnd.phase in COMMITTED or status is not None
 
-        srv = server_factory(data_dir=data_dir, config=keep_all)  # checks this round, then serves the next
+        # checks this round, then serves the next
+        srv = server_factory(data_dir=data_dir, config=keep_all)
         s = srv.session(ALICE)
         listing = list_tree(s, srv.dav)
         assert set(listing) == {"doc.bin"}, f"{ctx}: listing {sorted(listing)}"

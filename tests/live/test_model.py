@@ -1,8 +1,10 @@
 """Model-based test: random sequences of WebDAV requests against one live server and a model.
 
 A Hypothesis ``RuleBasedStateMachine`` sends real HTTP requests (PUT, MKCOL, DELETE, MOVE,
-COPY, GET, PROPFIND, LOCK, UNLOCK) to one ``davdisk serve`` and keeps, next to it, an in-memory
-model of the tree (path -> bytes for files, a set of folders, the locks granted). For every
+COPY, GET, PROPFIND, LOCK, UNLOCK, and restores from the trash) to one ``davdisk serve`` and
+keeps, next to it, an in-memory model of the tree (path -> bytes for files, a set of folders,
+the locks granted, and the trash: what each DELETE, or a folder replaced by a MOVE or COPY,
+took away, with the identity of the folder it was in). For every
 request the model predicts the status (RFC 4918) and the tree afterwards; after every step the
 server's tree (a PROPFIND Depth 1 walk and a GET of every file) must equal the model's.
 
@@ -18,9 +20,11 @@ a refused request must still leave the tree exactly as it was.
 
 from __future__ import annotations
 
+import posixpath
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import pytest
 import requests
@@ -30,11 +34,13 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
 
 from tests.live.conftest import ALICE, BOB, LOCK_BODY, Server, ServerFactory, members, q
+from tests.live.history_dav import NC, list_trash, move, trash_restore_url, trash_url
 from tests.live.sharing_helpers import share_add
 
 NAMES = ("a", "b", "ü x")
@@ -71,12 +77,72 @@ class Lock:
 
 
 @dataclass
+class Trashed:
+    """What one delete took away: its path then, the identity of the folder it was in, and
+    its tree (paths relative to it, "" the item itself), folders with their identities."""
+
+    path: str
+    parent: int
+    files: dict[str, bytes]
+    dirs: dict[str, int]
+
+
+def restored_name(name: str, taken: set[str]) -> str:
+    """The name a restore takes when ``name`` is taken (files/history.py)."""
+    if name not in taken:
+        return name
+    stem, ext = posixpath.splitext(name)
+    if not stem:
+        stem, ext = name, ""
+    n = 1
+    while True:
+        candidate = f"{stem} (restored{'' if n == 1 else f' {n}'}){ext}"
+        if candidate not in taken:
+            return candidate
+        n += 1
+
+
+@dataclass
 class Model:
     """The tree below the example's top folder ("" is the top folder itself)."""
 
     files: dict[str, bytes] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
     locks: dict[str, Lock] = field(default_factory=dict)  # token -> lock
+    # Each folder's identity (its node: a restore goes back into the folder, not the path);
+    # the top folder is 0.
+    ids: dict[str, int] = field(default_factory=lambda: {"": 0})
+    trash: list[Trashed] = field(default_factory=list)
+    made: int = 0
+
+    def new_id(self) -> int:
+        self.made += 1
+        return self.made
+
+    def add_dir(self, path: str) -> None:
+        self.dirs.add(path)
+        self.ids[path] = self.new_id()
+
+    def to_trash(self, path: str) -> None:
+        """Remove ``path`` (and what is below it) into the trash."""
+        inside = {p: b for p, b in self.files.items() if within(path, p)}
+        dirs = {p: i for p, i in self.ids.items() if p and within(path, p)}
+        self.trash.append(
+            Trashed(
+                path,
+                self.ids[parent_of(path)],
+                {p[len(path) :]: b for p, b in inside.items()},
+                {p[len(path) :]: i for p, i in dirs.items()},
+            )
+        )
+        self.remove(path)
+
+    def children(self, folder: str) -> set[str]:
+        return {
+            p.rsplit("/", 1)[-1]
+            for p in (self.dirs | set(self.files))
+            if parent_of(p) == folder and p != folder
+        }
 
     def is_dir(self, path: str) -> bool:
         return path == "" or path in self.dirs
@@ -104,10 +170,12 @@ class Model:
         """Delete ``path`` and everything below it, with the locks rooted there."""
         self.files = {p: b for p, b in self.files.items() if not within(path, p)}
         self.dirs = {p for p in self.dirs if not within(path, p)}
+        self.ids = {p: i for p, i in self.ids.items() if p == "" or not within(path, p)}
         self.locks = {t: lk for t, lk in self.locks.items() if not within(path, lk.root)}
 
-    def copy_tree(self, src: str, dst: str, *, recursive: bool) -> None:
-        """Copy ``src`` (and, if ``recursive``, what is below it) to the free name ``dst``."""
+    def copy_tree(self, src: str, dst: str, *, recursive: bool, keep_ids: bool = False) -> None:
+        """Copy ``src`` (and, if ``recursive``, what is below it) to the free name ``dst``;
+        the folders keep their identities if ``keep_ids`` (a move)."""
 
         def moved(p: str) -> str:
             return dst + p[len(src) :]
@@ -115,9 +183,11 @@ class Model:
         if src in self.files:
             self.files[dst] = self.files[src]
             return
-        self.dirs.add(dst)
+        below = [p for p in self.dirs if p.startswith(src + "/")] if recursive else []
+        for p in [src, *below]:
+            self.dirs.add(moved(p))
+            self.ids[moved(p)] = self.ids[p] if keep_ids else self.new_id()
         if recursive:
-            self.dirs |= {moved(p) for p in self.dirs if p.startswith(src + "/")}
             self.files |= {moved(p): b for p, b in self.files.items() if p.startswith(src + "/")}
 
 
@@ -130,11 +200,15 @@ class DavModel(RuleBasedStateMachine):
     server: Server  # set by the test before Hypothesis runs the machine
     user = ALICE
     base = ""  # the folder (URL below /dav/, "" or ending in "/") the examples are made in
+    restores = True  # the user owns what they delete (a grantee's deletes go to the owner)
 
     def __init__(self) -> None:
         super().__init__()
         self.s = self.server.session(self.user)
-        self.top = self.server.dav + self.base + q("model-" + uuid.uuid4().hex[:10]) + "/"
+        top = "model-" + uuid.uuid4().hex[:10]
+        self.top = self.server.dav + self.base + q(top) + "/"
+        # Where the example's items were, as the trash says it (below the home, no "/" first).
+        self.location = unquote(self.base) + top + "/"
         r = self.s.request("MKCOL", self.top)
         assert r.status_code == CREATED, (r.status_code, r.text[:300])
         self.model = Model()
@@ -224,11 +298,11 @@ class DavModel(RuleBasedStateMachine):
                     break
                 if folder not in m.dirs:
                     self.send("MKCOL", folder, {CREATED})
-                    m.dirs.add(folder)
+                    m.add_dir(folder)
             else:
                 if is_dir:
                     self.send("MKCOL", path, {CREATED})
-                    m.dirs.add(path)
+                    m.add_dir(path)
                 else:
                     self.send("PUT", path, {CREATED}, data=body)
                     m.files[path] = body
@@ -268,7 +342,7 @@ class DavModel(RuleBasedStateMachine):
             errors.add(423)
         self.send("MKCOL", path, errors or {CREATED}, headers=self.if_header(with_token))
         if not errors:
-            m.dirs.add(path)
+            m.add_dir(path)
 
     @rule(data=st.data(), with_token=st.booleans())
     def delete(self, data: st.DataObject, with_token: bool) -> None:
@@ -281,7 +355,7 @@ class DavModel(RuleBasedStateMachine):
             errors.add(423)
         self.send("DELETE", path, errors or {NO_CONTENT}, headers=self.if_header(with_token))
         if not errors:
-            m.remove(path)
+            m.to_trash(path)
 
     def _transfer_errors(self, src: str, dst: str, overwrite: bool) -> set[int]:
         """The errors a MOVE or COPY of ``src`` to ``dst`` must get, locks aside."""
@@ -319,9 +393,9 @@ class DavModel(RuleBasedStateMachine):
         }
         self.send("MOVE", src, errors or {NO_CONTENT if existed else CREATED}, headers=headers)
         if not errors:
-            m.remove(dst)
+            self._replace(dst, src)
             # Locks do not move with the resource (RFC 4918 7.5): they are dropped.
-            m.copy_tree(src, dst, recursive=True)
+            m.copy_tree(src, dst, recursive=True, keep_ids=True)
             m.remove(src)
 
     @rule(data=st.data(), overwrite=st.booleans(), with_token=st.booleans(), shallow=st.booleans())
@@ -342,8 +416,60 @@ class DavModel(RuleBasedStateMachine):
         }
         self.send("COPY", src, errors or {NO_CONTENT if existed else CREATED}, headers=headers)
         if not errors:
-            m.remove(dst)
+            self._replace(dst, src)
             m.copy_tree(src, dst, recursive=depth == "infinity")
+
+    def _replace(self, dst: str, src: str) -> None:
+        """What a MOVE or COPY of ``src`` does to what stands at ``dst``: a file replaced by a
+        file keeps its identity (its old content becomes a version); anything else goes to the
+        trash."""
+        m = self.model
+        if not m.exists(dst):
+            return
+        if dst in m.files and src in m.files:
+            m.remove(dst)
+        else:
+            m.to_trash(dst)
+
+    @precondition(lambda self: self.restores and self.model.trash)
+    @rule(data=st.data())
+    def restore(self, data: st.DataObject) -> None:
+        """Put an item of the trash back (Nextcloud's trashbin tree): into the folder it was
+        in (if that folder is still in the tree, wherever it is now), under a new name if its
+        name is taken; into the home, out of the example, if the folder is gone."""
+        m = self.model
+        index = data.draw(st.integers(0, len(m.trash) - 1), label="restore")
+        item = m.trash[index]
+        location = self.location + item.path
+        same = [t for t in m.trash if t.path == item.path]
+        found = sorted(
+            (
+                (int(e.text(NC + "trashbin-deletion-time") or 0), name)
+                for name, e in list_trash(self.s, trash_url(self.server, self.user)).items()
+                if e.text(NC + "trashbin-original-location") == location
+            ),
+        )
+        assert len(found) == len(same), (location, found, "\n".join(self.log))
+        key = found[same.index(item)][1]
+        name = item.path.rsplit("/", 1)[-1]
+        r = move(
+            self.s,
+            trash_url(self.server, self.user) + q(key),
+            trash_restore_url(self.server, self.user, name),
+        )
+        self.log.append(f"RESTORE {item.path!r} ({key}) -> {r.status_code}")
+        assert r.status_code == CREATED, (r.status_code, r.text[:300], "\n".join(self.log))
+        del m.trash[index]
+        folder = next((p for p, i in m.ids.items() if i == item.parent), None)
+        if folder is None:
+            return  # back in the home, outside the example
+        target = f"{folder}/" if folder else ""
+        target += restored_name(name, m.children(folder))
+        for rel, body in item.files.items():
+            m.files[target + rel] = body
+        for rel, folder_id in item.dirs.items():
+            m.dirs.add(target + rel)
+            m.ids[target + rel] = folder_id
 
     @rule(data=st.data())
     def get(self, data: st.DataObject) -> None:
@@ -444,11 +570,17 @@ class DavModel(RuleBasedStateMachine):
             f"files differ: server {seen_files} model {m.files}\n" + "\n".join(self.log)
         )
 
+    def teardown(self) -> None:
+        """Empty the trash (one user's, for every example: kept, it would only grow)."""
+        r = self.s.delete(trash_url(self.server, self.user).rstrip("/"))
+        assert r.status_code == NO_CONTENT, r.status_code
+
 
 class SharedDavModel(DavModel):
     """The same, sent by bob through his mount of a folder alice shared with him (write)."""
 
     user = BOB
+    restores = False
 
     def teardown(self) -> None:
         """The owner sees what the grantee made (bob's mount has the folder's own name, so

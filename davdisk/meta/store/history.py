@@ -41,10 +41,10 @@ __all__ = [
     "owner_versions",
     "owners_with_history",
     "set_version_flags",
+    "trash_latest",
     "trash_node",
     "trash_root_of",
     "trash_roots",
-    "trash_taken",
     "unshare_subtree",
     "untrash_node",
     "version_owners",
@@ -242,20 +242,13 @@ def trash_roots(conn: Connection) -> set[int]:
     )
 
 
-def trash_taken(conn: Connection, trash_root: int, name: str, deleted_at: float) -> bool:
-    """Whether an item of that name deleted at that second is in the trash already."""
-    return (
-        conn.scalar(
-            select(func.count())
-            .select_from(nodes)
-            .where(
-                nodes.c.parent_id == trash_root,
-                nodes.c.name == name,
-                nodes.c.deleted_at == deleted_at,
-            )
+def trash_latest(conn: Connection, trash_root: int, name: str) -> float | None:
+    """The latest deletion time of the items of that name in the trash, if any."""
+    return conn.scalar(
+        select(func.max(nodes.c.deleted_at)).where(
+            nodes.c.parent_id == trash_root, nodes.c.name == name
         )
-        or 0
-    ) > 0
+    )
 
 
 def trash_node(
