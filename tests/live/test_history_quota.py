@@ -29,7 +29,7 @@ def quota(s: requests.Session, dav: str) -> tuple[int, int]:
 
 def history(data_dir: Path) -> tuple[int, int, int]:
     """(versions kept, their bytes, trash items) in the database."""
-    ((n, size),) = sql(data_dir, "SELECT count(*), coalesce(sum(size), 0) FROM versions")  # type: ignore[arg-type]
+    n, size = sql(data_dir, "SELECT count(*), coalesce(sum(size), 0) FROM versions")[0]
     (items,) = sql(data_dir, ITEMS)[0]
     return int(str(n)), int(str(size)), int(str(items))
 
