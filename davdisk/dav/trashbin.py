@@ -80,12 +80,21 @@ class TrashFolder(Answers, DAVCollection):
         return [i.key for i in self.items()]
 
     def get_member(self, name: str) -> DAVResource | None:
-        for item in self.items():
-            if item.key == name:
-                path = f"{self.path.rstrip('/')}/{name}"
-                kind = TrashedFolder if item.is_dir else TrashedFile
-                return kind(path, self.environ, self, item)
-        return None
+        if self._items is not None:  # listed already (a PROPFIND): no query per member
+            item = next((i for i in self._items if i.key == name), None)
+        else:  # one item asked for (a MOVE, a DELETE): no walk of every folder's tree
+            try:
+                with dav_errors():
+                    item = self.files.history.trash_item(self.actor, name)
+            except DAVError as e:
+                if e.value != HTTP_NOT_FOUND:
+                    raise
+                item = None
+        if item is None or item.key != name:
+            return None
+        path = f"{self.path.rstrip('/')}/{name}"
+        kind = TrashedFolder if item.is_dir else TrashedFile
+        return kind(path, self.environ, self, item)
 
     def remove(self) -> Done:
         with dav_errors():

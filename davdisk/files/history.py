@@ -145,8 +145,9 @@ class History:
 
     # --- the trash ---------------------------------------------------------------------------
 
-    def trash(self, actor: Actor) -> list[TrashItem]:
-        """The actor's trash, newest first; a folder's size is its tree's."""
+    def trash(self, actor: Actor, *, sizes: bool = True) -> list[TrashItem]:
+        """The actor's trash, newest first; a folder's size is its tree's (0 unless
+        ``sizes``: each takes a walk of the tree)."""
         if actor.is_link:
             raise Forbidden("a link has no trash")
         with self.db.read() as conn:
@@ -154,15 +155,20 @@ class History:
             if root is None:
                 return []
             items = store.list_trash(conn, root)
+            if not sizes:
+                return items
             return [
                 replace(i, size=store.subtree_size(conn, i.id)) if i.is_dir else i for i in items
             ]
 
     def trash_item(self, actor: Actor, key: str) -> TrashItem:
         """An item of the actor's trash by its key (``<name>.d<seconds>``) or its id."""
-        for item in self.trash(actor):
+        for item in self.trash(actor, sizes=False):
             if key in (item.key, str(item.id)):
-                return item
+                if not item.is_dir:
+                    return item
+                with self.db.read() as conn:
+                    return replace(item, size=store.subtree_size(conn, item.id))
         raise NotFound(f"{key!r} in the trash")
 
     def restore(self, actor: Actor, item: TrashItem) -> tuple[Node, str]:
@@ -211,7 +217,7 @@ class History:
 
     def empty(self, actor: Actor) -> int:
         """Purge the whole trash; returns how many items went."""
-        items = self.trash(actor)
+        items = self.trash(actor, sizes=False)
         for item in items:
             with contextlib.suppress(NotFound):  # purged or restored meanwhile
                 self.purge(actor, item)
