@@ -18,7 +18,7 @@ from tests.live.clients import (
     propfind_one,
     proppatch,
 )
-from tests.live.conftest import BOB, D, Server, get_bytes, members
+from tests.live.conftest import BOB, D, Server, get_bytes, members, sql
 
 WORD_LOCK = (
     b'<?xml version="1.0" encoding="utf-8" ?><D:lockinfo xmlns:D="DAV:">'
@@ -111,35 +111,79 @@ def test_exclusive_lock_blocks_others_not_other_users(
     assert r.status_code == 204, r.status_code
 
 
+def kept_versions(server: Server, file_id: str) -> list[tuple[int, str]]:
+    """(size, blob) of a file's kept versions, oldest first, read from the database (no DAV
+    versions tree in this test's server yet)."""
+    rows = sql(
+        server.data_dir,
+        "SELECT size, blob_id FROM versions WHERE node_id = :id ORDER BY id",
+        id=int(file_id),
+    )
+    return [(int(str(size)), str(blob)) for size, blob in rows]
+
+
+def trashed(server: Server, name: str) -> list[tuple[int, int, str]]:
+    """(node id, size, blob) of the trashed items called ``name``."""
+    rows = sql(
+        server.data_dir,
+        "SELECT id, size, current_blob_id FROM nodes"
+        " WHERE deleted_at > 0 AND trash_path LIKE :path",
+        path="%/" + name,
+    )
+    return [(int(str(i)), int(str(size)), str(blob)) for i, size, blob in rows]
+
+
 def test_word_save_dance(module_server: Server, word: requests.Session, workdir: str) -> None:
     """Word saves by writing ~WRD0001.tmp, renaming the locked original (with its token) to
-    ~WRL0002.tmp, renaming the temp to the original name and deleting the old copy."""
+    ~WRL0002.tmp, renaming the temp to the original name and deleting the old copy. The
+    document keeps its file id, its lock, its dead properties and its history, gaining one
+    version; the old copy Word deletes is a throwaway holding the pre-save content."""
     url = workdir + "doc.docx"
     assert word.put(url, data=DOCX_V1).status_code == 201
+    doc_id = fileid(word, url)
+    assert proppatch(word, url, dead_prop_body(TEST_NS, {"color": "red"})) == {COLOR: 200}
     token = word_lock(word, url)
     if_token = {"If": f"(<{token}>)"}
 
     r = word.put(workdir + "~WRD0001.tmp", data=DOCX_V2)
     assert r.status_code == 201, r.status_code
+    temp = workdir + "~WRD0001.tmp"
+    assert proppatch(word, temp, dead_prop_body(TEST_NS, {"shape": "new"})) == {SHAPE: 200}
     r = word.request(
         "MOVE",
         url,
         headers={"Destination": workdir + "~WRL0002.tmp", "Overwrite": "F", **if_token},
     )
     assert r.status_code == 201, (r.status_code, r.text[:300])
-    r = word.request(
-        "MOVE",
-        workdir + "~WRD0001.tmp",
-        headers={"Destination": url, "Overwrite": "F"},
-    )
+    r = word.request("MOVE", temp, headers={"Destination": url, "Overwrite": "F"})
     assert r.status_code == 201, (r.status_code, r.text[:300])
     r = word.request("DELETE", workdir + "~WRL0002.tmp")
     assert r.status_code == 204, r.status_code
 
     assert get_bytes(word, url) == DOCX_V2
     assert set(members(word, workdir)) == {"doc.docx"}
-    assert word.get(workdir + "~WRD0001.tmp").status_code == 404
+    assert word.get(temp).status_code == 404
     assert word.get(workdir + "~WRL0002.tmp").status_code == 404
+    after = propfind_one(word, url, STATE)
+    assert (after.text(OC + "fileid") or "").strip() == doc_id
+    assert after.text(COLOR) == "red", after.status  # the document's own property stays
+    assert after.text(SHAPE) == "new", after.status  # what the saved file set comes along
+    # exactly one version, the content before the save; the trash holds the same content
+    (version,) = kept_versions(module_server, doc_id)
+    assert version[0] == len(DOCX_V1)
+    ((thrown_id, thrown_size, thrown_blob),) = trashed(module_server, "~WRL0002.tmp")
+    assert str(thrown_id) != doc_id
+    assert (thrown_size, thrown_blob) == version
+
+    # the lock is still Word's, on the document: others are kept out, the token works
+    other = client_session(module_server, UA_WORD)
+    assert other.put(url, data=b"clobber").status_code == 423
+    r = word.put(url, data=DOCX_V2 + b"!", headers=if_token)
+    assert r.status_code in (200, 204), r.status_code
+    assert kept_versions(module_server, doc_id)[-1][0] == len(DOCX_V2)
+    r = word.request("UNLOCK", url, headers={"Lock-Token": f"<{token}>"})
+    assert r.status_code == 204, r.status_code
+    assert other.put(url, data=b"now free").status_code in (200, 204)
 
 
 def _setup_pair(s: requests.Session, workdir: str) -> tuple[str, str]:
