@@ -14,9 +14,11 @@ from tests.live.clients import (
     dead_prop_body,
     fileid,
     http_date,
+    kept_versions,
     prop_request,
     propfind_one,
     proppatch,
+    trashed,
 )
 from tests.live.conftest import BOB, D, Server, get_bytes, members, sql
 
@@ -111,28 +113,6 @@ def test_exclusive_lock_blocks_others_not_other_users(
     assert r.status_code == 204, r.status_code
 
 
-def kept_versions(server: Server, file_id: str) -> list[tuple[int, str]]:
-    """(size, blob) of a file's kept versions, oldest first, read from the database (no DAV
-    versions tree in this test's server yet)."""
-    rows = sql(
-        server.data_dir,
-        "SELECT size, blob_id FROM versions WHERE node_id = :id ORDER BY id",
-        id=int(file_id),
-    )
-    return [(int(str(size)), str(blob)) for size, blob in rows]
-
-
-def trashed(server: Server, name: str) -> list[tuple[int, int, str]]:
-    """(node id, size, blob) of the trashed items called ``name``."""
-    rows = sql(
-        server.data_dir,
-        "SELECT id, size, current_blob_id FROM nodes"
-        " WHERE deleted_at > 0 AND trash_path LIKE :path",
-        path="%/" + name,
-    )
-    return [(int(str(i)), int(str(size)), str(blob)) for i, size, blob in rows]
-
-
 def test_word_save_dance(module_server: Server, word: requests.Session, workdir: str) -> None:
     """Word saves by writing ~WRD0001.tmp, renaming the locked original (with its token) to
     ~WRL0002.tmp, renaming the temp to the original name and deleting the old copy. The
@@ -184,6 +164,63 @@ def test_word_save_dance(module_server: Server, word: requests.Session, workdir:
     r = word.request("UNLOCK", url, headers={"Lock-Token": f"<{token}>"})
     assert r.status_code == 204, r.status_code
     assert other.put(url, data=b"now free").status_code in (200, 204)
+
+
+def test_renames_that_are_no_save_dance(
+    module_server: Server, word: requests.Session, workdir: str
+) -> None:
+    """Only a fresh file moved onto a name its folder's file left moments ago takes that
+    file's place: an old file, a folder, another folder's name keep their own identity; and
+    a locked file renamed for good leaves no lock behind, on either name (RFC 4918 7.5)."""
+
+    def move(src: str, dest: str, **headers: str) -> None:
+        r = word.request("MOVE", workdir + src, headers={"Destination": workdir + dest, **headers})
+        assert r.status_code == 201, (src, dest, r.status_code, r.text[:300])
+
+    def put(name: str, data: bytes) -> str:
+        assert word.put(workdir + name, data=data).status_code == 201
+        return fileid(word, workdir + name)
+
+    # a user renames a.txt to b.txt, then moves a file written an hour ago onto a.txt
+    a_id = put("a.txt", b"a")
+    old_id = put("old.txt", b"an old file")
+    sql(
+        module_server.data_dir,
+        "UPDATE nodes SET ctime = ctime - 3600 WHERE id = :id",
+        id=int(old_id),
+    )
+    move("a.txt", "b.txt")
+    move("old.txt", "a.txt")
+    assert fileid(word, workdir + "a.txt") == old_id
+    assert get_bytes(word, workdir + "a.txt") == b"an old file"
+    assert fileid(word, workdir + "b.txt") == a_id
+    assert kept_versions(module_server, old_id) == kept_versions(module_server, a_id) == []
+
+    # a folder renamed away, a fresh file moved onto its name
+    assert word.request("MKCOL", workdir + "sub").status_code == 201
+    move("sub", "sub-away")
+    f_id = put("f.txt", b"f")
+    move("f.txt", "sub")
+    assert fileid(word, workdir + "sub") == f_id
+
+    # a file moved to another folder, a fresh file onto the name it left
+    assert word.request("MKCOL", workdir + "other").status_code == 201
+    c_id = put("c.txt", b"c")
+    move("c.txt", "other/c.txt")
+    y_id = put("y.txt", b"y")
+    move("y.txt", "c.txt")
+    assert fileid(word, workdir + "c.txt") == y_id
+    assert fileid(word, workdir + "other/c.txt") == c_id
+
+    # a locked file renamed for good: no lock on its new name, nor on the old one
+    url = workdir + "locked.txt"
+    assert word.put(url, data=b"locked").status_code == 201
+    token = word_lock(word, url)
+    move("locked.txt", "renamed.txt", If=f"(<{token}>)")
+    other = client_session(module_server, UA_WORD)
+    assert other.put(workdir + "renamed.txt", data=b"changed").status_code in (200, 204)
+    assert other.put(url, data=b"a new file").status_code == 201
+    assert word.put(url, data=b"a new file, again").status_code in (200, 204)
 
 
 def _setup_pair(s: requests.Session, workdir: str) -> tuple[str, str]:
