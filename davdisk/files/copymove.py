@@ -179,7 +179,14 @@ class CopyMove:
         # Names first, for the unique index: the original onto the free name, then the new
         # file onto the name the original leaves.
         store.update_node(conn, original.id, name=name, vacated_name=None, vacated_at=None)
-        store.update_node(conn, new.id, parent_id=original.parent_id, name=temp_name)
+        store.update_node(
+            conn,
+            new.id,
+            parent_id=original.parent_id,
+            name=temp_name,
+            vacated_name=None,
+            vacated_at=None,
+        )
         old_author = store.modified_by(conn, original.id)
         # The new file points at the old blob before the original lets go of it, so the blob
         # is used throughout (whatever expiry does to the version made below).

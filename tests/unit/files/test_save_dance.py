@@ -77,12 +77,13 @@ def test_word_dance_keeps_the_document_node_and_history(svc: Services) -> None:
     assert item.name == "~WRL0002.tmp" and item.size == len(OLD)
     assert item.id != doc.id
     assert {m.name for m in svc.files.children(alice, folder)} == {"doc.docx"}
-    # the vacated name is forgotten once taken back
+    # the vacated name is forgotten once taken back (by both files)
     with svc.db.read() as conn:
-        row = conn.exec_driver_sql(
-            f"SELECT vacated_name, vacated_at FROM nodes WHERE id = {int(doc.id)}"
-        ).one()
-    assert tuple(row) == (None, None)
+        rows = conn.exec_driver_sql(
+            "SELECT vacated_name, vacated_at FROM nodes"
+            f" WHERE id IN ({int(doc.id)}, {int(item.id)})"
+        ).all()
+    assert [tuple(r) for r in rows] == [(None, None)] * 2
 
 
 def test_two_saves_two_versions(svc: Services) -> None:
@@ -90,10 +91,15 @@ def test_two_saves_two_versions(svc: Services) -> None:
     doc, back = _dance(svc, home)
     with svc.db.write() as conn:  # a day ago: retention keeps it beside a newer one
         conn.exec_driver_sql("UPDATE versions SET replaced_at = replaced_at - 86400")
-    temp = svc.files.write(alice, home, "~WRD0003.tmp", b"third " * 10)
+    # the temp file was renamed once itself: that record goes with the swap
+    temp = svc.files.write(alice, home, "x.tmp", b"third " * 10)
+    temp, _ = svc.files.move(alice, temp, home, "~WRD0003.tmp", overwrite=False)
     svc.files.move(alice, back, home, "~WRL0004.tmp", overwrite=False)
     again, _ = svc.files.move(alice, temp, home, "doc.docx", overwrite=False)
     assert again.id == doc.id
+    fresh = svc.files.write(alice, home, "fresh", b"fresh")
+    moved, _ = svc.files.move(alice, fresh, home, "x.tmp", overwrite=False)
+    assert moved.id == fresh.id
     newest, oldest = svc.files.history.versions(alice, again)
     assert svc.files.history.open_version(alice, again, newest).read() == NEW
     assert svc.files.history.open_version(alice, again, oldest).read() == OLD
