@@ -11,6 +11,11 @@ destinations collide, contain each other and overwrite each other often. Each ex
 its own uniquely named folder of alice's home on the one server the test starts, so examples
 do not see each other and no server is restarted between them.
 
+Files have identities (the server's file ids) in the model too, for the one place where they
+show in statuses: an editor's save-by-rename (files/copymove.py). A file renamed within its
+folder sets its locks aside, and a fresh file moved onto the name it left gives it the name
+back, its locks with it; any other MOVE drops the locks of what it moves (RFC 4918 7.5).
+
 Where RFC 4918 leaves the server a choice (403 or 409 for a destination that contains or lies
 inside the source; which of several applicable errors comes first), the model accepts the set;
 a refused request must still leave the tree exactly as it was.
@@ -77,6 +82,11 @@ class Model:
     files: dict[str, bytes] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
     locks: dict[str, Lock] = field(default_factory=dict)  # token -> lock
+    # A save-by-rename (every file of an example is younger than the server's 120 s window):
+    ids: dict[str, int] = field(default_factory=dict)  # file path -> its identity
+    vacated: dict[int, tuple[str, int]] = field(default_factory=dict)  # id -> (name left, when)
+    parked: dict[tuple[int, str], dict[str, Lock]] = field(default_factory=dict)  # (id, path)
+    clock: int = 0  # orders the renames
 
     def is_dir(self, path: str) -> bool:
         return path == "" or path in self.dirs
@@ -100,25 +110,90 @@ class Model:
 
     # --- changes ---
 
+    def write(self, path: str, body: bytes) -> None:
+        """PUT: a new file gets a new identity, an existing one keeps its own."""
+        if path not in self.files:
+            self.ids[path] = self.new_id()
+        self.files[path] = body
+
+    def new_id(self) -> int:
+        self.clock += 1
+        return self.clock
+
     def remove(self, path: str) -> None:
         """Delete ``path`` and everything below it, with the locks rooted there."""
         self.files = {p: b for p, b in self.files.items() if not within(path, p)}
+        self.ids = {p: i for p, i in self.ids.items() if not within(path, p)}
         self.dirs = {p for p in self.dirs if not within(path, p)}
         self.locks = {t: lk for t, lk in self.locks.items() if not within(path, lk.root)}
 
-    def copy_tree(self, src: str, dst: str, *, recursive: bool) -> None:
-        """Copy ``src`` (and, if ``recursive``, what is below it) to the free name ``dst``."""
+    def copy_tree(self, src: str, dst: str, *, recursive: bool, move: bool = False) -> None:
+        """Copy ``src`` (and, if ``recursive``, what is below it) to the free name ``dst``;
+        the files keep their identities if it is a ``move``."""
 
         def moved(p: str) -> str:
             return dst + p[len(src) :]
 
+        def ident(p: str) -> int:
+            return self.ids[p] if move else self.new_id()
+
         if src in self.files:
             self.files[dst] = self.files[src]
+            self.ids[dst] = ident(src)
             return
         self.dirs.add(dst)
         if recursive:
+            below = [p for p in self.files if p.startswith(src + "/")]
             self.dirs |= {moved(p) for p in self.dirs if p.startswith(src + "/")}
-            self.files |= {moved(p): b for p, b in self.files.items() if p.startswith(src + "/")}
+            self.files |= {moved(p): self.files[p] for p in below}
+            self.ids |= {moved(p): ident(p) for p in below}
+
+    def vacated_by(self, src: str, dst: str) -> str | None:
+        """The path of the file that left ``dst``'s name in ``dst``'s folder most recently, if
+        moving the file ``src`` onto the free ``dst`` ends a save-by-rename."""
+        name, folder, new = dst.rsplit("/", 1)[-1], parent_of(dst), self.ids[src]
+        found = [
+            (self.vacated[self.ids[p]][1], p)
+            for p in self.files
+            if parent_of(p) == folder
+            and self.ids[p] != new
+            and self.vacated.get(self.ids[p], ("",))[0] == name
+        ]
+        return max(found)[1] if found else None
+
+    def move(self, src: str, dst: str) -> None:
+        """A MOVE that succeeds, as the server makes it."""
+        src_id = self.ids.get(src)  # None: a folder
+        if src_id is not None and dst in self.files:
+            # a file over a file: the destination keeps its identity
+            kept = self.ids[dst]
+            self.remove(dst)
+            self.copy_tree(src, dst, recursive=True, move=True)
+            self.remove(src)
+            self.ids[dst] = kept
+            return
+        free = not self.exists(dst)
+        original = self.vacated_by(src, dst) if src_id is not None and free else None
+        renamed = src_id is not None and free and parent_of(src) == parent_of(dst)
+        if renamed and original is None:
+            # the locks on the file are set aside for it, not dropped
+            assert src_id is not None
+            self.parked[src_id, src] = {t: lk for t, lk in self.locks.items() if lk.root == src}
+        self.remove(dst)
+        self.copy_tree(src, dst, recursive=True, move=True)
+        self.remove(src)
+        if src_id is None:
+            return
+        self.vacated.pop(src_id, None)
+        if original is None:
+            if renamed:
+                self.vacated[src_id] = (src.rsplit("/", 1)[-1], self.new_id())
+            return
+        # the save dance: the original takes its name back, and its locks
+        back = self.ids[original]
+        self.ids[dst], self.ids[original] = back, src_id
+        self.vacated.pop(back, None)
+        self.locks.update(self.parked.pop((back, dst), {}))
 
 
 # --------------------------------------------------------------------------- machine
@@ -231,7 +306,7 @@ class DavModel(RuleBasedStateMachine):
                     m.dirs.add(path)
                 else:
                     self.send("PUT", path, {CREATED}, data=body)
-                    m.files[path] = body
+                    m.write(path, body)
 
     @rule(data=st.data(), body=st.binary(max_size=40), with_token=st.booleans())
     def put(self, data: st.DataObject, body: bytes, with_token: bool) -> None:
@@ -253,7 +328,7 @@ class DavModel(RuleBasedStateMachine):
             headers=self.if_header(with_token),
         )
         if not errors:
-            m.files[path] = body
+            m.write(path, body)
 
     @rule(data=st.data(), with_token=st.booleans())
     def mkcol(self, data: st.DataObject, with_token: bool) -> None:
@@ -300,9 +375,37 @@ class DavModel(RuleBasedStateMachine):
 
     @rule(data=st.data(), overwrite=st.booleans(), with_token=st.booleans())
     def move(self, data: st.DataObject, overwrite: bool, with_token: bool) -> None:
-        m = self.model
         src = self.pick(data, "move-src")
-        dst = self.pick_near(data, src, "move-dst")
+        self._move(src, self.pick_near(data, src, "move-dst"), overwrite, with_token)
+
+    @rule(data=st.data(), with_token=st.booleans())
+    def save_by_rename(self, data: st.DataObject, with_token: bool) -> None:
+        """An editor's save by rename, a step at a time (random moves seldom make one): a file
+        renamed to a free name of its folder, or something moved onto the name a file left."""
+        m = self.model
+
+        def child(folder: str, name: str) -> str:
+            return f"{folder}/{name}" if folder else name
+
+        left = sorted((p, m.vacated[m.ids[p]][0]) for p in m.files if m.ids[p] in m.vacated)
+        if left and data.draw(st.booleans(), label="save-back"):
+            path, name = data.draw(st.sampled_from(left), label="save-name")
+            dst = child(parent_of(path), name)
+            self._move(self.pick(data, "save-src"), dst, False, with_token)
+            return
+        if not m.files:
+            return
+        # Editors lock what they save: a locked file often.
+        locked = sorted({lk.root for lk in m.locks.values() if lk.root in m.files})
+        choice = locked if locked and data.draw(st.booleans(), label="locked") else m.files
+        src = data.draw(st.sampled_from(sorted(choice)), label="save-away")
+        free = [n for n in NAMES if not m.exists(child(parent_of(src), n))]
+        if free:
+            name = data.draw(st.sampled_from(free), label="save-temp")
+            self._move(src, child(parent_of(src), name), False, with_token)
+
+    def _move(self, src: str, dst: str, overwrite: bool, with_token: bool) -> None:
+        m = self.model
         errors = self._transfer_errors(src, dst, overwrite)
         if not with_token and (
             m.covered_tree(src)
@@ -319,10 +422,9 @@ class DavModel(RuleBasedStateMachine):
         }
         self.send("MOVE", src, errors or {NO_CONTENT if existed else CREATED}, headers=headers)
         if not errors:
-            m.remove(dst)
-            # Locks do not move with the resource (RFC 4918 7.5): they are dropped.
-            m.copy_tree(src, dst, recursive=True)
-            m.remove(src)
+            # Locks do not move with the resource (RFC 4918 7.5): they are dropped (or set
+            # aside, for a save-by-rename).
+            m.move(src, dst)
 
     @rule(data=st.data(), overwrite=st.booleans(), with_token=st.booleans(), shallow=st.booleans())
     def copy(self, data: st.DataObject, overwrite: bool, with_token: bool, shallow: bool) -> None:
@@ -342,8 +444,11 @@ class DavModel(RuleBasedStateMachine):
         }
         self.send("COPY", src, errors or {NO_CONTENT if existed else CREATED}, headers=headers)
         if not errors:
+            kept = m.ids.get(dst) if src in m.files else None  # a file over a file keeps its id
             m.remove(dst)
             m.copy_tree(src, dst, recursive=depth == "infinity")
+            if kept is not None:
+                m.ids[dst] = kept
 
     @rule(data=st.data())
     def get(self, data: st.DataObject) -> None:
@@ -398,7 +503,7 @@ class DavModel(RuleBasedStateMachine):
         assert token, f"LOCK {path!r} answered {r.status_code} without a Lock-Token"
         if created:
             # RFC 4918 9.10.4: a LOCK on an unmapped URL creates an empty resource.
-            m.files[path] = b""
+            m.write(path, b"")
         m.locks[token] = Lock(path, infinite)
 
     @rule(data=st.data())
@@ -413,6 +518,13 @@ class DavModel(RuleBasedStateMachine):
         path = m.locks[token].root
         self.send("UNLOCK", path, {NO_CONTENT}, headers={"Lock-Token": f"<{token}>"})
         del m.locks[token]
+
+    def teardown(self) -> None:
+        """Give the example's locks back: the one server's user may hold only so many (1000),
+        and locks set aside by renames count until they expire."""
+        for token, lk in list(self.model.locks.items()):
+            self.send("UNLOCK", lk.root, {NO_CONTENT}, headers={"Lock-Token": f"<{token}>"})
+            del self.model.locks[token]
 
     # --- the tree ---
 
@@ -453,6 +565,7 @@ class SharedDavModel(DavModel):
     def teardown(self) -> None:
         """The owner sees what the grantee made (bob's mount has the folder's own name, so
         the example's folder has the same URL for alice)."""
+        super().teardown()
         self.s = self.server.session(ALICE)
         self.same_tree()
 
