@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from davdisk.files.fsck import Fsck
 from davdisk.meta import store
 from davdisk.model import Actor, Node
 from davdisk.services import Services
+from tests.unit.files.test_fsck import quiet
 
 OLD = b"the document as it was " * 50
 NEW = b"the document as Word saved it " * 60
@@ -20,6 +22,12 @@ def _alice(svc: Services) -> tuple[Actor, Node]:
     home = svc.files.resolve(alice, "/")
     assert home is not None
     return alice, home
+
+
+def _clean(svc: Services) -> None:
+    """fsck --deep finds nothing: blobs, counters of live, version and trash bytes agree."""
+    report = Fsck(svc.admin, deep=True, min_age=900, progress=quiet).check()
+    assert report.problems == 0, report.findings
 
 
 def _read(svc: Services, actor: Actor, entry: Node) -> bytes:
@@ -84,6 +92,7 @@ def test_word_dance_keeps_the_document_node_and_history(svc: Services) -> None:
             f" WHERE id IN ({int(doc.id)}, {int(item.id)})"
         ).all()
     assert [tuple(r) for r in rows] == [(None, None)] * 2
+    _clean(svc)
 
 
 def test_two_saves_two_versions(svc: Services) -> None:
@@ -116,6 +125,7 @@ def test_dead_properties_the_new_file_set_win_others_stay(svc: Services) -> None
     back, _ = svc.files.move(alice, temp, home, "doc.docx", overwrite=False)
     assert back.id == doc.id
     assert svc.files.properties(alice, back) == {"{urn:t}label": b"draft", "{urn:t}when": b"new"}
+    _clean(svc)
 
 
 @pytest.mark.parametrize(
