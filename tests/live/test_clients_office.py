@@ -20,7 +20,8 @@ from tests.live.clients import (
     proppatch,
     trashed,
 )
-from tests.live.conftest import BOB, D, Server, get_bytes, members, sql
+from tests.live.conftest import ALICE, BOB, D, Server, get_bytes, members, sql
+from tests.live.sharing_helpers import share_add
 
 WORD_LOCK = (
     b'<?xml version="1.0" encoding="utf-8" ?><D:lockinfo xmlns:D="DAV:">'
@@ -164,6 +165,40 @@ def test_word_save_dance(module_server: Server, word: requests.Session, workdir:
     r = word.request("UNLOCK", url, headers={"Lock-Token": f"<{token}>"})
     assert r.status_code == 204, r.status_code
     assert other.put(url, data=b"now free").status_code in (200, 204)
+
+
+def test_word_save_dance_through_a_share(module_server: Server, workdir: str) -> None:
+    """Bob saves alice's document in a folder she shares with him: the document keeps its
+    file id, gains a version, and bob's lock holds for alice too afterwards."""
+    name = workdir.rstrip("/").rsplit("/", 1)[1]
+    share_add(module_server, ALICE, "/" + name, BOB, write=True)
+    alice = client_session(module_server, UA_WORD)
+    bob = client_session(module_server, UA_WORD, user=BOB)
+    mine, his = workdir + "doc.docx", module_server.dav + name + "/"
+    assert alice.put(mine, data=DOCX_V1).status_code == 201
+    doc_id = fileid(alice, mine)
+    token = word_lock(bob, his + "doc.docx")
+
+    assert bob.put(his + "~WRD0001.tmp", data=DOCX_V2).status_code == 201
+    r = bob.request(
+        "MOVE",
+        his + "doc.docx",
+        headers={"Destination": his + "~WRL0002.tmp", "Overwrite": "F", "If": f"(<{token}>)"},
+    )
+    assert r.status_code == 201, (r.status_code, r.text[:300])
+    r = bob.request(
+        "MOVE", his + "~WRD0001.tmp", headers={"Destination": his + "doc.docx", "Overwrite": "F"}
+    )
+    assert r.status_code == 201, (r.status_code, r.text[:300])
+    assert bob.delete(his + "~WRL0002.tmp").status_code == 204
+
+    assert fileid(alice, mine) == doc_id
+    assert get_bytes(alice, mine) == DOCX_V2
+    assert [size for size, _ in kept_versions(module_server, doc_id)] == [len(DOCX_V1)]
+    assert alice.put(mine, data=b"clobber").status_code == 423
+    r = bob.request("UNLOCK", his + "doc.docx", headers={"Lock-Token": f"<{token}>"})
+    assert r.status_code == 204, r.status_code
+    assert alice.put(mine, data=b"now free").status_code in (200, 204)
 
 
 def test_renames_that_are_no_save_dance(
