@@ -209,11 +209,19 @@ _VACATED_MEMBER = (
 def vacated_member(conn: Connection, parent_id: int, name: str, since: float) -> Node | None:
     """The live file of folder ``parent_id`` most recently renamed away from ``name``, if that
     was at ``since`` or later. Found over the (parent_id) index among the folder's members: it
-    is asked only when a file just written is moved to a free name, so no index of its own."""
+    is asked only when a file just written is moved to a free name, so no index of its own.
+    The node is read again by id, and must be in that folder (see the module docstring)."""
     row = conn.execute(
         _VACATED_MEMBER, {"parent_id": parent_id, "name": name, "since": since}
     ).first()
-    return entry_of_row(row) if row else None
+    if row is None:
+        return None
+    entry = get_node(conn, row[0])
+    if entry is None or entry.parent_id != parent_id:
+        raise damaged(
+            f"looking up the file that left {name!r} in folder {parent_id} found {row[0]}"
+        )
+    return entry
 
 
 def child_names(conn: Connection, parent_id: int) -> list[str]:
