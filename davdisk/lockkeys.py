@@ -59,6 +59,13 @@ def of_link(link_id: int, *, drop: bool = False) -> str:
     return f"/link/{link_id}/drop/" if drop else f"/link/{link_id}/"
 
 
+def parked(key: str, node_id: int) -> str:
+    """Where the locks on ``key`` wait while node ``node_id``, renamed away from it, may come
+    back (an editor's save-by-rename, see dav/locks.py): not a key, so they cover nothing
+    meanwhile. The node's id keeps two files that left the same name apart."""
+    return f"/vacated/{node_id}{key}"
+
+
 def parse(key: str) -> tuple[int, list[str]] | None:
     """(owner id, names) of a key; None if it is not one."""
     m = _KEY.fullmatch(key)

@@ -38,6 +38,9 @@ def lock_guard(
     checks: list[tuple[str, str]],
     drops: Sequence[str] = (),
     lockable: str | None = None,
+    *,
+    source: str | None = None,
+    dest: str | None = None,
 ) -> WriteGuard:
     """The request's :class:`~davdisk.dav.locks.LockGuard` for a write (see there)."""
     lm = provider.lock_manager
@@ -51,6 +54,8 @@ def lock_guard(
         checks=checks,
         drops=list(drops),
         lockable=lockable,
+        source=source,
+        dest=dest,
     )
 
 

@@ -33,7 +33,7 @@ from wsgidav.lock_man.lock_manager import (
     validate_lock,
 )
 
-from davdisk import wsgidav_compat
+from davdisk import lockkeys, wsgidav_compat
 from davdisk.errors import Locked
 from davdisk.meta.db import Database
 from davdisk.meta.store import locks as rows
@@ -268,6 +268,15 @@ class SQLLockManager(wsgidav_compat.LockManagerBase):
         with self._public_errors(), self.storage.joined(conn):
             self.check_lock_permission(url, "write", "shared", "0", tokens, principal)
 
+    def park_in(self, conn: Connection, url: str, node_id: int, until: float) -> None:
+        """Set the locks on ``url`` aside for node ``node_id`` until ``until`` at the latest
+        (see :class:`LockGuard`)."""
+        rows.park(conn, url, lockkeys.parked(url, node_id), until=until)
+
+    def unpark_in(self, conn: Connection, url: str, node_id: int) -> None:
+        """Put back on ``url`` the live locks set aside there for node ``node_id``."""
+        rows.unpark(conn, lockkeys.parked(url, node_id), url, now=time.time())
+
     def drop_in(self, conn: Connection, urls: list[str]) -> None:
         with self.storage.joined(conn):
             for url in urls:
@@ -334,7 +343,17 @@ class LockGuard:
     layer's write transaction: refuse (423) if any of ``checks`` (reference URL, depth "0" or
     "infinity") is locked by a lock the request did not submit, or if ``lockable`` could not be
     locked at all; remove the locks on and below ``drops`` with the change. Checked before the
-    write's transaction only, 61 of 150 racing DELETEs lost a lock just granted."""
+    write's transaction only, 61 of 150 racing DELETEs lost a lock just granted.
+
+    A MOVE's guard also knows its ``source`` and ``dest`` keys, for an editor's save-by-rename
+    (files/copymove.py). A MOVE takes no lock along (RFC 4918 7.5): the locks on the source
+    are dropped. But when a file is renamed within its folder, its locks are set aside for it
+    instead (under :func:`davdisk.lockkeys.parked`, a root that covers nothing, for the window
+    the files layer gives), and when the file takes its name back with the save's last MOVE,
+    they return to the name, each for its full timeout again. Word's lock on a document so
+    lasts through its save dance: meanwhile nothing is locked by it (the temp-file MOVE onto
+    the name needs no token), afterwards the document is locked by it again. Not taken back
+    in time, they expire where they wait."""
 
     manager: SQLLockManager
     principal: str
@@ -342,6 +361,8 @@ class LockGuard:
     checks: list[tuple[str, str]]
     drops: list[str] = field(default_factory=list)
     lockable: str | None = None
+    source: str | None = None
+    dest: str | None = None
 
     def check(self, conn: Connection) -> None:
         try:
@@ -353,3 +374,11 @@ class LockGuard:
 
     def done(self, conn: Connection) -> None:
         self.manager.drop_in(conn, self.drops)
+
+    def vacated(self, conn: Connection, node_id: int, until: float) -> None:
+        if self.source is not None:
+            self.manager.park_in(conn, self.source, node_id, until)
+
+    def reclaimed(self, conn: Connection, node_id: int) -> None:
+        if self.dest is not None:
+            self.manager.unpark_in(conn, self.dest, node_id)

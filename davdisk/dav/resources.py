@@ -100,8 +100,15 @@ class _NodeMixin(NodeProperties):
         with dav_errors():
             return not self.files.may(self.actor, self.entry, "lock")
 
-    def _lock_guard(self, checks: list[tuple[str, str]], drops: list[str]) -> WriteGuard:
-        return lock_guard(self.provider, self.environ, checks, drops)
+    def _lock_guard(
+        self,
+        checks: list[tuple[str, str]],
+        drops: list[str],
+        *,
+        source: str | None = None,
+        dest: str | None = None,
+    ) -> WriteGuard:
+        return lock_guard(self.provider, self.environ, checks, drops, source=source, dest=dest)
 
     # --- delete / copy / move ----------------------------------------------------------------
 
@@ -150,6 +157,8 @@ class _NodeMixin(NodeProperties):
         guard = self._lock_guard(
             [*source_checks, (parent.get_ref_url(), "0"), (dest_ref, "infinity")],
             [src_ref, dest_ref],
+            source=src_ref,
+            dest=dest_ref,
         )
         with dav_errors():
             _, created = self.files.move(

@@ -4,6 +4,19 @@ blobs over), big copies staged in batches, and copies across owners re-encrypted
 Staged copy: a COPY of a folder with more than ``_COPY_BATCH`` nodes is built as hidden rows in
 batches of short transactions and attached in one last short one (see :meth:`CopyMove.copy`),
 so other writers never wait long for the database's writers' lock.
+
+Save-by-rename ("save dance"): Word saves ``doc.docx`` by writing ``~WRD0001.tmp``, renaming
+``doc.docx`` to ``~WRL0002.tmp``, renaming the temp file onto ``doc.docx`` and deleting
+``~WRL0002.tmp``. Taken literally, the document would become a new file (a new ``oc:fileid``,
+no history, its shares and lock gone) and its history would go to the trash with the old copy,
+as on Nextcloud. So a file renamed within its folder records the name it left
+(``vacated_name``/``vacated_at``), and a file written at most ``SAVE_WINDOW`` seconds ago that
+is moved onto a free name which a file of that folder left at most ``SAVE_WINDOW`` seconds ago
+swaps places with that file (:meth:`CopyMove._swap_back`): the original takes its name back
+with the new content (its old content kept as a version), and the new file takes the
+temporary name with the old content, a throwaway copy for the client to delete. What a client
+sees at each path is what the plain renames would have given; the file id, shares, history
+and lock stay with the document.
 """
 
 from __future__ import annotations
@@ -27,6 +40,11 @@ from davdisk.model import Action, Actor, Node
 
 # Rows a big COPY writes per transaction: ~10-30 ms each, so other writers wait no longer.
 _COPY_BATCH = 1000
+
+# Seconds a save-by-rename may take, from writing the new file (and from renaming the original
+# away) to renaming the new file onto the name: an editor does it in well under a second; a
+# person renaming files by hand in the same way within two minutes gets the same outcome.
+SAVE_WINDOW = 120.0
 
 
 class CopyMove:
@@ -88,6 +106,7 @@ class CopyMove:
             )
             return moved, created
         dead: list[str] = []
+        original: Node | None = None  # the file a save-by-rename gives its name back to
         with self.db.write() as conn:
             guard.check(conn)
             src, existing = self._target(
@@ -105,15 +124,87 @@ class CopyMove:
                 store.move_versions(conn, src.id, existing.id)
                 store.delete_subtree(conn, src.id)
                 result = store.get_node(conn, existing.id)
+            elif existing is None and (original := self._vacated_by(conn, src, parent, name)):
+                dead = self._swap_back(conn, original, src, name)
+                result = store.get_node(conn, original.id)
             else:
                 if existing is not None:
                     dead = self.content.trash_tree(conn, existing, actor)
-                store.update_node(conn, src.id, parent_id=parent.id, name=name)
+                # A file renamed within its folder may be an editor's save-by-rename: the name
+                # it leaves is recorded (any other move forgets an earlier one).
+                renamed = existing is None and not src.is_dir and src.parent_id == parent.id
+                now = time.time()
+                store.update_node(
+                    conn,
+                    src.id,
+                    parent_id=parent.id,
+                    name=name,
+                    vacated_name=src.name if renamed else None,
+                    vacated_at=now if renamed else None,
+                )
+                if renamed:
+                    guard.vacated(conn, src.id, now + SAVE_WINDOW)
                 result = store.get_node(conn, src.id)
             result = _still_there(stamp(conn, result, mtime))
             guard.done(conn)
+            if original is not None:
+                guard.reclaimed(conn, original.id)
         self.content.remove(dead)
         return result, existing is None
+
+    @staticmethod
+    def _vacated_by(conn: Connection, src: Node, parent: Node, name: str) -> Node | None:
+        """The file of ``parent`` that left ``name`` for a temporary name moments ago, if
+        moving ``src`` onto the free ``name`` ends a save-by-rename (see the module
+        docstring): ``src`` is a file written within the window, the other was renamed
+        within it."""
+        now = time.time()
+        if src.is_dir or src.ctime < now - SAVE_WINDOW:
+            return None
+        original = store.vacated_member(conn, parent.id, name, now - SAVE_WINDOW)
+        if original is None or original.id == src.id or original.owner_id != src.owner_id:
+            return None
+        return original
+
+    def _swap_back(self, conn: Connection, original: Node, new: Node, name: str) -> list[str]:
+        """End a save-by-rename: ``original`` (under its temporary name) takes back ``name``, which
+        it left, with ``new``'s content, its old content kept as a version; ``new`` takes the
+        temporary name and the old content (the same immutable blob, shared), a throwaway
+        copy for the client to delete. The live bytes stay as they are (the two trade
+        contents). ``original`` keeps its dead properties, overlaid by those the client set
+        on ``new`` (Windows sets the file times there); ``new``'s history joins it, as for a
+        move over a file. Returns the blobs now unused."""
+        owner = original.owner_id
+        temp_name = original.name
+        # Names first, for the unique index: the original onto the free name, then the new
+        # file onto the name the original leaves.
+        store.update_node(conn, original.id, name=name, vacated_name=None, vacated_at=None)
+        store.update_node(
+            conn,
+            new.id,
+            parent_id=original.parent_id,
+            name=temp_name,
+            vacated_name=None,
+            vacated_at=None,
+        )
+        old_author = store.modified_by(conn, original.id)
+        # The new file points at the old blob before the original lets go of it, so the blob
+        # is used throughout (whatever expiry does to the version made below).
+        store.update_node(
+            conn,
+            new.id,
+            size=original.size,
+            mtime=original.mtime,
+            etag=original.etag,
+            content_type=original.content_type,
+            checksums=original.checksums,
+            current_blob_id=original.blob_id,
+        )
+        store.move_versions(conn, new.id, original.id)
+        dead = self.content.take(conn, original, new)
+        store.update_node(conn, new.id, modified_by=old_author)
+        store.add_used_bytes(conn, owner, -store.overlay_properties(conn, new.id, original.id))
+        return dead
 
     def copy(
         self,

@@ -25,12 +25,27 @@ class WriteGuard(Protocol):
 
     def done(self, conn: Connection) -> None: ...
 
+    def vacated(self, conn: Connection, node_id: int, until: float) -> None:
+        """Before ``done``: the move renamed file ``node_id`` within its folder, and it may
+        come back to its old name by ``until`` (an editor's save-by-rename): what the face
+        keeps on the old name (WebDAV: locks) is set aside for it rather than dropped."""
+
+    def reclaimed(self, conn: Connection, node_id: int) -> None:
+        """After ``done``: file ``node_id`` took back the move's destination name, which it had
+        vacated (the save's last step): what was set aside for it comes back on that name."""
+
 
 class _NoGuard:
     def check(self, conn: Connection) -> None:
         pass
 
     def done(self, conn: Connection) -> None:
+        pass
+
+    def vacated(self, conn: Connection, node_id: int, until: float) -> None:
+        pass
+
+    def reclaimed(self, conn: Connection, node_id: int) -> None:
         pass
 
 

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from tests.live.conftest import ALICE, D, Node, Server, parse_multistatus
+from tests.live.conftest import ALICE, D, Node, Server, parse_multistatus, sql
 
 OC_NS = "http://owncloud.org/ns"
 OC = "{" + OC_NS + "}"
@@ -128,6 +128,28 @@ def fileid(s: requests.Session, url: str) -> str:
     value = (e.text(OC + "fileid") or "").strip()
     assert value, f"no oc:fileid for {url}: status {e.status}"
     return value
+
+
+def kept_versions(server: Server, file_id: str) -> list[tuple[int, str]]:
+    """(size, blob) of a file's kept versions, oldest first, read from the database (no DAV
+    versions tree in this test's server yet)."""
+    rows = sql(
+        server.data_dir,
+        "SELECT size, blob_id FROM versions WHERE node_id = :id ORDER BY id",
+        id=int(file_id),
+    )
+    return [(int(str(size)), str(blob)) for size, blob in rows]
+
+
+def trashed(server: Server, name: str) -> list[tuple[int, int, str]]:
+    """(node id, size, blob) of the trashed items called ``name``."""
+    rows = sql(
+        server.data_dir,
+        "SELECT id, size, current_blob_id FROM nodes"
+        " WHERE deleted_at > 0 AND trash_path LIKE :path",
+        path="%/" + name,
+    )
+    return [(int(str(i)), int(str(size)), str(blob)) for i, size, blob in rows]
 
 
 MTIME_BODY = prop_request("D:getlastmodified")

@@ -9,7 +9,15 @@ import uuid
 import pytest
 import requests
 
-from tests.live.clients import UA_CYBERDUCK, RawClient, RawResponse, client_session, propfind_one
+from tests.live.clients import (
+    UA_CYBERDUCK,
+    RawClient,
+    RawResponse,
+    client_session,
+    fileid,
+    kept_versions,
+    propfind_one,
+)
 from tests.live.conftest import Server, get_bytes, members, q, url_path
 
 CD_STAT = (
@@ -69,7 +77,9 @@ def test_upload_to_temp_then_move(
     module_server: Server, duck: requests.Session, workdir: str, style: str
 ) -> None:
     target = "file.txt"
-    for round_, content in enumerate((b"first upload\n", b"second upload, replaces the first\n")):
+    uploads = (b"first upload\n", b"second upload, replaces the first\n")
+    file_id = None
+    for round_, content in enumerate(uploads):
         temp = f"{target}.cyberducktmp" if style == "cyberducktmp" else f".{uuid.uuid4()}.tmp"
         r = duck.request("PROPFIND", workdir + target, headers={"Depth": "0"}, data=CD_STAT)
         assert r.status_code == (404 if round_ == 0 else 207), r.status_code
@@ -85,3 +95,8 @@ def test_upload_to_temp_then_move(
         assert duck.get(workdir + q(temp)).status_code == 404
         assert set(members(duck, workdir)) == {target}
         assert propfind_one(duck, workdir + target, CD_STAT).size == len(content)
+        # the MOVE over the file keeps it (its id) and what it replaced (a version)
+        file_id = file_id or fileid(duck, workdir + target)
+        assert fileid(duck, workdir + target) == file_id
+        kept = [size for size, _ in kept_versions(module_server, file_id)]
+        assert kept == [len(u) for u in uploads[:round_]], kept

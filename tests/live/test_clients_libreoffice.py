@@ -11,7 +11,13 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from tests.live.clients import UA_LIBREOFFICE, client_session, propfind_one
+from tests.live.clients import (
+    UA_LIBREOFFICE,
+    client_session,
+    fileid,
+    kept_versions,
+    propfind_one,
+)
 from tests.live.conftest import D, Server, get_bytes, parse_multistatus, wait_until
 
 LO_PROPFIND = (
@@ -69,6 +75,7 @@ def lo_lock(s: requests.Session, url: str, timeout: str) -> tuple[str, int]:
 def test_open_refresh_save_close(module_server: Server, lo: requests.Session, workdir: str) -> None:
     url = workdir + "Budget%202026.odt"
     assert lo.put(url, data=ODT_V1).status_code == 201
+    file_id = fileid(lo, url)
 
     # open: the file's props, including whether it can be locked
     e = propfind_one(lo, url, LO_PROPFIND)
@@ -114,6 +121,9 @@ def test_open_refresh_save_close(module_server: Server, lo: requests.Session, wo
     r = lo.put(url, data=ODT_V2, headers={"If": f"(<{token}>)"})
     assert r.status_code in (200, 204), r.status_code
     assert get_bytes(lo, url) == ODT_V2
+    # saved in place: the same file, one version more (the content it replaced)
+    assert fileid(lo, url) == file_id
+    assert [size for size, _ in kept_versions(module_server, file_id)] == [len(ODT_V1)]
 
     # close
     r = lo.request("UNLOCK", url, headers={"Lock-Token": f"<{token}>"})

@@ -14,11 +14,14 @@ from tests.live.clients import (
     dead_prop_body,
     fileid,
     http_date,
+    kept_versions,
     prop_request,
     propfind_one,
     proppatch,
+    trashed,
 )
-from tests.live.conftest import BOB, D, Server, get_bytes, members
+from tests.live.conftest import ALICE, BOB, D, Server, get_bytes, members, sql
+from tests.live.sharing_helpers import share_add
 
 WORD_LOCK = (
     b'<?xml version="1.0" encoding="utf-8" ?><D:lockinfo xmlns:D="DAV:">'
@@ -113,33 +116,146 @@ def test_exclusive_lock_blocks_others_not_other_users(
 
 def test_word_save_dance(module_server: Server, word: requests.Session, workdir: str) -> None:
     """Word saves by writing ~WRD0001.tmp, renaming the locked original (with its token) to
-    ~WRL0002.tmp, renaming the temp to the original name and deleting the old copy."""
+    ~WRL0002.tmp, renaming the temp to the original name and deleting the old copy. The
+    document keeps its file id, its lock, its dead properties and its history, gaining one
+    version; the old copy Word deletes is a throwaway holding the pre-save content."""
     url = workdir + "doc.docx"
     assert word.put(url, data=DOCX_V1).status_code == 201
+    doc_id = fileid(word, url)
+    assert proppatch(word, url, dead_prop_body(TEST_NS, {"color": "red"})) == {COLOR: 200}
     token = word_lock(word, url)
     if_token = {"If": f"(<{token}>)"}
 
     r = word.put(workdir + "~WRD0001.tmp", data=DOCX_V2)
     assert r.status_code == 201, r.status_code
+    temp = workdir + "~WRD0001.tmp"
+    assert proppatch(word, temp, dead_prop_body(TEST_NS, {"shape": "new"})) == {SHAPE: 200}
     r = word.request(
         "MOVE",
         url,
         headers={"Destination": workdir + "~WRL0002.tmp", "Overwrite": "F", **if_token},
     )
     assert r.status_code == 201, (r.status_code, r.text[:300])
-    r = word.request(
-        "MOVE",
-        workdir + "~WRD0001.tmp",
-        headers={"Destination": url, "Overwrite": "F"},
-    )
+    r = word.request("MOVE", temp, headers={"Destination": url, "Overwrite": "F"})
     assert r.status_code == 201, (r.status_code, r.text[:300])
     r = word.request("DELETE", workdir + "~WRL0002.tmp")
     assert r.status_code == 204, r.status_code
 
     assert get_bytes(word, url) == DOCX_V2
     assert set(members(word, workdir)) == {"doc.docx"}
-    assert word.get(workdir + "~WRD0001.tmp").status_code == 404
+    assert word.get(temp).status_code == 404
     assert word.get(workdir + "~WRL0002.tmp").status_code == 404
+    after = propfind_one(word, url, STATE)
+    assert (after.text(OC + "fileid") or "").strip() == doc_id
+    assert after.text(COLOR) == "red", after.status  # the document's own property stays
+    assert after.text(SHAPE) == "new", after.status  # what the saved file set comes along
+    # exactly one version, the content before the save; the trash holds the same content
+    (version,) = kept_versions(module_server, doc_id)
+    assert version[0] == len(DOCX_V1)
+    ((thrown_id, thrown_size, thrown_blob),) = trashed(module_server, "~WRL0002.tmp")
+    assert str(thrown_id) != doc_id
+    assert (thrown_size, thrown_blob) == version
+
+    # the lock is still Word's, on the document: others are kept out, the token works
+    other = client_session(module_server, UA_WORD)
+    assert other.put(url, data=b"clobber").status_code == 423
+    r = word.put(url, data=DOCX_V2 + b"!", headers=if_token)
+    assert r.status_code in (200, 204), r.status_code
+    assert kept_versions(module_server, doc_id)[-1][0] == len(DOCX_V2)
+    r = word.request("UNLOCK", url, headers={"Lock-Token": f"<{token}>"})
+    assert r.status_code == 204, r.status_code
+    assert other.put(url, data=b"now free").status_code in (200, 204)
+
+
+def test_word_save_dance_through_a_share(module_server: Server, workdir: str) -> None:
+    """Bob saves alice's document in a folder she shares with him: the document keeps its
+    file id, gains a version, and bob's lock holds for alice too afterwards."""
+    name = workdir.rstrip("/").rsplit("/", 1)[1]
+    share_add(module_server, ALICE, "/" + name, BOB, write=True)
+    alice = client_session(module_server, UA_WORD)
+    bob = client_session(module_server, UA_WORD, user=BOB)
+    mine, his = workdir + "doc.docx", module_server.dav + name + "/"
+    assert alice.put(mine, data=DOCX_V1).status_code == 201
+    doc_id = fileid(alice, mine)
+    token = word_lock(bob, his + "doc.docx")
+
+    assert bob.put(his + "~WRD0001.tmp", data=DOCX_V2).status_code == 201
+    r = bob.request(
+        "MOVE",
+        his + "doc.docx",
+        headers={"Destination": his + "~WRL0002.tmp", "Overwrite": "F", "If": f"(<{token}>)"},
+    )
+    assert r.status_code == 201, (r.status_code, r.text[:300])
+    r = bob.request(
+        "MOVE", his + "~WRD0001.tmp", headers={"Destination": his + "doc.docx", "Overwrite": "F"}
+    )
+    assert r.status_code == 201, (r.status_code, r.text[:300])
+    assert bob.delete(his + "~WRL0002.tmp").status_code == 204
+
+    assert fileid(alice, mine) == doc_id
+    assert get_bytes(alice, mine) == DOCX_V2
+    assert [size for size, _ in kept_versions(module_server, doc_id)] == [len(DOCX_V1)]
+    assert alice.put(mine, data=b"clobber").status_code == 423
+    r = bob.request("UNLOCK", his + "doc.docx", headers={"Lock-Token": f"<{token}>"})
+    assert r.status_code == 204, r.status_code
+    assert alice.put(mine, data=b"now free").status_code in (200, 204)
+
+
+def test_renames_that_are_no_save_dance(
+    module_server: Server, word: requests.Session, workdir: str
+) -> None:
+    """Only a fresh file moved onto a name its folder's file left moments ago takes that
+    file's place: an old file, a folder, another folder's name keep their own identity; and
+    a locked file renamed for good leaves no lock behind, on either name (RFC 4918 7.5)."""
+
+    def move(src: str, dest: str, **headers: str) -> None:
+        r = word.request("MOVE", workdir + src, headers={"Destination": workdir + dest, **headers})
+        assert r.status_code == 201, (src, dest, r.status_code, r.text[:300])
+
+    def put(name: str, data: bytes) -> str:
+        assert word.put(workdir + name, data=data).status_code == 201
+        return fileid(word, workdir + name)
+
+    # a user renames a.txt to b.txt, then moves a file written an hour ago onto a.txt
+    a_id = put("a.txt", b"a")
+    old_id = put("old.txt", b"an old file")
+    sql(
+        module_server.data_dir,
+        "UPDATE nodes SET ctime = ctime - 3600 WHERE id = :id",
+        id=int(old_id),
+    )
+    move("a.txt", "b.txt")
+    move("old.txt", "a.txt")
+    assert fileid(word, workdir + "a.txt") == old_id
+    assert get_bytes(word, workdir + "a.txt") == b"an old file"
+    assert fileid(word, workdir + "b.txt") == a_id
+    assert kept_versions(module_server, old_id) == kept_versions(module_server, a_id) == []
+
+    # a folder renamed away, a fresh file moved onto its name
+    assert word.request("MKCOL", workdir + "sub").status_code == 201
+    move("sub", "sub-away")
+    f_id = put("f.txt", b"f")
+    move("f.txt", "sub")
+    assert fileid(word, workdir + "sub") == f_id
+
+    # a file moved to another folder, a fresh file onto the name it left
+    assert word.request("MKCOL", workdir + "other").status_code == 201
+    c_id = put("c.txt", b"c")
+    move("c.txt", "other/c.txt")
+    y_id = put("y.txt", b"y")
+    move("y.txt", "c.txt")
+    assert fileid(word, workdir + "c.txt") == y_id
+    assert fileid(word, workdir + "other/c.txt") == c_id
+
+    # a locked file renamed for good: no lock on its new name, nor on the old one
+    url = workdir + "locked.txt"
+    assert word.put(url, data=b"locked").status_code == 201
+    token = word_lock(word, url)
+    move("locked.txt", "renamed.txt", If=f"(<{token}>)")
+    other = client_session(module_server, UA_WORD)
+    assert other.put(workdir + "renamed.txt", data=b"changed").status_code in (200, 204)
+    assert other.put(url, data=b"a new file").status_code == 201
+    assert word.put(url, data=b"a new file, again").status_code in (200, 204)
 
 
 def _setup_pair(s: requests.Session, workdir: str) -> tuple[str, str]:

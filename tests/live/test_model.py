@@ -13,6 +13,11 @@ destinations collide, contain each other and overwrite each other often. Each ex
 its own uniquely named folder of alice's home on the one server the test starts, so examples
 do not see each other and no server is restarted between them.
 
+Files have identities (the server's file ids) in the model too, for the one place where they
+show in statuses: an editor's save-by-rename (files/copymove.py). A file renamed within its
+folder sets its locks aside, and a fresh file moved onto the name it left gives it the name
+back, its locks with it; any other MOVE drops the locks of what it moves (RFC 4918 7.5).
+
 Where RFC 4918 leaves the server a choice (403 or 409 for a destination that contains or lies
 inside the source; which of several applicable errors comes first), the model accepts the set;
 a refused request must still leave the tree exactly as it was.
@@ -85,6 +90,7 @@ class Trashed:
     parent: int
     files: dict[str, bytes]
     dirs: dict[str, int]
+    file_ids: dict[str, int]
 
 
 def restored_name(name: str, taken: set[str]) -> str:
@@ -109,15 +115,14 @@ class Model:
     files: dict[str, bytes] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
     locks: dict[str, Lock] = field(default_factory=dict)  # token -> lock
-    # Each folder's identity (its node: a restore goes back into the folder, not the path);
-    # the top folder is 0.
+    # Each node's identity (a restore goes back into the folder, not the path; a file keeps
+    # its own through a save-by-rename): path -> id, the top folder 0.
     ids: dict[str, int] = field(default_factory=lambda: {"": 0})
     trash: list[Trashed] = field(default_factory=list)
-    made: int = 0
-
-    def new_id(self) -> int:
-        self.made += 1
-        return self.made
+    # A save-by-rename (every file of an example is younger than the server's 120 s window):
+    vacated: dict[int, tuple[str, int]] = field(default_factory=dict)  # id -> (name left, when)
+    parked: dict[tuple[int, str], dict[str, Lock]] = field(default_factory=dict)  # (id, path)
+    clock: int = 0  # makes the identities, orders the renames
 
     def add_dir(self, path: str) -> None:
         self.dirs.add(path)
@@ -126,13 +131,13 @@ class Model:
     def to_trash(self, path: str) -> None:
         """Remove ``path`` (and what is below it) into the trash."""
         inside = {p: b for p, b in self.files.items() if within(path, p)}
-        dirs = {p: i for p, i in self.ids.items() if p and within(path, p)}
         self.trash.append(
             Trashed(
                 path,
                 self.ids[parent_of(path)],
                 {p[len(path) :]: b for p, b in inside.items()},
-                {p[len(path) :]: i for p, i in dirs.items()},
+                {p[len(path) :]: self.ids[p] for p in self.dirs if within(path, p)},
+                {p[len(path) :]: self.ids[p] for p in inside},
             )
         )
         self.remove(path)
@@ -166,6 +171,16 @@ class Model:
 
     # --- changes ---
 
+    def write(self, path: str, body: bytes) -> None:
+        """PUT: a new file gets a new identity, an existing one keeps its own."""
+        if path not in self.files:
+            self.ids[path] = self.new_id()
+        self.files[path] = body
+
+    def new_id(self) -> int:
+        self.clock += 1
+        return self.clock
+
     def remove(self, path: str) -> None:
         """Delete ``path`` and everything below it, with the locks rooted there."""
         self.files = {p: b for p, b in self.files.items() if not within(path, p)}
@@ -173,22 +188,76 @@ class Model:
         self.ids = {p: i for p, i in self.ids.items() if p == "" or not within(path, p)}
         self.locks = {t: lk for t, lk in self.locks.items() if not within(path, lk.root)}
 
-    def copy_tree(self, src: str, dst: str, *, recursive: bool, keep_ids: bool = False) -> None:
+    def copy_tree(self, src: str, dst: str, *, recursive: bool, move: bool = False) -> None:
         """Copy ``src`` (and, if ``recursive``, what is below it) to the free name ``dst``;
-        the folders keep their identities if ``keep_ids`` (a move)."""
+        the files keep their identities if it is a ``move``."""
 
         def moved(p: str) -> str:
             return dst + p[len(src) :]
 
+        def ident(p: str) -> int:
+            return self.ids[p] if move else self.new_id()
+
         if src in self.files:
             self.files[dst] = self.files[src]
+            self.ids[dst] = ident(src)
             return
         below = [p for p in self.dirs if p.startswith(src + "/")] if recursive else []
         for p in [src, *below]:
             self.dirs.add(moved(p))
-            self.ids[moved(p)] = self.ids[p] if keep_ids else self.new_id()
+            self.ids[moved(p)] = ident(p)
         if recursive:
-            self.files |= {moved(p): b for p, b in self.files.items() if p.startswith(src + "/")}
+            below_files = [p for p in self.files if p.startswith(src + "/")]
+            self.files |= {moved(p): self.files[p] for p in below_files}
+            self.ids |= {moved(p): ident(p) for p in below_files}
+
+    def vacated_by(self, src: str, dst: str) -> str | None:
+        """The path of the file that left ``dst``'s name in ``dst``'s folder most recently, if
+        moving the file ``src`` onto the free ``dst`` ends a save-by-rename."""
+        name, folder, new = dst.rsplit("/", 1)[-1], parent_of(dst), self.ids[src]
+        found = [
+            (self.vacated[self.ids[p]][1], p)
+            for p in self.files
+            if parent_of(p) == folder
+            and self.ids[p] != new
+            and self.vacated.get(self.ids[p], ("",))[0] == name
+        ]
+        return max(found)[1] if found else None
+
+    def move(self, src: str, dst: str) -> None:
+        """A MOVE that succeeds, as the server makes it."""
+        src_id = self.ids[src] if src in self.files else None  # None: a folder
+        if src_id is not None and dst in self.files:
+            # a file over a file: the destination keeps its identity
+            kept = self.ids[dst]
+            self.remove(dst)
+            self.copy_tree(src, dst, recursive=True, move=True)
+            self.remove(src)
+            self.ids[dst] = kept
+            return
+        free = not self.exists(dst)
+        original = self.vacated_by(src, dst) if src_id is not None and free else None
+        renamed = src_id is not None and free and parent_of(src) == parent_of(dst)
+        if renamed and original is None:
+            # the locks on the file are set aside for it, not dropped
+            assert src_id is not None
+            self.parked[src_id, src] = {t: lk for t, lk in self.locks.items() if lk.root == src}
+        if not free:
+            self.to_trash(dst)  # a folder replaced, or a file by a folder
+        self.copy_tree(src, dst, recursive=True, move=True)
+        self.remove(src)
+        if src_id is None:
+            return
+        self.vacated.pop(src_id, None)
+        if original is None:
+            if renamed:
+                self.vacated[src_id] = (src.rsplit("/", 1)[-1], self.new_id())
+            return
+        # the save dance: the original takes its name back, and its locks
+        back = self.ids[original]
+        self.ids[dst], self.ids[original] = back, src_id
+        self.vacated.pop(back, None)
+        self.locks.update(self.parked.pop((back, dst), {}))
 
 
 # --------------------------------------------------------------------------- machine
@@ -305,7 +374,7 @@ class DavModel(RuleBasedStateMachine):
                     m.add_dir(path)
                 else:
                     self.send("PUT", path, {CREATED}, data=body)
-                    m.files[path] = body
+                    m.write(path, body)
 
     @rule(data=st.data(), body=st.binary(max_size=40), with_token=st.booleans())
     def put(self, data: st.DataObject, body: bytes, with_token: bool) -> None:
@@ -327,7 +396,7 @@ class DavModel(RuleBasedStateMachine):
             headers=self.if_header(with_token),
         )
         if not errors:
-            m.files[path] = body
+            m.write(path, body)
 
     @rule(data=st.data(), with_token=st.booleans())
     def mkcol(self, data: st.DataObject, with_token: bool) -> None:
@@ -374,9 +443,37 @@ class DavModel(RuleBasedStateMachine):
 
     @rule(data=st.data(), overwrite=st.booleans(), with_token=st.booleans())
     def move(self, data: st.DataObject, overwrite: bool, with_token: bool) -> None:
-        m = self.model
         src = self.pick(data, "move-src")
-        dst = self.pick_near(data, src, "move-dst")
+        self._move(src, self.pick_near(data, src, "move-dst"), overwrite, with_token)
+
+    @rule(data=st.data(), with_token=st.booleans())
+    def save_by_rename(self, data: st.DataObject, with_token: bool) -> None:
+        """An editor's save by rename, a step at a time (random moves seldom make one): a file
+        renamed to a free name of its folder, or something moved onto the name a file left."""
+        m = self.model
+
+        def child(folder: str, name: str) -> str:
+            return f"{folder}/{name}" if folder else name
+
+        left = sorted((p, m.vacated[m.ids[p]][0]) for p in m.files if m.ids[p] in m.vacated)
+        if left and data.draw(st.booleans(), label="save-back"):
+            path, name = data.draw(st.sampled_from(left), label="save-name")
+            dst = child(parent_of(path), name)
+            self._move(self.pick(data, "save-src"), dst, False, with_token)
+            return
+        if not m.files:
+            return
+        # Editors lock what they save: a locked file often.
+        locked = sorted({lk.root for lk in m.locks.values() if lk.root in m.files})
+        choice = locked if locked and data.draw(st.booleans(), label="locked") else m.files
+        src = data.draw(st.sampled_from(sorted(choice)), label="save-away")
+        free = [n for n in NAMES if not m.exists(child(parent_of(src), n))]
+        if free:
+            name = data.draw(st.sampled_from(free), label="save-temp")
+            self._move(src, child(parent_of(src), name), False, with_token)
+
+    def _move(self, src: str, dst: str, overwrite: bool, with_token: bool) -> None:
+        m = self.model
         errors = self._transfer_errors(src, dst, overwrite)
         if not with_token and (
             m.covered_tree(src)
@@ -393,10 +490,9 @@ class DavModel(RuleBasedStateMachine):
         }
         self.send("MOVE", src, errors or {NO_CONTENT if existed else CREATED}, headers=headers)
         if not errors:
-            self._replace(dst, src)
-            # Locks do not move with the resource (RFC 4918 7.5): they are dropped.
-            m.copy_tree(src, dst, recursive=True, keep_ids=True)
-            m.remove(src)
+            # Locks do not move with the resource (RFC 4918 7.5): they are dropped (or set
+            # aside, for a save-by-rename).
+            m.move(src, dst)
 
     @rule(data=st.data(), overwrite=st.booleans(), with_token=st.booleans(), shallow=st.booleans())
     def copy(self, data: st.DataObject, overwrite: bool, with_token: bool, shallow: bool) -> None:
@@ -416,8 +512,12 @@ class DavModel(RuleBasedStateMachine):
         }
         self.send("COPY", src, errors or {NO_CONTENT if existed else CREATED}, headers=headers)
         if not errors:
+            # a file over a file keeps its identity (its old content becomes a version)
+            kept = m.ids.get(dst) if src in m.files and dst in m.files else None
             self._replace(dst, src)
             m.copy_tree(src, dst, recursive=depth == "infinity")
+            if kept is not None:
+                m.ids[dst] = kept
 
     def _replace(self, dst: str, src: str) -> None:
         """What a MOVE or COPY of ``src`` does to what stands at ``dst``: a file replaced by a
@@ -467,6 +567,7 @@ class DavModel(RuleBasedStateMachine):
         target += restored_name(name, m.children(folder))
         for rel, body in item.files.items():
             m.files[target + rel] = body
+            m.ids[target + rel] = item.file_ids[rel]
         for rel, folder_id in item.dirs.items():
             m.dirs.add(target + rel)
             m.ids[target + rel] = folder_id
@@ -524,7 +625,7 @@ class DavModel(RuleBasedStateMachine):
         assert token, f"LOCK {path!r} answered {r.status_code} without a Lock-Token"
         if created:
             # RFC 4918 9.10.4: a LOCK on an unmapped URL creates an empty resource.
-            m.files[path] = b""
+            m.write(path, b"")
         m.locks[token] = Lock(path, infinite)
 
     @rule(data=st.data())
@@ -539,6 +640,16 @@ class DavModel(RuleBasedStateMachine):
         path = m.locks[token].root
         self.send("UNLOCK", path, {NO_CONTENT}, headers={"Lock-Token": f"<{token}>"})
         del m.locks[token]
+
+    def teardown(self) -> None:
+        """Give the example's locks back (the one server's user may hold only so many, 1000,
+        and locks set aside by renames count until they expire) and empty the trash."""
+        for token, lk in list(self.model.locks.items()):
+            self.send("UNLOCK", lk.root, {NO_CONTENT}, headers={"Lock-Token": f"<{token}>"})
+            del self.model.locks[token]
+        # Empty the trash (one user's, for every example: kept, it would only grow).
+        r = self.s.delete(trash_url(self.server, self.user).rstrip("/"))
+        assert r.status_code == NO_CONTENT, r.status_code
 
     # --- the tree ---
 
@@ -570,11 +681,6 @@ class DavModel(RuleBasedStateMachine):
             f"files differ: server {seen_files} model {m.files}\n" + "\n".join(self.log)
         )
 
-    def teardown(self) -> None:
-        """Empty the trash (one user's, for every example: kept, it would only grow)."""
-        r = self.s.delete(trash_url(self.server, self.user).rstrip("/"))
-        assert r.status_code == NO_CONTENT, r.status_code
-
 
 class SharedDavModel(DavModel):
     """The same, sent by bob through his mount of a folder alice shared with him (write)."""
@@ -585,6 +691,7 @@ class SharedDavModel(DavModel):
     def teardown(self) -> None:
         """The owner sees what the grantee made (bob's mount has the folder's own name, so
         the example's folder has the same URL for alice)."""
+        super().teardown()
         self.s = self.server.session(ALICE)
         self.same_tree()
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -124,6 +125,23 @@ def refresh(conn: Connection, token: str, *, timeout: float, expire: float) -> N
 def remove(conn: Connection, token: str) -> bool:
     """Drop the lock ``token``; whether there was one."""
     return conn.execute(delete(locks).where(locks.c.token == token)).rowcount > 0
+
+
+def park(conn: Connection, root: str, parked: str, *, until: float) -> None:
+    """File the locks on ``root`` under ``parked`` (a root no resource has), to expire by
+    ``until`` at the latest."""
+    expire = case((locks.c.expire < until, locks.c.expire), else_=until)
+    conn.execute(update(locks).where(locks.c.root == root).values(root=parked, expire=expire))
+
+
+def unpark(conn: Connection, parked: str, root: str, *, now: float) -> None:
+    """Put the live locks filed under ``parked`` back on ``root``, each for its full timeout
+    again from ``now``."""
+    conn.execute(
+        update(locks)
+        .where(locks.c.root == parked, locks.c.expire >= now)
+        .values(root=root, expire=locks.c.timeout + now)
+    )
 
 
 def remove_expired(conn: Connection, now: float) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "subtree_size",
     "subtree_totals",
     "update_node",
+    "vacated_member",
 ]
 
 _GET_NODE = select(*NODE_COLS).where(nodes.c.id == bindparam("node_id"), LIVE)
@@ -191,6 +192,38 @@ def list_children(conn: Connection, parent_id: int) -> list[Node]:
     # it by name, which is checked.
     rows = conn.execute(_LIST_CHILDREN, {"parent_id": parent_id}).all()
     return [entry_of_row(r) for r in rows]
+
+
+_VACATED_MEMBER = (
+    select(*NODE_COLS)
+    .where(
+        nodes.c.parent_id == bindparam("parent_id"),
+        nodes.c.vacated_name == bindparam("name"),
+        nodes.c.vacated_at >= bindparam("since"),
+        nodes.c.is_dir.is_(False),
+        LIVE,
+    )
+    .order_by(nodes.c.vacated_at.desc())
+    .limit(1)
+)
+
+
+def vacated_member(conn: Connection, parent_id: int, name: str, since: float) -> Node | None:
+    """The live file of folder ``parent_id`` most recently renamed away from ``name``, if that
+    was at ``since`` or later. Found over the (parent_id) index among the folder's members: it
+    is asked only when a file just written is moved to a free name, so no index of its own.
+    The node is read again by id, and must be in that folder (see the module docstring)."""
+    row = conn.execute(
+        _VACATED_MEMBER, {"parent_id": parent_id, "name": name, "since": since}
+    ).first()
+    if row is None:
+        return None
+    entry = get_node(conn, row[0])
+    if entry is None or entry.parent_id != parent_id:
+        raise damaged(
+            f"looking up the file that left {name!r} in folder {parent_id} found {row[0]}"
+        )
+    return entry
 
 
 def child_names(conn: Connection, parent_id: int) -> list[str]:

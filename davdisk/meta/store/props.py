@@ -9,6 +9,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    func,
     insert,
     literal,
     select,
@@ -21,6 +22,7 @@ from davdisk.meta.tables import nodes, props
 __all__ = [
     "get_children_properties",
     "get_properties",
+    "overlay_properties",
     "property_sizes",
     "replace_properties",
     "set_properties",
@@ -83,3 +85,18 @@ def replace_properties(conn: Connection, from_id: int, to_id: int, *, move: bool
             ),
         )
     )
+
+
+def overlay_properties(conn: Connection, from_id: int, to_id: int) -> int:
+    """Move ``from_id``'s dead properties onto ``to_id``, replacing those of the same names and
+    keeping its others (one owner: the sealed values stay valid); returns the quota bytes of
+    the replaced ones, for the caller to uncount."""
+    same = select(props.c.name).where(props.c.node_id == from_id)
+    replaced = conn.scalar(
+        select(func.coalesce(func.sum(props.c.size), 0)).where(
+            props.c.node_id == to_id, props.c.name.in_(same)
+        )
+    )
+    conn.execute(delete(props).where(props.c.node_id == to_id, props.c.name.in_(same)))
+    conn.execute(update(props).where(props.c.node_id == from_id).values(node_id=to_id))
+    return int(replaced or 0)
