@@ -25,6 +25,7 @@ a refused request must still leave the tree exactly as it was.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import uuid
 from collections.abc import Iterator
@@ -58,8 +59,12 @@ CREATED, NO_CONTENT = 201, 204
 # also an answer clients handle, and WsgiDAV gives it for some of these shapes.
 SELF_OVERLAP = frozenset({403, 409})
 
-EXAMPLES = 250
-SHARED_EXAMPLES = 60
+# The PostgreSQL pass of scripts/test runs fewer (DAVDISK_MODEL_EXAMPLES, a share of these):
+# the sequences test the protocol, which the first pass covers in full; the second looks for
+# what the other database does differently, in the same statements every example makes.
+_SHARE = float(os.environ.get("DAVDISK_MODEL_EXAMPLES", "1"))
+EXAMPLES = max(1, round(250 * _SHARE))
+SHARED_EXAMPLES = max(1, round(60 * _SHARE))
 STEPS = 30
 
 
