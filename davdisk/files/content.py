@@ -237,19 +237,26 @@ class Content:
         unused, for :meth:`remove` after the commit. The caller counts the live bytes (a copy
         adds them, a move only moves them), before this call."""
         dead = self._keep_version(conn, dest, src.blob_id, time.time())
+        self.point_at(conn, dest.id, src, modified_by=store.modified_by(conn, src.id))
+        dead += store.drop_unreferenced_blobs(conn, [dest.blob_id])
+        return dead + self.make_room(conn, dest.owner_id)
+
+    @staticmethod
+    def point_at(conn: Connection, node_id: int, src: Node, **also: Any) -> None:
+        """Give node ``node_id`` the content ``src`` has (its blob, shared, with its size,
+        times and hashes), and the columns in ``also``; no version is kept, nothing counted:
+        the callers (:meth:`take`, a save-by-rename's swap) do both."""
         store.update_node(
             conn,
-            dest.id,
+            node_id,
             size=src.size,
             mtime=src.mtime,
             etag=src.etag,
             content_type=src.content_type,
             checksums=src.checksums,
             current_blob_id=src.blob_id,
-            modified_by=store.modified_by(conn, src.id),
+            **also,
         )
-        dead += store.drop_unreferenced_blobs(conn, [dest.blob_id])
-        return dead + self.make_room(conn, dest.owner_id)
 
     # --- versions ----------------------------------------------------------------------------
 
@@ -277,16 +284,17 @@ class Content:
             pinned=False,
         )
         store.add_history_bytes(conn, node.owner_id, versions=node.size)
-        return self.expire_versions(conn, node.id, now)
+        return self.expire_versions(conn, node.id, now)[1]
 
-    def expire_versions(self, conn: Connection, node_id: int, now: float) -> list[str]:
+    def expire_versions(self, conn: Connection, node_id: int, now: float) -> tuple[int, list[str]]:
         """Drop the versions of one file that the retention rule lets go (never a pinned or
-        labelled one); returns the blobs now unused."""
+        labelled one); returns how many, and the blobs now unused."""
         ages = [
             retention.VersionAge(v.id, v.replaced_at, v.pinned or v.label is not None)
             for v in store.list_versions(conn, node_id)
         ]
-        return self.drop_versions(conn, retention.expired(ages, now, self.keeping.rule))
+        gone = retention.expired(ages, now, self.keeping.rule)
+        return len(gone), self.drop_versions(conn, gone)
 
     @staticmethod
     def drop_versions(conn: Connection, version_ids: Sequence[int]) -> list[str]:
@@ -368,8 +376,9 @@ class Content:
     def purge_trash(conn: Connection, item_id: int, owner_id: int) -> list[str]:
         """Delete a trashed item for good, with the versions of its files; returns the blobs
         now unused."""
-        total, blob_ids = store.subtree_totals(conn, item_id)
-        kept = store.versions_of_nodes(conn, store.subtree_ids(conn, item_id))
+        ids = store.subtree_ids(conn, item_id)
+        total, blob_ids = store.subtree_totals(conn, item_id, ids=ids)
+        kept = store.versions_of_nodes(conn, ids)
         store.delete_subtree(conn, item_id)  # versions and properties go with the nodes
         store.add_history_bytes(
             conn, owner_id, trash=-total, versions=-sum(size for _, _, size in kept)
@@ -394,7 +403,7 @@ class Content:
         ]
         root = store.trash_root_of(conn, owner_id)
         for trashed_item in store.list_trash(conn, root) if root is not None else []:
-            size, _ = store.subtree_totals(conn, trashed_item.id)
+            size = store.subtree_bytes(conn, trashed_item.id)
             history.append(
                 retention.HistoryItem("trash", trashed_item.id, size, trashed_item.deleted_at)
             )

@@ -190,16 +190,7 @@ class CopyMove:
         old_author = store.modified_by(conn, original.id)
         # The new file points at the old blob before the original lets go of it, so the blob
         # is used throughout (whatever expiry does to the version made below).
-        store.update_node(
-            conn,
-            new.id,
-            size=original.size,
-            mtime=original.mtime,
-            etag=original.etag,
-            content_type=original.content_type,
-            checksums=original.checksums,
-            current_blob_id=original.blob_id,
-        )
+        self.content.point_at(conn, new.id, original)
         store.move_versions(conn, new.id, original.id)
         dead = self.content.take(conn, original, new)
         store.update_node(conn, new.id, modified_by=old_author)
@@ -256,7 +247,7 @@ class CopyMove:
                 if existing is not None:
                     dead = self.content.trash_tree(conn, existing, actor)
                 result = self.content.copy_tree(conn, src, parent.id, name, recursive=recursive)
-                total, _ = store.subtree_totals(conn, result.id)
+                total = store.subtree_bytes(conn, result.id)
                 quota.charge(conn, src.owner_id, total)
             result = _still_there(stamp(conn, result, mtime))
             guard.done(conn)
@@ -292,9 +283,9 @@ class CopyMove:
                 conn, actor, entry, parent, name, overwrite=overwrite, source_right="read"
             )
             # Files and dead properties, as the last transaction charges them.
-            needed = store.subtree_totals(conn, src.id)[0]
+            needed = store.subtree_bytes(conn, src.id)
             if existing is not None:
-                needed -= store.subtree_totals(conn, existing.id)[0]
+                needed -= store.subtree_bytes(conn, existing.id)
             left = quota.allowance(conn, src.owner_id)
             if left is not None and needed > left:
                 raise InsufficientStorage(f"{needed} more bytes exceed the quota")
@@ -319,7 +310,7 @@ class CopyMove:
                     dead = self.content.trash_tree(conn, existing, actor)
                 store.update_node(conn, top, parent_id=parent.id, name=name)
                 store.reveal_subtree(conn, top, marker)
-                quota.charge(conn, src.owner_id, store.subtree_totals(conn, top)[0])
+                quota.charge(conn, src.owner_id, store.subtree_bytes(conn, top))
                 result = _still_there(stamp(conn, store.get_node(conn, top), mtime))
                 guard.done(conn)
         except BaseException:

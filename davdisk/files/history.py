@@ -241,9 +241,8 @@ class History:
                 trashed = [] if root is None else store.list_trash(conn, root)
             for node_id in node_ids:
                 with self.db.write() as conn:
-                    before = len(store.list_versions(conn, node_id))
-                    dead = self.content.expire_versions(conn, node_id, now)
-                    versions += before - len(store.list_versions(conn, node_id))
+                    dropped, dead = self.content.expire_versions(conn, node_id, now)
+                versions += dropped
                 self.content.remove(dead)
             gone = retention.trash_expired(
                 [(i.id, i.deleted_at) for i in trashed], now, keeping.trash_days

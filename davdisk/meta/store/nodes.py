@@ -269,10 +269,13 @@ def subtree_bytes(conn: Connection, node_id: int) -> int:
     return int(conn.scalar(select(files.scalar_subquery() + properties.scalar_subquery())) or 0)
 
 
-def subtree_totals(conn: Connection, node_id: int) -> tuple[int, list[str]]:
+def subtree_totals(
+    conn: Connection, node_id: int, *, ids: list[int] | None = None
+) -> tuple[int, list[str]]:
     """Bytes a subtree is charged (its files and dead properties), and the blob ids its files
-    point to."""
-    ids = subtree_ids(conn, node_id)
+    point to. ``ids``: the subtree's node ids, if the caller has them already."""
+    if ids is None:
+        ids = subtree_ids(conn, node_id)
     total = 0
     blob_ids: list[str] = []
     for chunk in chunks(ids):
