@@ -207,7 +207,8 @@ class Content:
             )
             content["modified_by"] = None if actor is None or actor.is_link else actor.id
             if existing is not None:
-                dead = self._keep_version(conn, existing, blob_id, now)
+                author = store.modified_by(conn, existing.id)
+                dead = self._keep_version(conn, existing, blob_id, now, author)
                 store.update_node(conn, existing.id, **content)
                 quota.charge(conn, existing.owner_id, size - existing.size)
                 dead += store.drop_unreferenced_blobs(conn, [existing.blob_id])
@@ -236,7 +237,8 @@ class Content:
         shared, not copied), keeping what ``dest`` had as a version; return the blobs now
         unused, for :meth:`remove` after the commit. The caller counts the live bytes (a copy
         adds them, a move only moves them), before this call."""
-        dead = self._keep_version(conn, dest, src.blob_id, time.time())
+        author = store.modified_by(conn, dest.id)
+        dead = self._keep_version(conn, dest, src.blob_id, time.time(), author)
         self.point_at(conn, dest.id, src, modified_by=store.modified_by(conn, src.id))
         dead += store.drop_unreferenced_blobs(conn, [dest.blob_id])
         return dead + self.make_room(conn, dest.owner_id)
@@ -261,10 +263,16 @@ class Content:
     # --- versions ----------------------------------------------------------------------------
 
     def _keep_version(
-        self, conn: Connection, node: Node, replacement: str | None, now: float
+        self,
+        conn: Connection,
+        node: Node,
+        replacement: str | None,
+        now: float,
+        author: int | None,
     ) -> list[str]:
-        """Keep ``node``'s current content (read in this transaction) as a version before it is
-        replaced by blob ``replacement``; then thin the file's versions by the retention rule.
+        """Keep ``node``'s content as read in this transaction (written by ``author``) as a
+        version, as it is replaced by blob ``replacement``; then thin the file's versions by
+        the retention rule.
         Returns the blobs expiry left unused. Empty content and the same blob again are not
         kept (nothing to get back)."""
         if node.is_dir or node.blob_id is None or node.size == 0 or node.blob_id == replacement:
@@ -279,7 +287,7 @@ class Content:
             etag=node.etag,
             content_type=node.content_type,
             checksums=node.checksums,
-            author_id=store.modified_by(conn, node.id),
+            author_id=author,
             replaced_at=now,
             pinned=False,
         )
@@ -314,7 +322,10 @@ class Content:
         transaction); what it replaces is kept as a version in turn, so a restore of the wrong
         version loses nothing. Charged like an upload (507 beyond the quota)."""
         now = time.time()
-        dead = self._keep_version(conn, node, version.blob_id, now)
+        author = store.modified_by(conn, node.id)
+        # The file points at the version's blob first: the retention walk after the old
+        # content is kept may drop the restored version's row (it is then the current
+        # content), and its blob must not go with it.
         store.update_node(
             conn,
             node.id,
@@ -326,6 +337,7 @@ class Content:
             current_blob_id=version.blob_id,
             modified_by=None if by is None or by.is_link else by.id,
         )
+        dead = self._keep_version(conn, node, version.blob_id, now, author)
         quota.charge(conn, node.owner_id, version.size - node.size)
         dead += store.drop_unreferenced_blobs(conn, [node.blob_id])
         return dead + self.make_room(conn, node.owner_id)
